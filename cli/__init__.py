@@ -1,0 +1,1 @@
+"""The `ragar-data` command-line application: thin click commands over library functions."""

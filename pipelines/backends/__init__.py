@@ -1,0 +1,1 @@
+"""Model backends of the paper stack (YOLO, PP-HumanSeg, RTMPose, ViTPose, MotionBERT) and the weights registry."""

@@ -1,0 +1,1 @@
+"""Training and evaluation of CLIP-GAR and baselines from shards."""
