@@ -1,0 +1,190 @@
+"""Silhouette normalisation equals OpenGait's pretreatment, checked against a per-frame reference.
+
+`pretreat_reference` below is our own per-frame transcription of the rules of OpenGait's
+`datasets/pretreatment.py` (`imgs2pickle`): threshold, row crop, cubic resize by height, x-centre by the
+cumulative column sum, zero-padded window. The library version is vectorised; both must agree byte for byte.
+"""
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from ragar_data.silhouettes import FewFramesWarning, cut_width, cutting_columns, normalise_sequence
+
+
+def pretreat_reference(images, size=64):
+    """One frame at a time, as upstream reads PNGs: returns (frames, kept positions)."""
+    half = size // 2
+    frames, kept = [], []
+    for position, image in enumerate(images):
+        if image.sum() <= 10000:
+            continue
+        filled_rows = np.flatnonzero(image.sum(axis=1) != 0)
+        crop = image[filled_rows[0]:filled_rows[-1] + 1, :]
+        ratio = crop.shape[1] / crop.shape[0]
+        resized = cv2.resize(crop, (int(size * ratio), size), interpolation=cv2.INTER_CUBIC)
+        cumulative = resized.sum(axis=0).cumsum()
+        centre = None
+        for column, running in enumerate(cumulative):
+            if running > resized.sum() / 2:
+                centre = column
+                break
+        if not centre:  # upstream drops both "no centre" and centre 0
+            continue
+        left, right = centre - half, centre + half
+        if left <= 0 or right >= resized.shape[1]:
+            zeros = np.zeros((resized.shape[0], half))
+            resized = np.concatenate([zeros, resized, zeros], axis=1)
+            left, right = left + half, right + half
+        frames.append(resized[:, left:right].astype("uint8"))
+        kept.append(position)
+    return np.asarray(frames, dtype=np.uint8).reshape(-1, size, size), np.asarray(kept, dtype=np.int64)
+
+
+def walker_masks(count, height, width, rng, scale=1.0, x_shift=0.0, y_shift=0.0):
+    """Ellipse walkers: torso, head and two swinging legs; uint8 0/255."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    masks = np.zeros((count, height, width), np.uint8)
+    for frame in range(count):
+        phase = 2 * np.pi * frame / 16 + rng.uniform(-0.2, 0.2)
+        cx = width * (0.5 + x_shift) + rng.uniform(-3, 3) + 2 * frame * (x_shift != 0)
+        cy = height * (0.5 + y_shift)
+        person = scale * height * rng.uniform(0.55, 0.8)
+        parts = [
+            (cx, cy - 0.15 * person, 0.12 * person, 0.25 * person),  # torso
+            (cx, cy - 0.45 * person, 0.07 * person, 0.08 * person),  # head
+            (cx + 0.08 * person * np.sin(phase), cy + 0.22 * person, 0.05 * person, 0.25 * person),
+            (cx - 0.08 * person * np.sin(phase), cy + 0.22 * person, 0.05 * person, 0.25 * person),
+        ]
+        inside = np.zeros((height, width), bool)
+        for px, py, rx, ry in parts:
+            inside |= ((cols - px) / max(rx, 0.5)) ** 2 + ((rows - py) / max(ry, 0.5)) ** 2 <= 1
+        masks[frame] = inside * 255
+    return masks
+
+
+def assert_same_as_reference(masks, size=64):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewFramesWarning)
+        frames, kept = normalise_sequence(masks, size=size)
+    expected_frames, expected_kept = pretreat_reference(masks, size=size)
+    np.testing.assert_array_equal(kept, expected_kept)
+    assert frames.dtype == np.uint8 and frames.shape == (len(expected_kept), size, size)
+    np.testing.assert_array_equal(frames, expected_frames)
+    return frames, kept
+
+
+@pytest.mark.parametrize("height,width", [(90, 160), (180, 320), (161, 91), (320, 180), (97, 333), (64, 63)])
+def test_walkers_match_reference(height, width):
+    rng = np.random.default_rng(height * 1000 + width)
+    masks = walker_masks(24, height, width, rng)
+    frames, kept = assert_same_as_reference(masks)
+    assert len(kept) == 24  # every walker frame has enough pixels
+    assert frames.max() == 255
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_border_cases_match_reference(size):
+    rng = np.random.default_rng(size)
+    height, width = 120, 175
+    sequences = [
+        walker_masks(12, height, width, rng, x_shift=-0.47),  # leaves through the left border
+        walker_masks(12, height, width, rng, x_shift=0.45),  # touches the right border
+        walker_masks(12, height, width, rng, scale=1.6),  # taller than the image: touches top and bottom
+        walker_masks(12, height, width, rng, scale=0.35, y_shift=-0.3),  # small, near the top
+    ]
+    for masks in sequences:
+        assert_same_as_reference(masks, size=size)
+
+
+def test_wide_and_tall_blobs():
+    masks = np.zeros((4, 60, 200), np.uint8)
+    masks[0, 28:33, 10:190] = 255  # very wide, 5 rows tall: resized width far beyond the window
+    masks[1, :, 100:103] = 255  # thin full-height bar
+    masks[2, 5:55, 0:30] = 255  # touching the left edge
+    masks[3, 5:55, 170:200] = 255  # touching the right edge
+    frames, kept = assert_same_as_reference(masks)
+    np.testing.assert_array_equal(kept, [0, 1, 2, 3])
+
+
+def test_empty_frames_and_threshold_edge():
+    masks = np.zeros((8, 50, 60), np.uint8)
+    masks[1, 10:50, 20] = 250  # pixel sum 40 * 250 = 10000 exactly: dropped (upstream keeps only > 10000)
+    masks[2, 10:50, 20] = 250
+    masks[2, 9, 20] = 1  # 10001: kept
+    masks[3, 11:50, 20] = 255  # 39 white pixels = 9945: dropped
+    masks[4, 10:50, 20] = 255  # 40 white pixels = 10200: kept
+    masks[5] = walker_masks(1, 50, 60, np.random.default_rng(5))[0]
+    masks[7] = masks[5]
+    frames, kept = assert_same_as_reference(masks)
+    np.testing.assert_array_equal(kept, [2, 4, 5, 7])
+
+
+def test_centre_at_column_zero_is_dropped_like_upstream():
+    # A 2-column image whose left column holds most of the mass: the resized image's first column
+    # already exceeds half the total, so upstream's `if not x_center` drops it.
+    masks = np.zeros((2, 64, 2), np.uint8)
+    masks[0, :, 0] = 255
+    masks[1, :, :] = 255
+    frames, kept = assert_same_as_reference(masks)
+    assert 0 not in kept.tolist()
+
+
+def test_bool_masks_equal_uint8_masks():
+    rng = np.random.default_rng(7)
+    masks = walker_masks(10, 90, 160, rng)
+    from_bool, kept_bool = normalise_sequence(masks > 0)
+    from_uint8, kept_uint8 = normalise_sequence(masks)
+    np.testing.assert_array_equal(from_bool, from_uint8)
+    np.testing.assert_array_equal(kept_bool, kept_uint8)
+
+
+def test_png_round_trip_matches(tmp_path):
+    # Upstream reads PNG files in grayscale; our arrays must give what it gets from those files.
+    rng = np.random.default_rng(11)
+    masks = walker_masks(6, 120, 160, rng, x_shift=0.3)
+    for frame, mask in enumerate(masks):
+        cv2.imwrite(str(tmp_path / f"{frame:03d}.png"), mask)
+    images = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sorted(tmp_path.glob("*.png"))]
+    expected_frames, expected_kept = pretreat_reference(images)
+    frames, kept = normalise_sequence(masks)
+    np.testing.assert_array_equal(frames, expected_frames)
+    np.testing.assert_array_equal(kept, expected_kept)
+
+
+def test_few_frames_warns_and_empty_sequence():
+    masks = np.zeros((6, 40, 40), np.uint8)
+    masks[2, 5:35, 10:30] = 255
+    with pytest.warns(FewFramesWarning, match="001-c0-nm-01-000: only 1 of 6"):
+        frames, kept = normalise_sequence(masks, name="001-c0-nm-01-000")
+    assert frames.shape == (1, 64, 64) and kept.tolist() == [2]
+    with pytest.warns(FewFramesWarning):
+        frames, kept = normalise_sequence(np.zeros((3, 40, 40), bool))
+    assert frames.shape == (0, 64, 64) and kept.shape == (0,)
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="bool or uint8"):
+        normalise_sequence(np.zeros((2, 10, 10), np.float32))
+    with pytest.raises(ValueError, match=r"\(T, H, W\)"):
+        normalise_sequence(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="even"):
+        normalise_sequence(np.zeros((1, 10, 10), np.uint8), size=63)
+    tall = np.zeros((1, 200, 2), np.uint8)
+    tall[0, :, :] = 255  # 200 rows, 2 columns: int(64 * 2 / 200) == 0
+    with pytest.raises(ValueError, match="width 0"):
+        normalise_sequence(tall, name="seq-x")
+
+
+def test_cut_width():
+    assert cutting_columns(64) == 10 and cutting_columns(128) == 20
+    frames = np.arange(2 * 64 * 64).reshape(2, 64, 64)
+    cut = cut_width(frames, 64)
+    assert cut.shape == (2, 64, 44)
+    np.testing.assert_array_equal(cut, frames[:, :, 10:54])
+    assert cut_width(np.zeros((3, 128, 128)), 128).shape == (3, 128, 88)
+    with pytest.raises(ValueError, match="expected 64"):
+        cut_width(np.zeros((1, 128, 128)), 64)
