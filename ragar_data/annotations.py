@@ -1,0 +1,245 @@
+"""Attribute annotation CSVs: read, check and write the labels of each (subject, attribute combination).
+
+Format (described in `schemas/annotations.yaml`): a header ``subject,combination,<attribute names>`` with the
+attribute names of the attribute schema, then one row per subject x combination; a cell holds a class name
+(case-insensitive) or a class index. The column list comes from the attribute schema, never from this module.
+
+Owns parsing, the list of problems (every one, with line and column) and the canonical writer. It does not
+own the attribute schema (`ragar_data.attributes`) nor where labels go afterwards (shards, loaders).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from ragar_data.attributes import AttributeSchema, default_schema
+from ragar_data.errors import AnnotationError
+from ragar_data.identity import COMBINATIONS
+from ragar_data.shards import atomic_write_bytes
+
+KEY_COLUMNS = ("subject", "combination")
+# Same rule as sequence keys (ragar_data.identity): a subject id is a folder name, kept as a string ("001").
+_SUBJECT = re.compile(r"^[A-Za-z0-9_]+$")
+# "c1" is accepted beside "1" because the raw video layout names combinations that way.
+_COMBINATION = re.compile(r"^c?(\d+)$", re.IGNORECASE)
+
+AnnotationTable = dict[tuple[str, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of an annotation file. ``line`` is 1-based (the header is line 1); 0 = the whole file."""
+
+    line: int
+    column: str | None
+    message: str
+    severity: str = "error"  # "error" or "warning"; only errors make `read_annotations` fail
+
+    def format(self, path: str | Path) -> str:
+        where = f"{path}:{self.line}:"
+        column = f" column {self.column}:" if self.column else ""
+        prefix = " warning:" if self.severity == "warning" else ""
+        return f"{where}{prefix}{column} {self.message}"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+
+def expected_columns(schema: AttributeSchema | None = None) -> tuple[str, ...]:
+    """The header of an annotation CSV: the key columns, then the attribute names in schema order."""
+    schema = schema or default_schema()
+    return KEY_COLUMNS + tuple(schema.names)
+
+
+def parse_annotations(
+    text: str,
+    schema: AttributeSchema | None = None,
+    known_subjects: Iterable[str] | None = None,
+) -> tuple[AnnotationTable, list[Problem]]:
+    """Parse CSV text; returns the rows that parsed cleanly and every problem found (nothing raised)."""
+    schema = schema or default_schema()
+    known = None if known_subjects is None else {str(s) for s in known_subjects}
+    problems: list[Problem] = []
+    table: AnnotationTable = {}
+    first_line_of: dict[tuple[str, int], int] = {}
+
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        return {}, [Problem(reader.line_num, None, f"malformed CSV header: {error}")]
+    if header is None or not any(cell.strip() for cell in header):
+        return {}, [Problem(0, None, f"empty file; expected the header {','.join(expected_columns(schema))}")]
+
+    column_of = _check_header(header, schema, problems)
+    if any(p.is_error for p in problems if p.line == 1 and p.column in KEY_COLUMNS):
+        return {}, problems  # without the key columns no row can be placed
+
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            problems.append(Problem(reader.line_num, None, f"malformed CSV: {error}"))
+            continue
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines carry nothing
+        if len(row) != len(header):
+            problems.append(Problem(line, None, f"expected {len(header)} fields as in the header, found {len(row)}"))
+            continue
+        key = _parse_key(row, column_of, line, known, problems)
+        labels = _parse_labels(row, column_of, schema, line, problems)
+        if key is None:
+            continue
+        if key in first_line_of:
+            problems.append(Problem(
+                line, None,
+                f"duplicate row for subject {key[0]!r} combination {key[1]} (first on line {first_line_of[key]})",
+            ))
+            continue
+        first_line_of[key] = line
+        if labels is not None:
+            table[key] = labels
+
+    if known is not None:
+        annotated = {subject for subject, _ in first_line_of}
+        for subject in sorted(known - annotated):
+            problems.append(Problem(0, "subject", f"subject {subject!r} is in the data but has no row", "warning"))
+    return table, problems
+
+
+def _check_header(header: list[str], schema: AttributeSchema, problems: list[Problem]) -> dict[str, int]:
+    """Map each expected column to its position; header names match case-insensitively, in any order."""
+    expected = expected_columns(schema)
+    by_lower = {name.lower(): name for name in expected}
+    column_of: dict[str, int] = {}
+    for position, cell in enumerate(header):
+        name = by_lower.get(cell.strip().lower())
+        if name is None:
+            label = cell.strip() or f"#{position + 1}"
+            problems.append(Problem(1, label, "unexpected column (ignored); expected columns come from the "
+                                              "attribute schema", "warning"))
+        elif name in column_of:
+            problems.append(Problem(1, name, "column appears twice in the header"))
+        else:
+            column_of[name] = position
+    for name in expected:
+        if name not in column_of:
+            problems.append(Problem(1, name, "missing column"))
+    return column_of
+
+
+def _parse_key(row, column_of, line, known, problems) -> tuple[str, int] | None:
+    subject = row[column_of["subject"]].strip()
+    combination_text = row[column_of["combination"]].strip()
+    key_ok = True
+    if not subject:
+        problems.append(Problem(line, "subject", "empty cell"))
+        key_ok = False
+    elif not _SUBJECT.match(subject):
+        problems.append(Problem(line, "subject", f"subject id {subject!r} must be letters, digits or '_'"))
+        key_ok = False
+    elif known is not None and subject not in known:
+        problems.append(Problem(line, "subject", f"subject {subject!r} is not in the data"))
+    match = _COMBINATION.match(combination_text)
+    if not combination_text:
+        problems.append(Problem(line, "combination", "empty cell"))
+        return None
+    if not match or int(match[1]) not in COMBINATIONS:
+        problems.append(Problem(line, "combination", f"{combination_text!r} is not a combination; expected one of "
+                                                     f"{list(COMBINATIONS)} (0 = real gait)"))
+        return None
+    return (subject, int(match[1])) if key_ok else None
+
+
+def _parse_labels(row, column_of, schema: AttributeSchema, line, problems) -> np.ndarray | None:
+    labels = np.full(len(schema), -1, dtype=np.int8)
+    complete = True
+    for position, attribute in enumerate(schema.attributes):
+        if attribute.name not in column_of:
+            complete = False  # reported once, on the header
+            continue
+        cell = row[column_of[attribute.name]].strip()
+        if not cell:
+            problems.append(Problem(line, attribute.name, "empty cell"))
+            complete = False
+            continue
+        try:
+            labels[position] = attribute.class_index(cell)
+        except ValueError as error:
+            problems.append(Problem(line, attribute.name, str(error).split(": ", 1)[-1]))
+            complete = False
+    return labels if complete else None
+
+
+def _read_text(path: Path) -> tuple[str | None, list[Problem]]:
+    try:
+        # utf-8-sig: spreadsheet programs often prepend a byte-order mark
+        return path.read_text(encoding="utf-8-sig"), []
+    except UnicodeDecodeError as error:
+        return None, [Problem(0, None, f"not UTF-8 text: {error}")]
+    except OSError as error:
+        return None, [Problem(0, None, f"cannot read: {error.strerror or error}")]
+
+
+def check_annotations(
+    path: str | Path, schema: AttributeSchema | None = None, known_subjects: Iterable[str] | None = None
+) -> list[Problem]:
+    """Every problem of the annotation file at `path` (errors and warnings), in file order."""
+    text, problems = _read_text(Path(path))
+    if text is None:
+        return problems
+    return parse_annotations(text, schema, known_subjects)[1]
+
+
+def read_annotations(
+    path: str | Path, schema: AttributeSchema | None = None, known_subjects: Iterable[str] | None = None
+) -> AnnotationTable:
+    """(subject, combination) -> (15,) int8 class indices; raises `AnnotationError` listing every error."""
+    path = Path(path)
+    text, problems = _read_text(path)
+    table: AnnotationTable = {}
+    if text is not None:
+        table, problems = parse_annotations(text, schema, known_subjects)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        listing = "\n".join(p.format(path) for p in errors[:20])
+        more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise AnnotationError(f"{path}: {len(errors)} problem(s) in the annotation file:\n{listing}{more}", errors)
+    return table
+
+
+def write_annotations(
+    path: str | Path, labels: Mapping[tuple[str, int], np.ndarray], schema: AttributeSchema | None = None
+) -> Path:
+    """Write the canonical CSV (class names, rows sorted by subject then combination), atomically."""
+    schema = schema or default_schema()
+    path = Path(path)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(expected_columns(schema))
+    for (subject, combination), indices in sorted(labels.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+        indices = np.asarray(indices).reshape(-1)
+        if indices.shape[0] != len(schema):
+            raise ValueError(f"labels of ({subject!r}, {combination}): expected {len(schema)} class indices, "
+                             f"got {indices.shape[0]}")
+        if not _SUBJECT.match(str(subject)) or int(combination) not in COMBINATIONS:
+            raise ValueError(f"bad annotation key ({subject!r}, {combination!r})")
+        names = []
+        for attribute, index in zip(schema.attributes, indices):
+            if not 0 <= int(index) < attribute.num_classes:
+                raise ValueError(f"labels of ({subject!r}, {combination}): {attribute.name} class index "
+                                 f"{int(index)} is not a class (0..{attribute.num_classes - 1})")
+            names.append(attribute.classes[int(index)])
+        writer.writerow([str(subject), int(combination), *names])
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    return path
