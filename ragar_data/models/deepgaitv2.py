@@ -1,0 +1,170 @@
+"""Visual encoder V of CLIP-GAR: a DeepGaitV2-3D-like silhouette sequence encoder.
+
+Follows the layer structure of OpenGait's DeepGaitV2 backbone in its ``mode: 3d`` variant
+(``opengait/modeling/models/deepgaitv2.py``, blocks in ``opengait/modeling/modules.py``); our own code:
+
+- layer0: per-frame 3x3 Conv2d(in, c0) + BatchNorm2d + ReLU (stride 1);
+- layer1: ``layers[0]`` per-frame 2D basic blocks (two 3x3 Conv2d + BN, residual), c0 channels, stride 1;
+- layer2..4: 3D basic blocks (two 3x3x3 Conv3d + BN3d, residual), channels c1..c3, strides (1,2,2),
+  (1,2,2), (1,1,1) on (time, height, width) for the first block of each stage; temporal padding 1, so
+  the frame count is kept; the shortcut is a 1x1x1 Conv3d + BN3d where stride or width changes;
+- temporal pooling (TP): max over frames (only the valid frames of each sequence when lengths are given);
+- horizontal pooling (HPP): the feature map's rows split into ``parts`` strips, each pooled by mean + max
+  (OpenGait's HorizontalPoolingPyramid with one bin count), giving f_v of shape (B, c3, parts).
+
+OpenGait follows the backbone with SeparateFCs + SeparateBNNecks (re-identification heads); CLIP-GAR replaces
+them with its own heads, so this module stops at f_v. `upstream_backbone_parameter_count` counts the upstream
+backbone's parameters from its layer list by arithmetic alone, as an independent check of this module.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+PARTS_CHOICES = (1, 2, 4, 8, 16)
+
+
+class BasicBlock2D(nn.Module):
+    """ResNet basic block on single frames (OpenGait's layer1 block)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = None
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+            )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        identity = frames if self.shortcut is None else self.shortcut(frames)
+        out = self.relu(self.bn1(self.conv1(frames)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class BasicBlock3D(nn.Module):
+    """ResNet basic block with 3x3x3 convolutions over (time, height, width)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: Sequence[int] = (1, 1, 1)):
+        super().__init__()
+        stride = tuple(stride)
+        self.conv1 = nn.Conv3d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm3d(channels)
+        self.conv2 = nn.Conv3d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm3d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = None
+        if max(stride) > 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv3d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm3d(channels)
+            )
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        identity = clips if self.shortcut is None else self.shortcut(clips)
+        out = self.relu(self.bn1(self.conv1(clips)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class DeepGaitV2Encoder(nn.Module):
+    """Silhouette sequences (B, T, H, W) in [0, 1] -> part features f_v (B, channels[-1], parts)."""
+
+    def __init__(
+        self,
+        layers: Sequence[int] = (1, 2, 2, 1),
+        channels: Sequence[int] = (64, 128, 256, 512),
+        parts: int = 8,
+        in_channels: int = 1,
+    ):
+        super().__init__()
+        if len(layers) != 4 or len(channels) != 4:
+            raise ValueError(f"layers and channels need 4 stages each, got {list(layers)} and {list(channels)}")
+        if parts not in PARTS_CHOICES:
+            raise ValueError(f"parts must be one of {PARTS_CHOICES} (the 64x44 input gives 16 rows), got {parts}")
+        self.parts = parts
+        self.out_channels = channels[-1]
+        self.layer0 = nn.Sequential(
+            nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)
+        )
+        self.layer1 = nn.Sequential(
+            *[BasicBlock2D(channels[0], channels[0]) for _ in range(layers[0])]
+        )
+        # As upstream's 3d mode: halve height and width at stages 2 and 3, never the frame count.
+        strides = ((1, 2, 2), (1, 2, 2), (1, 1, 1))
+        stages, width = [], channels[0]
+        for blocks, planes, stride in zip(layers[1:], channels[1:], strides):
+            stage = [BasicBlock3D(width, planes, stride)]
+            stage += [BasicBlock3D(planes, planes) for _ in range(blocks - 1)]
+            stages.append(nn.Sequential(*stage))
+            width = planes
+        self.layer2, self.layer3, self.layer4 = stages
+
+    def feature_maps(self, silhouettes: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W) -> (B, C, T, H/4, W/4) before pooling."""
+        if silhouettes.dim() != 4:
+            raise ValueError(f"expected silhouettes (batch, frames, height, width), got shape {tuple(silhouettes.shape)}")
+        batch, frames, height, width = silhouettes.shape
+        per_frame = silhouettes.reshape(batch * frames, 1, height, width)
+        per_frame = self.layer1(self.layer0(per_frame))
+        channels, out_h, out_w = per_frame.shape[1:]
+        clips = per_frame.reshape(batch, frames, channels, out_h, out_w).transpose(1, 2)
+        return self.layer4(self.layer3(self.layer2(clips)))
+
+    def forward(self, silhouettes: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        maps = self.feature_maps(silhouettes)
+        if lengths is not None:
+            # Padded frames (after each sequence's end) must not win the temporal max.
+            frame_ids = torch.arange(maps.shape[2], device=maps.device)
+            padded = frame_ids[None, :] >= lengths.to(maps.device)[:, None]
+            maps = maps.masked_fill(padded[:, None, :, None, None], torch.finfo(maps.dtype).min)
+        pooled = maps.amax(dim=2)  # TP: (B, C, h, w)
+        return horizontal_pooling(pooled, self.parts)
+
+
+def horizontal_pooling(feature_map: torch.Tensor, parts: int) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, parts): rows split into equal strips, each pooled by mean + max (as OpenGait's HPP)."""
+    batch, channels, height, width = feature_map.shape
+    if height % parts:
+        raise ValueError(f"feature map height {height} is not divisible into {parts} parts")
+    strips = feature_map.reshape(batch, channels, parts, -1)
+    return strips.mean(-1) + strips.amax(-1)
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def upstream_backbone_parameter_count(
+    layers: Sequence[int] = (1, 2, 2, 1), channels: Sequence[int] = (64, 128, 256, 512), in_channels: int = 1
+) -> int:
+    """Parameters of OpenGait's DeepGaitV2 backbone (``mode: 3d``, layer0..layer4), by arithmetic alone.
+
+    Written from upstream's layer list, independent of the module above: convolutions have no bias,
+    every BatchNorm has 2 parameters per channel; layer0 = conv3x3 2D + BN2d; layer1 = BasicBlock2D;
+    layers 2-4 = BasicBlock3D (3x3x3 kernels) whose first block gets a 1x1x1 Conv3d + BN3d downsample
+    when its stride is > 1 or the width changes (``make_layer``).
+    """
+    def conv(cin, cout, kernel_volume):
+        return cin * cout * kernel_volume
+
+    def bn(c):
+        return 2 * c
+
+    total = conv(in_channels, channels[0], 9) + bn(channels[0])
+    inplanes = channels[0]
+    for _ in range(layers[0]):
+        total += conv(inplanes, channels[0], 9) + bn(channels[0]) + conv(channels[0], channels[0], 9) + bn(channels[0])
+    for blocks, planes, max_stride in zip(layers[1:], channels[1:], (2, 2, 1)):
+        for block in range(blocks):
+            total += conv(inplanes, planes, 27) + bn(planes) + conv(planes, planes, 27) + bn(planes)
+            if block == 0 and (max_stride > 1 or inplanes != planes):
+                total += conv(inplanes, planes, 1) + bn(planes)
+            inplanes = planes
+    return total

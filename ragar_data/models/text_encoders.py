@@ -1,0 +1,145 @@
+"""Text encoder T of CLIP-GAR: the 45 class sentences of the schema encoded once, frozen, cached on disk.
+
+Backends (``TextConfig.backend``):
+- ``clip``: the paper's choice, OpenAI CLIP RN50 through open_clip's ``RN50-quickgelu`` (plain ``RN50`` uses
+  GELU and silently differs from OpenAI's weights), loaded from a local weights file (OpenAI's TorchScript
+  ``RN50.pt`` or an open_clip state dict); d = 1024.
+- ``open_clip:<model>``: any open_clip model name, again from a local weights file.
+- ``learned``: no pretrained prior; 45 learnable embeddings (d = ``dim``), trained with V in the align stage
+  and frozen afterwards. For ablation and for machines without CLIP weights.
+
+Features are L2-normalised (CLIP's convention; similarities are cosines either way). The cache file is keyed
+by model name, the weights file's sha256 and the sentences' sha256, so a changed schema or weights file is
+never served stale features. Nothing here downloads: a missing weights file raises `ModelUnavailable`
+naming the path expected.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ragar_data.errors import ModelUnavailable
+
+CLIP_MODEL = "RN50-quickgelu"
+DEFAULT_WEIGHTS_DIR = Path(os.environ.get("RAGAR_DATA_MODELS", Path.home() / ".cache" / "ragar-data" / "models"))
+DEFAULT_CLIP_WEIGHTS = DEFAULT_WEIGHTS_DIR / "RN50.pt"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ragar-data" / "text_features"
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sentences_sha256(sentences: list[str]) -> str:
+    return hashlib.sha256("\n".join(sentences).encode()).hexdigest()
+
+
+def parse_backend(backend: str) -> tuple[str, str | None]:
+    """``"clip"`` -> ("open_clip", RN50-quickgelu); ``"open_clip:ViT-B-32"`` -> ("open_clip", "ViT-B-32");
+    ``"learned"`` -> ("learned", None)."""
+    if backend == "clip":
+        return "open_clip", CLIP_MODEL
+    if backend.startswith("open_clip:") and len(backend) > len("open_clip:"):
+        return "open_clip", backend.split(":", 1)[1]
+    if backend == "learned":
+        return "learned", None
+    raise ValueError(f"unknown text backend {backend!r}; expected 'clip', 'open_clip:<model>' or 'learned'")
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def encode_sentences_open_clip(model_name: str, weights: Path, sentences: list[str]) -> torch.Tensor:
+    """Encode sentences with an open_clip model loaded from a local file; returns (N, d) float32, L2-normalised."""
+    import open_clip
+
+    if not weights.is_file():
+        raise ModelUnavailable(
+            f"text encoder {model_name}: weights file not found at {weights}. Put OpenAI's RN50.pt (or the "
+            f"open_clip checkpoint of {model_name}) there, or set text.weights=PATH, or use text.backend=learned"
+        )
+    # OpenAI's file is a TorchScript archive, which torch.load only opens with weights_only=False.
+    model = open_clip.create_model(
+        model_name, pretrained=str(weights), weights_only=not _is_torchscript(weights), device="cpu"
+    )
+    return encode_with_model(model, open_clip.get_tokenizer(model_name), sentences)
+
+
+@torch.no_grad()
+def encode_with_model(model: nn.Module, tokenizer, sentences: list[str]) -> torch.Tensor:
+    model.eval()
+    tokens = tokenizer(sentences)
+    features = model.encode_text(tokens).float()
+    return nn.functional.normalize(features, dim=-1)
+
+
+def cached_text_features(
+    backend: str, sentences: list[str], weights: str | Path | None = None, cache_dir: str | Path | None = None
+) -> torch.Tensor:
+    """The frozen (45, d) text features of a pretrained backend, computed once and cached on disk."""
+    kind, model_name = parse_backend(backend)
+    if kind != "open_clip":
+        raise ValueError(f"backend {backend!r} has no pretrained features to cache")
+    weights = Path(weights).expanduser() if weights else DEFAULT_CLIP_WEIGHTS
+    if not weights.is_file():
+        encode_sentences_open_clip(model_name, weights, sentences)  # raises ModelUnavailable naming the path
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR
+    key = hashlib.sha256(
+        f"{model_name}|{file_sha256(weights)}|{sentences_sha256(sentences)}".encode()
+    ).hexdigest()[:24]
+    cache_path = cache_dir / f"{model_name}-{key}.pt"
+    if cache_path.is_file():
+        cached = torch.load(cache_path, map_location="cpu", weights_only=True)
+        if cached.get("sentences") == sentences:
+            return cached["features"]
+    features = encode_sentences_open_clip(model_name, weights, sentences)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tmp", delete=False) as handle:
+        torch.save({"features": features, "sentences": sentences, "model": model_name}, handle)
+    os.replace(handle.name, cache_path)
+    return features
+
+
+class TextFeatures(nn.Module):
+    """The 45 class text features f_t (45, d): a frozen buffer (pretrained backends) or learned embeddings."""
+
+    def __init__(self, features: torch.Tensor, learned: bool):
+        super().__init__()
+        self.learned = learned
+        if learned:
+            self.embeddings = nn.Parameter(features.clone())
+        else:
+            self.register_buffer("embeddings", features.clone())
+
+    @property
+    def dim(self) -> int:
+        return self.embeddings.shape[1]
+
+    def forward(self) -> torch.Tensor:
+        return nn.functional.normalize(self.embeddings, dim=-1)
+
+
+def build_text_features(
+    backend: str, sentences: list[str], weights: str | Path | None = None, cache_dir: str | Path | None = None,
+    dim: int = 1024, seed: int = 0,
+) -> TextFeatures:
+    kind, _ = parse_backend(backend)
+    if kind == "learned":
+        generator = torch.Generator().manual_seed(seed)
+        return TextFeatures(torch.randn(len(sentences), dim, generator=generator), learned=True)
+    return TextFeatures(cached_text_features(backend, sentences, weights, cache_dir), learned=False)
