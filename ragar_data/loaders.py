@@ -1,0 +1,309 @@
+"""PyTorch datasets over shards: silhouette and pose sequences with OpenGait's frame sampling.
+
+Owns: frame sampling (`sample_frame_indices`, the semantics of OpenGait's `opengait/data/collate_fn.py`),
+`SilhouetteDataset`, `PoseDataset` and the collate functions for variable-length test batches. Reads one
+row group per item (Parquet column projection + row group), through a small per-process cache of open shard
+files, so it works with `num_workers > 0` without loading whole shards. Does not own the shard format
+(`ragar_data.shards`) nor the split (`ragar_data.split`): pass the keys or subjects of one side.
+
+Randomness: item `i` of epoch `e` draws from `numpy.random.default_rng((seed, e, i))`, so a sample is the
+same whichever worker reads it. Call `set_epoch(e)` before each epoch (workers get a fresh copy of the
+dataset each epoch unless the DataLoader uses `persistent_workers=True`).
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import Dataset
+
+from ragar_data.attributes import AttributeSchema, default_schema
+from ragar_data.errors import ShardError
+from ragar_data.shards import ShardDataset, open_shard, table_to_records
+from ragar_data.silhouettes import cutting_columns
+
+SAMPLINGS = ("fixed_ordered", "fixed_unordered", "fixed_allordered", "all_ordered")
+METADATA_COLUMNS = ["key", "subject", "combination", "condition", "view", "labels"]
+SILHOUETTE_COLUMNS = ["silhouettes", "silhouette_encoding", "num_silhouettes", "silhouette_height",
+                      "silhouette_width"]
+
+# OpenGait's BaseSilCuttingTransform divides the uint8 frame by 255.0 in float64 before the model casts to
+# float32; a 256-entry table gives exactly those float32 values without the float64 pass.
+_UINT8_TO_UNIT = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+
+
+def sample_frame_indices(num_frames: int, sampling: str, rng: np.random.Generator, frames: int = 30,
+                         frames_skip: int = 4, max_frames: int = 720, name: str = "sequence") -> np.ndarray:
+    """Frame positions to take from a sequence of `num_frames`, as OpenGait's CollateFn samples them.
+
+    - fixed_ordered: repeat the sequence until it holds frames + frames_skip positions, pick a random window
+      of that many consecutive positions, keep `frames` of them (without replacement) in order.
+    - fixed_unordered: `frames` random positions, with replacement only when the sequence is shorter.
+    - fixed_allordered: as fixed_unordered, then sorted.
+    - all_ordered: every frame in order, the first `max_frames` when longer (upstream frames_all_limit).
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling {sampling!r} not in {SAMPLINGS}")
+    if num_frames <= 0:
+        raise ValueError(f"{name}: no frames to sample (the sequence is empty)")
+    if sampling == "all_ordered":
+        return np.arange(min(num_frames, max_frames) if max_frames > 0 else num_frames)
+    if sampling == "fixed_ordered":
+        window = frames + frames_skip
+        repeats = math.ceil(window / num_frames) if num_frames < window else 1
+        positions = np.tile(np.arange(num_frames), repeats)
+        start = int(rng.integers(0, positions.size - window + 1))
+        chosen = np.sort(rng.choice(np.arange(start, start + window), frames, replace=False))
+        return positions[chosen]
+    indices = rng.choice(num_frames, frames, replace=num_frames < frames)
+    return np.sort(indices) if sampling == "fixed_allordered" else indices
+
+
+class _RowGroupReader:
+    """Reads single rows of shards by (shard path, row), one row group at a time, keeping a few files open.
+
+    Each shard's sha256 is checked against the index the first time this process opens it; reopening after
+    eviction skips the digest (Parquet page checksums are still verified on every read).
+    """
+
+    def __init__(self, max_open: int = 8):
+        self.max_open = max_open
+        self._open: OrderedDict[Path, tuple[pq.ParquetFile, np.ndarray]] = OrderedDict()
+        self._verified: set[Path] = set()
+
+    def _parquet(self, path: Path, sha256: str | None) -> tuple[pq.ParquetFile, np.ndarray]:
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        parquet = open_shard(path, None if path in self._verified else sha256)
+        self._verified.add(path)
+        group_rows = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+        self._open[path] = (parquet, np.cumsum([0] + group_rows))
+        while len(self._open) > self.max_open:
+            self._open.popitem(last=False)
+        return self._open[path]
+
+    def read_row(self, path: Path, row: int, columns: list[str], sha256: str | None = None) -> dict:
+        parquet, starts = self._parquet(path, sha256)
+        group = int(np.searchsorted(starts, row, side="right") - 1)
+        try:
+            table = parquet.read_row_group(group, columns=columns)
+        except OSError as error:
+            raise ShardError(f"{path}: corrupted shard data in row group {group}: {error}") from error
+        return table_to_records(table.slice(row - int(starts[group]), 1))[0]
+
+    def __getstate__(self):
+        # open files do not cross process boundaries: DataLoader workers start with an empty cache
+        return {"max_open": self.max_open, "_open": OrderedDict(), "_verified": set(self._verified)}
+
+
+class _ShardSequences(Dataset):
+    """Common part: selection of keys, metadata and labels in memory, per-item rows read on demand."""
+
+    data_columns: list[str] = []
+
+    def __init__(self, dataset_dir, keys=None, subjects=None, sampling="fixed_ordered", frames=30,
+                 frames_skip=4, seed=0, max_frames=720, verify=True, schema: AttributeSchema | None = None,
+                 max_open_shards: int = 8):
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling {sampling!r} not in {SAMPLINGS}")
+        self.dataset_dir = Path(dataset_dir)
+        self.shards = ShardDataset(self.dataset_dir, verify=verify)
+        self.sampling, self.frames, self.frames_skip = sampling, frames, frames_skip
+        self.seed, self.max_frames, self.epoch = seed, max_frames, 0
+        self.schema = schema or default_schema()
+        self._reader = _RowGroupReader(max_open_shards)
+
+        metadata = self.shards.table(columns=METADATA_COLUMNS + self.extra_metadata_columns()).to_pylist()
+        by_key = {row["key"]: row for row in metadata}
+        if keys is None:
+            selected = sorted(by_key)
+        else:
+            selected = [str(k) for k in keys]
+            missing = [k for k in selected if k not in by_key]
+            if missing:
+                raise KeyError(f"{len(missing)} keys not in the dataset {self.dataset_dir}, e.g. {missing[:3]}")
+        if subjects is not None:
+            wanted = {str(s) for s in subjects}
+            selected = [k for k in selected if by_key[k]["subject"] in wanted]
+        self.records = [by_key[k] for k in selected]
+        self.check_selection()
+        self.labels = np.array([r["labels"] for r in self.records], dtype=np.int64).reshape(-1, len(self.schema))
+        self.one_hot = self.schema.to_one_hot(self.labels)
+        self._digests = {self.dataset_dir / e["file"]: e["sha256"] if verify else None
+                         for e in self.shards.index["shards"]}
+        # reading the metadata above checked every shard's digest in this process: workers need not redo it
+        self._reader._verified.update(self._digests)
+
+    def extra_metadata_columns(self) -> list[str]:
+        return []
+
+    def check_selection(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def keys(self) -> list[str]:
+        return [r["key"] for r in self.records]
+
+    def _read_data(self, index: int) -> dict:
+        key = self.records[index]["key"]
+        path, row = self.shards.locate(key)
+        return self._reader.read_row(path, row, self.data_columns, self._digests.get(path))
+
+    def _sample(self, index: int, num_frames: int) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return sample_frame_indices(num_frames, self.sampling, rng, self.frames, self.frames_skip,
+                                    self.max_frames, name=self.records[index]["key"])
+
+    def _item_metadata(self, index: int) -> dict:
+        record = self.records[index]
+        return {
+            "labels": torch.from_numpy(self.labels[index]),
+            "one_hot": torch.from_numpy(self.one_hot[index]),
+            "key": record["key"], "subject": record["subject"], "combination": int(record["combination"]),
+            "condition": record["condition"], "view": int(record["view"]),
+        }
+
+
+class SilhouetteDataset(_ShardSequences):
+    """Silhouette sequences: item["silhouettes"] float32 (T, 64, 44) in [0, 1] (or (T, H, W) with cut=False).
+
+    Other item fields: labels int64 (15,) (-1 = not annotated), one_hot float32 (45,), key, subject,
+    combination, condition, view.
+    """
+
+    data_columns = SILHOUETTE_COLUMNS
+
+    def __init__(self, dataset_dir, keys=None, sampling="fixed_ordered", frames=30, frames_skip=4, cut=True,
+                 seed=0, max_frames=720, subjects=None, verify=True, schema=None, max_open_shards=8):
+        super().__init__(dataset_dir, keys=keys, subjects=subjects, sampling=sampling, frames=frames,
+                         frames_skip=frames_skip, seed=seed, max_frames=max_frames, verify=verify,
+                         schema=schema, max_open_shards=max_open_shards)
+        self.cut = cut
+
+    def read_frames(self, index: int) -> np.ndarray:
+        """All normalised uint8 frames (S, H, W) of item `index`, before sampling and cutting."""
+        return self._read_data(index)["silhouettes"]
+
+    def __getitem__(self, index: int) -> dict:
+        row = self._read_data(index)
+        count = row["num_silhouettes"]
+        positions = self._sample(index, count)
+        width = row["silhouette_width"]
+        frames = row["silhouettes"][positions]
+        if self.cut:
+            cut = cutting_columns(width)
+            frames = frames[:, :, cut:width - cut] if cut else frames
+        item = {"silhouettes": torch.from_numpy(_UINT8_TO_UNIT[frames])}
+        item.update(self._item_metadata(index))
+        return item
+
+
+class PoseDataset(_ShardSequences):
+    """Pose sequences: item["keypoints_2d"] float32 (T, 17, 3) COCO-17 x, y (pixels), score; with
+    `keypoints_3d=True` also item["keypoints_3d"] (T, 17, 3) H36M-17. Other fields as SilhouetteDataset."""
+
+    def __init__(self, dataset_dir, keys=None, sampling="fixed_ordered", frames=30, frames_skip=4, seed=0,
+                 max_frames=720, subjects=None, keypoints_3d=False, verify=True, schema=None, max_open_shards=8):
+        self.with_3d = keypoints_3d
+        self.data_columns = ["keypoints_2d", "num_frames"] + (["keypoints_3d"] if keypoints_3d else [])
+        super().__init__(dataset_dir, keys=keys, subjects=subjects, sampling=sampling, frames=frames,
+                         frames_skip=frames_skip, seed=seed, max_frames=max_frames, verify=verify,
+                         schema=schema, max_open_shards=max_open_shards)
+
+    def extra_metadata_columns(self) -> list[str]:
+        return ["keypoints_2d_model"] + (["keypoints_3d_model"] if self.with_3d else [])
+
+    def check_selection(self) -> None:
+        # The model column is null exactly when the pose stage did not run (shard schema); say so up front.
+        for column in self.extra_metadata_columns():
+            missing = [r["key"] for r in self.records if r[column] is None]
+            if missing:
+                raise ShardError(f"{self.dataset_dir}: {len(missing)} selected sequences have no {column[:-6]} "
+                                 f"(pose stage not run), e.g. {missing[:3]}; select keys with poses")
+
+    def __getitem__(self, index: int) -> dict:
+        row = self._read_data(index)
+        key = self.records[index]["key"]
+        if row["keypoints_2d"] is None:
+            raise ShardError(f"{key}: no keypoints_2d in its shard row")
+        positions = self._sample(index, int(row["num_frames"]))
+        item = {"keypoints_2d": torch.from_numpy(np.ascontiguousarray(row["keypoints_2d"][positions],
+                                                                      dtype=np.float32))}
+        if self.with_3d:
+            if row["keypoints_3d"] is None:
+                raise ShardError(f"{key}: no keypoints_3d in its shard row")
+            item["keypoints_3d"] = torch.from_numpy(np.ascontiguousarray(row["keypoints_3d"][positions],
+                                                                         dtype=np.float32))
+        item.update(self._item_metadata(index))
+        return item
+
+
+SEQUENCE_FIELDS = ("silhouettes", "keypoints_2d", "keypoints_3d")
+
+
+def _stack_metadata(batch: list[dict]) -> dict:
+    out = {}
+    for name in batch[0]:
+        if name in SEQUENCE_FIELDS:
+            continue
+        values = [item[name] for item in batch]
+        if isinstance(values[0], torch.Tensor):
+            out[name] = torch.stack(values)
+        elif isinstance(values[0], int):
+            out[name] = torch.tensor(values, dtype=torch.int64)
+        else:
+            out[name] = values
+    return out
+
+
+def collate(batch: list[dict]) -> dict:
+    """Batch items; sequences of unequal length are zero-padded at the end.
+
+    Sequence fields become (B, T_max, ...); `lengths` int64 (B,) gives each item's frame count and `mask`
+    bool (B, T_max) its valid frames. Fixed sampling gives equal lengths, so this is a plain stack then.
+    """
+    out = _stack_metadata(batch)
+    present = [name for name in SEQUENCE_FIELDS if name in batch[0]]
+    lengths = torch.tensor([item[present[0]].shape[0] for item in batch], dtype=torch.int64)
+    longest = int(lengths.max())
+    for name in present:
+        padded = batch[0][name].new_zeros((len(batch), longest) + tuple(batch[0][name].shape[1:]))
+        for slot, item in enumerate(batch):
+            padded[slot, : item[name].shape[0]] = item[name]
+        out[name] = padded
+    out["lengths"] = lengths
+    out["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
+    return out
+
+
+def collate_concat(batch: list[dict]) -> dict:
+    """OpenGait's test-time layout: sequences concatenated along time, (sum T, ...), plus `lengths` (seqL)."""
+    out = _stack_metadata(batch)
+    present = [name for name in SEQUENCE_FIELDS if name in batch[0]]
+    for name in present:
+        out[name] = torch.cat([item[name] for item in batch], dim=0)
+    out["lengths"] = torch.tensor([item[present[0]].shape[0] for item in batch], dtype=torch.int64)
+    return out
+
+
+def keys_of_subjects(dataset_dir: str | Path, subjects: Iterable[str]) -> list[str]:
+    """Keys of the dataset's sequences whose subject is in `subjects` (e.g. a partition's TRAIN_SET)."""
+    shards = ShardDataset(dataset_dir)
+    wanted = {str(s) for s in subjects}
+    table = shards.table(columns=["key", "subject"])
+    return sorted(k for k, s in zip(table["key"].to_pylist(), table["subject"].to_pylist()) if s in wanted)
+
+
+__all__ = ["SAMPLINGS", "sample_frame_indices", "SilhouetteDataset", "PoseDataset", "collate", "collate_concat",
+           "keys_of_subjects"]

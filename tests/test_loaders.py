@@ -1,0 +1,254 @@
+"""Loaders over shards: OpenGait sampling semantics, labels/one-hot, determinism, DataLoader workers."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ragar_data.attributes import default_schema
+from ragar_data.errors import ShardError
+from ragar_data.identity import SequenceKey
+from ragar_data.loaders import (
+    PoseDataset,
+    SilhouetteDataset,
+    collate,
+    collate_concat,
+    keys_of_subjects,
+    sample_frame_indices,
+)
+from ragar_data.shards import make_record, update_index, write_shard
+from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
+
+torch.set_num_threads(1)
+
+
+def walker_frames(count, rng, height=72, width=96):
+    """Silhouette masks of a bobbing ellipse person, normalised to (S, 64, 64) uint8 frames."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    masks = np.zeros((count, height, width), np.uint8)
+    for frame in range(count):
+        cx = width / 2 + 6 * np.sin(frame / 3) + rng.uniform(-1, 1)
+        ry = height * rng.uniform(0.3, 0.42)
+        masks[frame] = (((cols - cx) / 9) ** 2 + ((rows - height / 2) / ry) ** 2 <= 1) * 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewFramesWarning)
+        return normalise_sequence(masks)
+
+
+def random_labels(rng, schema):
+    return np.array([rng.integers(0, n) for n in schema.num_classes], dtype=np.int8)
+
+
+def build_dataset(root, subjects=("001", "002", "003"), conditions=("nm-01", "bg-01"), views=(0, 36),
+                  lengths=(40, 7, 25), with_pose=True, rows_per_shard=5, seed=0):
+    """A small dataset of shards; sequence lengths cycle through `lengths`. Returns {key: record}."""
+    rng = np.random.default_rng(seed)
+    schema = default_schema()
+    labels = {(s, c): random_labels(rng, schema) for s in subjects for c in (0, 1)}
+    records = {}
+    number = 0
+    for subject in subjects:
+        for combination in (0, 1):
+            for condition in conditions:
+                for view in views:
+                    key = SequenceKey(subject, combination, condition, view)
+                    count = lengths[number % len(lengths)]
+                    number += 1
+                    frames, kept = walker_frames(count, rng)
+                    keypoints = rng.uniform(0, 300, (count, 17, 3)).astype(np.float32) if with_pose else None
+                    records[str(key)] = make_record(
+                        key, image_width=320, image_height=180, labels=labels[(subject, combination)],
+                        frame_index=np.arange(count, dtype=np.int32),
+                        boxes=rng.uniform(0, 100, (count, 4)).astype(np.float32),
+                        silhouettes=frames, silhouette_frame_index=kept.astype(np.int32),
+                        keypoints_2d=keypoints, keypoints_2d_model="synthetic" if with_pose else None,
+                        keypoints_3d=keypoints, keypoints_3d_model="synthetic" if with_pose else None,
+                    )
+    items = list(records.values())
+    infos = [write_shard(root, f"part-{start // rows_per_shard:03d}", items[start:start + rows_per_shard])
+             for start in range(0, len(items), rows_per_shard)]
+    update_index(root, infos)
+    return records
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loader_dataset")
+    return root, build_dataset(root)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def test_fixed_ordered_takes_sorted_window_of_frames_plus_skip():
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        indices = sample_frame_indices(100, "fixed_ordered", rng, frames=30, frames_skip=4)
+        assert indices.shape == (30,)
+        assert np.all(np.diff(indices) > 0)  # strictly ordered, no repeats in a long sequence
+        assert indices[-1] - indices[0] <= 33  # inside one window of 30 + 4 positions
+
+
+def test_fixed_ordered_repeats_short_sequences_first():
+    # 7 frames -> repeated ceil(34 / 7) = 5 times (35 positions); a 34-position window of the repeated list
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(40):
+        indices = sample_frame_indices(7, "fixed_ordered", rng, frames=30, frames_skip=4)
+        assert indices.shape == (30,) and indices.min() >= 0 and indices.max() <= 6
+        counts = np.bincount(indices, minlength=7)
+        assert counts.max() <= 5 and counts.sum() == 30  # each frame at most once per repetition
+        seen.add(tuple(indices))
+    assert len(seen) > 1  # random windows
+
+
+def test_fixed_unordered_and_allordered():
+    rng = np.random.default_rng(0)
+    long = sample_frame_indices(100, "fixed_unordered", rng, frames=30)
+    assert len(set(long.tolist())) == 30  # without replacement when long enough
+    assert not np.all(np.diff(long) > 0)  # not sorted (probability of sorted ~ 1/30!)
+    short = sample_frame_indices(10, "fixed_unordered", rng, frames=30)
+    assert short.shape == (30,) and set(short.tolist()) <= set(range(10))
+    ordered = sample_frame_indices(10, "fixed_allordered", rng, frames=30)
+    assert np.all(np.diff(ordered) >= 0)
+
+
+def test_all_ordered_caps_at_max_frames():
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(sample_frame_indices(50, "all_ordered", rng), np.arange(50))
+    np.testing.assert_array_equal(sample_frame_indices(1000, "all_ordered", rng, max_frames=720), np.arange(720))
+
+
+def test_sampling_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="001-c0-nm-01-000: no frames"):
+        sample_frame_indices(0, "fixed_ordered", rng, name="001-c0-nm-01-000")
+    with pytest.raises(ValueError, match="sampling"):
+        sample_frame_indices(5, "random", rng)
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+def test_silhouette_items(dataset):
+    root, records = dataset
+    data = SilhouetteDataset(root)
+    assert len(data) == len(records) and data.keys() == sorted(records)
+    schema = default_schema()
+    for index in range(len(data)):
+        item = data[index]
+        record = records[item["key"]]
+        assert item["silhouettes"].shape == (30, 64, 44) and item["silhouettes"].dtype == torch.float32
+        assert 0.0 <= float(item["silhouettes"].min()) and float(item["silhouettes"].max()) == 1.0
+        assert item["labels"].dtype == torch.int64
+        np.testing.assert_array_equal(item["labels"].numpy(), record["labels"])
+        np.testing.assert_array_equal(item["one_hot"].numpy(), schema.to_one_hot(record["labels"]))
+        assert item["one_hot"].shape == (45,) and float(item["one_hot"].sum()) == 15
+        key = SequenceKey.parse(item["key"])
+        assert (item["subject"], item["combination"], item["condition"], item["view"]) == (
+            key.subject, key.combination, key.condition, key.view)
+
+
+def test_silhouettes_are_the_stored_frames_cut_and_scaled(dataset):
+    root, records = dataset
+    data = SilhouetteDataset(root, sampling="all_ordered")
+    for index in range(len(data)):
+        item = data[index]
+        stored = records[item["key"]]["silhouettes"]
+        expected = stored[:, :, 10:54].astype(np.float64) / 255.0  # OpenGait's cut and division
+        np.testing.assert_array_equal(item["silhouettes"].numpy(), expected.astype(np.float32))
+    uncut = SilhouetteDataset(root, sampling="all_ordered", cut=False)[0]
+    assert uncut["silhouettes"].shape[1:] == (64, 64)
+
+
+def test_items_are_deterministic_per_seed_epoch_index(dataset):
+    root, _ = dataset
+    first = SilhouetteDataset(root, seed=5)
+    second = SilhouetteDataset(root, seed=5)
+    assert torch.equal(first[3]["silhouettes"], second[3]["silhouettes"])
+    second.set_epoch(1)
+    assert not torch.equal(first[3]["silhouettes"], second[3]["silhouettes"])
+    other_seed = SilhouetteDataset(root, seed=6)
+    assert not torch.equal(first[3]["silhouettes"], other_seed[3]["silhouettes"])
+
+
+def test_selection_by_keys_and_subjects(dataset):
+    root, records = dataset
+    keys = sorted(records)[:4]
+    assert SilhouetteDataset(root, keys=keys).keys() == keys
+    by_subject = SilhouetteDataset(root, subjects=["002"])
+    assert len(by_subject) == 8 and all(k.startswith("002-") for k in by_subject.keys())
+    assert keys_of_subjects(root, ["001", "003"]) == sorted(k for k in records if k[:3] in ("001", "003"))
+    with pytest.raises(KeyError, match="not in the dataset"):
+        SilhouetteDataset(root, keys=["999-c0-nm-01-000"])
+
+
+def test_dataloader_with_two_workers_matches_single_process(dataset):
+    root, _ = dataset
+    data = SilhouetteDataset(root, seed=1)
+    loader = DataLoader(data, batch_size=4, num_workers=2, collate_fn=collate)
+    batches = list(loader)
+    assert sum(b["silhouettes"].shape[0] for b in batches) == len(data)
+    assert batches[0]["silhouettes"].shape == (4, 30, 64, 44)
+    assert batches[0]["labels"].shape == (4, 15) and batches[0]["one_hot"].shape == (4, 45)
+    in_process = torch.stack([data[i]["silhouettes"] for i in range(4)])
+    assert torch.equal(batches[0]["silhouettes"], in_process)
+    assert batches[0]["key"] == data.keys()[:4]
+
+
+def test_collate_variable_lengths(dataset):
+    root, records = dataset
+    data = SilhouetteDataset(root, sampling="all_ordered")
+    items = [data[i] for i in range(3)]
+    lengths = [item["silhouettes"].shape[0] for item in items]
+    assert len(set(lengths)) > 1  # the fixture mixes lengths
+    padded = collate(items)
+    assert padded["silhouettes"].shape == (3, max(lengths), 64, 44)
+    assert padded["lengths"].tolist() == lengths
+    assert padded["mask"].sum(1).tolist() == lengths
+    assert float(padded["silhouettes"][int(np.argmin(lengths)), -1].abs().sum()) == 0.0
+    concatenated = collate_concat(items)
+    assert concatenated["silhouettes"].shape == (sum(lengths), 64, 44)
+    assert torch.equal(concatenated["silhouettes"][: lengths[0]], items[0]["silhouettes"])
+    assert concatenated["view"].dtype == torch.int64
+
+
+def test_pose_dataset(dataset):
+    root, records = dataset
+    data = PoseDataset(root, sampling="all_ordered", keypoints_3d=True)
+    item = data[2]
+    stored = records[item["key"]]["keypoints_2d"]
+    np.testing.assert_array_equal(item["keypoints_2d"].numpy(), stored)
+    np.testing.assert_array_equal(item["keypoints_3d"].numpy(), records[item["key"]]["keypoints_3d"])
+    fixed = PoseDataset(root, frames=20)[0]
+    assert fixed["keypoints_2d"].shape == (20, 17, 3) and "keypoints_3d" not in fixed
+
+
+def test_pose_dataset_without_poses_says_so(tmp_path):
+    build_dataset(tmp_path, subjects=("001",), with_pose=False)
+    with pytest.raises(ShardError, match="no keypoints_2d"):
+        PoseDataset(tmp_path)
+
+
+def test_reads_only_the_needed_row_group(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    # one shard of 24 rows = row groups of 16 + 8 (schemas/shard.yaml row_group_rows)
+    records = build_dataset(tmp_path, lengths=(6,), rows_per_shard=24)
+    data = SilhouetteDataset(tmp_path, sampling="all_ordered")
+    assert len(records) == 24
+    calls = []
+    original = pq.ParquetFile.read_row_group
+
+    def spy(self, group, *args, **kwargs):
+        calls.append(group)
+        return original(self, group, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("whole-shard read per item"))
+    first, last = data[0], data[23]
+    assert calls == [0, 1]
+    np.testing.assert_array_equal(last["silhouettes"].numpy() * 255, records[last["key"]]["silhouettes"][:, :, 10:54])
