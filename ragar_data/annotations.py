@@ -42,7 +42,7 @@ class Problem:
     severity: str = "error"  # "error" or "warning"; only errors make `read_annotations` fail
 
     def format(self, path: str | Path) -> str:
-        where = f"{path}:{self.line}:"
+        where = f"{path}:{self.line}:" if self.line else f"{path}:"
         column = f" column {self.column}:" if self.column else ""
         prefix = " warning:" if self.severity == "warning" else ""
         return f"{where}{prefix}{column} {self.message}"
