@@ -17,13 +17,21 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
+import yaml
 
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import AnnotationError
 from ragar_data.identity import COMBINATIONS
+from ragar_data.schemas import schema_path
 from ragar_data.shards import atomic_write_bytes
 
-KEY_COLUMNS = ("subject", "combination")
+
+def _key_columns() -> tuple[str, ...]:
+    document = yaml.safe_load(schema_path("annotations.yaml").read_text())
+    return tuple(str(column["name"]) for column in document["key_columns"])
+
+
+KEY_COLUMNS = _key_columns()  # ("subject", "combination"): the code below refers to them by these names
 # Same rule as sequence keys (ragar_data.identity): a subject id is a folder name, kept as a string ("001").
 _SUBJECT = re.compile(r"^[A-Za-z0-9_]+$")
 # "c1" is accepted beside "1" because the raw video layout names combinations that way.
