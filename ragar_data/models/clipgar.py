@@ -111,7 +111,11 @@ class CLIPGAR(nn.Module):
         return self.align_head(self.visual(silhouettes, lengths), self.text())
 
     def fusion_logits(self, silhouettes, lengths=None) -> torch.Tensor:
-        return self.fusion_head(self.visual(silhouettes, lengths), self.text())
+        # In the fusion stage V is frozen: skip its autograd graph.
+        visual_trains = any(p.requires_grad for p in self.visual.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and visual_trains):
+            part_features = self.visual(silhouettes, lengths)
+        return self.fusion_head(part_features, self.text())
 
     def forward(self, silhouettes, lengths=None, stage: str = "fusion") -> torch.Tensor:
         if stage == "align":

@@ -1,0 +1,81 @@
+"""Models from a training config, and models back from checkpoints (for evaluation and prediction).
+
+A checkpoint (written by `ragar_data.training.trainer`) is a dict: ``format``, ``kind`` ("clipgar" |
+"classification"), ``stage`` ("align" | "fusion" | "classification"), ``iteration``, ``config`` (the full
+config as a dict), ``label_names`` (the schema's 45 labels, checked on load), ``model`` (state dict), and for
+resuming ``optimizer``, ``scheduler``, ``rng``, ``sampler``. The text features are inside the model state, so
+evaluation needs no CLIP weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ragar_data.attributes import AttributeSchema, default_schema
+from ragar_data.errors import RagarDataError
+from ragar_data.models.baselines import AttributeClassifier
+from ragar_data.models.clipgar import CLIPGAR
+from ragar_data.models.deepgaitv2 import DeepGaitV2Encoder
+from ragar_data.models.text_encoders import TextFeatures, build_text_features, parse_backend
+from ragar_data.training.config import Config, config_from_dict
+
+CHECKPOINT_FORMAT = "ragar-data-checkpoint/1"
+
+
+def build_visual(config: Config) -> DeepGaitV2Encoder:
+    return DeepGaitV2Encoder(config.model.layers, config.model.channels, config.model.parts)
+
+
+def build_clipgar(config: Config, schema: AttributeSchema, text: TextFeatures | None = None) -> CLIPGAR:
+    """CLIP-GAR from the config; without ``text`` the text features are computed (or read from the cache)."""
+    if text is None:
+        text = build_text_features(config.text.backend, schema.sentences(), config.text.weights,
+                                   config.text.cache_dir, config.text.dim, config.train.seed)
+    m = config.model
+    return CLIPGAR(build_visual(config), text, schema, m.part_similarity, m.fusion_depth, m.fusion_heads,
+                   m.fusion_mlp_ratio, m.fusion_dropout)
+
+
+def build_classifier(config: Config, schema: AttributeSchema) -> AttributeClassifier:
+    return AttributeClassifier(build_visual(config), schema, config.model.classification_loss)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise RagarDataError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged files; name the file either way
+        raise RagarDataError(f"{path}: cannot read checkpoint: {error}") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise RagarDataError(f"{path}: not a ragar-data checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def check_schema(checkpoint: dict, schema: AttributeSchema, where: str) -> None:
+    if checkpoint.get("label_names") != schema.label_names():
+        raise RagarDataError(
+            f"{where}: the checkpoint was trained with other attribute classes than schemas/attributes.yaml "
+            f"(its labels start {checkpoint.get('label_names', [])[:3]})"
+        )
+
+
+def model_from_checkpoint(path: str | Path, schema: AttributeSchema | None = None):
+    """(model in eval mode, checkpoint dict, config) from a checkpoint file."""
+    schema = schema or default_schema()
+    checkpoint = read_checkpoint(path)
+    check_schema(checkpoint, schema, str(path))
+    config = config_from_dict(checkpoint["config"])
+    state = checkpoint["model"]
+    if checkpoint["kind"] == "clipgar":
+        features = state["text.embeddings"]
+        learned = parse_backend(config.text.backend)[0] == "learned"
+        model = build_clipgar(config, schema, TextFeatures(torch.zeros_like(features), learned))
+    elif checkpoint["kind"] == "classification":
+        model = build_classifier(config, schema)
+    else:
+        raise RagarDataError(f"{path}: unknown model kind {checkpoint['kind']!r}")
+    model.load_state_dict(state)
+    return model.eval(), checkpoint, config

@@ -1,0 +1,83 @@
+"""Which sequences a training or evaluation run reads: the partition of a dataset and the datasets of each side.
+
+Owns the resumable batch order (`EpochBatches`). Does not own frame sampling or shard reading
+(`ragar_data.loaders`) nor the split rules (`ragar_data.split`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Sampler
+
+from ragar_data.errors import RagarDataError
+
+
+def resolve_partition(dataset_dir: str | Path, split: str = "official"):
+    """The dataset's partition: ``<dataset>/partition.json`` when present and ``split`` is "official",
+    a partition JSON when ``split`` is a path, else the data layer's split (which writes partition.json)."""
+    from ragar_data import split as splits
+
+    dataset_dir = Path(dataset_dir)
+    if split not in ("official", "seeded"):
+        return splits.load_partition(split)
+    existing = dataset_dir / "partition.json"
+    if split == "official" and existing.is_file():
+        return splits.load_partition(existing)
+    partition, _ = splits.split_dataset(dataset_dir, protocol=split)
+    return partition
+
+
+def side_keys(dataset_dir: str | Path, partition, side: str) -> list[str]:
+    from ragar_data.loaders import keys_of_subjects
+
+    subjects = partition.train if side == "train" else partition.test
+    keys = keys_of_subjects(dataset_dir, subjects)
+    if not keys:
+        raise RagarDataError(f"{dataset_dir}: no sequences of the {side} subjects of the partition")
+    return keys
+
+
+def silhouette_dataset(dataset_dir, keys, config, train: bool, seed: int = 0):
+    """A SilhouetteDataset with the config's sampling: fixed frames for training, all frames (capped) at test."""
+    from ragar_data.loaders import SilhouetteDataset
+
+    if train:
+        return SilhouetteDataset(dataset_dir, keys=keys, sampling=config.data.sampling,
+                                 frames=config.data.frames, seed=seed)
+    return SilhouetteDataset(dataset_dir, keys=keys, sampling="all_ordered", max_frames=config.data.max_eval_frames)
+
+
+class EpochBatches(Sampler):
+    """Batches of item indices for one epoch, from a permutation fixed by (seed, epoch); starts at a given batch.
+
+    Plays DistributedSampler's part for DDP (rank r takes the r-th slice of each global batch) and can start
+    mid-epoch, which DistributedSampler cannot; so a resumed run reads exactly the batches the interrupted
+    run would have read. Incomplete final batches are dropped.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.num_items, self.batch_size = num_items, batch_size
+        self.seed, self.epoch, self.start_batch = seed, epoch, start_batch
+        self.rank, self.world_size = rank, world_size
+        if self.batches_per_epoch == 0:
+            raise RagarDataError(
+                f"the training set has {num_items} sequences, fewer than one batch of {batch_size} x "
+                f"{world_size} process(es): lower train.batch_size"
+            )
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.num_items // (self.batch_size * self.world_size)
+
+    def __len__(self) -> int:
+        return max(0, self.batches_per_epoch - self.start_batch)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.num_items, generator=generator)
+        global_batch = self.batch_size * self.world_size
+        for batch in range(self.start_batch, self.batches_per_epoch):
+            start = batch * global_batch + self.rank * self.batch_size
+            yield order[start: start + self.batch_size].tolist()

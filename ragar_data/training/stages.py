@@ -1,0 +1,176 @@
+"""The training stages of CLIP-GAR (align, then fusion) and of the classification baseline, and the runs
+that chain them over a dataset's training subjects.
+
+Run directory layout: ``<output_dir>/align/{last,final}.pt``, ``<output_dir>/fusion/...``,
+``<output_dir>/classification/...``, each with a ``tensorboard/`` folder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ragar_data.attributes import AttributeSchema, default_schema
+from ragar_data.errors import RagarDataError
+from ragar_data.models.baselines import AttributeClassifier
+from ragar_data.models.clipgar import CLIPGAR
+from ragar_data.models.deepgaitv2 import parameter_count, upstream_backbone_parameter_count
+from ragar_data.models.losses import align_kl_loss, attribute_cross_entropy, masked_bce_loss
+from ragar_data.training.build import build_classifier, build_clipgar, check_schema, read_checkpoint
+from ragar_data.training.config import Config
+from ragar_data.training.data import resolve_partition, side_keys, silhouette_dataset
+from ragar_data.training.trainer import StageResult, train_stage
+
+STAGES = ("align", "fusion")
+
+
+def _freeze(module: nn.Module, trainable: bool) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad_(trainable)
+
+
+@dataclass
+class AlignTask:
+    """V and θ (and τ) trained with L_a; learned text embeddings train too, pretrained text stays frozen."""
+
+    model: CLIPGAR
+    kind: str = "clipgar"
+    stage: str = "align"
+
+    def prepare(self) -> None:
+        _freeze(self.model, False)
+        _freeze(self.model.visual, True)
+        _freeze(self.model.align_head, True)
+        _freeze(self.model.text, self.model.text.learned)
+        self.model.train()
+
+    def loss(self, model: nn.Module, batch: dict):
+        similarity = model(batch["silhouettes"], stage="align")
+        head = self.model.align_head
+        loss = align_kl_loss(similarity, head.scale(), batch["labels"], self.model.schema)
+        return loss, {"logit_scale": float(head.scale().detach())}
+
+
+@dataclass
+class FusionTask:
+    """φ, the embeddings, the transformer and the 45 heads trained with BCE; V and T frozen (V in eval mode)."""
+
+    model: CLIPGAR
+    kind: str = "clipgar"
+    stage: str = "fusion"
+
+    def prepare(self) -> None:
+        _freeze(self.model, False)
+        _freeze(self.model.fusion_head, True)
+        self.model.train()
+        self.model.visual.eval()  # frozen V keeps its batch-norm statistics from the align stage
+
+    def loss(self, model: nn.Module, batch: dict):
+        logits = model(batch["silhouettes"], stage="fusion")
+        return masked_bce_loss(logits, batch["one_hot"], batch["labels"], self.model.schema), {}
+
+
+@dataclass
+class ClassificationTask:
+    model: AttributeClassifier
+    kind: str = "classification"
+    stage: str = "classification"
+
+    def prepare(self) -> None:
+        _freeze(self.model, True)
+        self.model.train()
+
+    def loss(self, model: nn.Module, batch: dict):
+        logits = model(batch["silhouettes"])
+        schema = self.model.schema
+        if self.model.loss == "ce":
+            return attribute_cross_entropy(logits, batch["labels"], schema), {}
+        return masked_bce_loss(logits, batch["one_hot"], batch["labels"], schema), {}
+
+
+def describe(config: Config) -> str:
+    """The dry-run summary: the visual encoder's parameter count against OpenGait's backbone arithmetic."""
+    from ragar_data.training.build import build_visual
+
+    visual = build_visual(config)
+    ours = parameter_count(visual)
+    upstream = upstream_backbone_parameter_count(config.model.layers, config.model.channels)
+    verdict = "equal" if ours == upstream else "DIFFERENT"
+    return (
+        f"visual encoder V (DeepGaitV2-3D-like, layers {config.model.layers}, channels {config.model.channels}, "
+        f"{config.model.parts} parts): {ours:,} parameters\n"
+        f"OpenGait DeepGaitV2 backbone (mode 3d, same layers/channels, without its FCs/BNNecks heads): "
+        f"{upstream:,} parameters -> {verdict}\n"
+        f"text backend: {config.text.backend}; batch {config.train.batch_size}; align {config.train.align_iterations} "
+        f"it, fusion {config.train.fusion_iterations} it; Adam lr {config.optim.lr} wd {config.optim.weight_decay} "
+        f"eps {config.optim.eps} betas {tuple(config.optim.betas)}"
+    )
+
+
+def training_dataset(config: Config):
+    if not config.data.dataset:
+        raise RagarDataError("no dataset given: pass --dataset DIR (or set data.dataset)")
+    partition = resolve_partition(config.data.dataset, config.data.split)
+    keys = side_keys(config.data.dataset, partition, "train")
+    return silhouette_dataset(config.data.dataset, keys, config, train=True, seed=config.train.seed)
+
+
+def load_weights(model: nn.Module, checkpoint_path: Path, schema: AttributeSchema) -> None:
+    checkpoint = read_checkpoint(checkpoint_path)
+    check_schema(checkpoint, schema, str(checkpoint_path))
+    model.load_state_dict(checkpoint["model"])
+
+
+def train_clipgar(config: Config, stages=STAGES, dataset=None, resume: bool = True,
+                  schema: AttributeSchema | None = None, progress: bool = True) -> dict[str, StageResult]:
+    """Align then fusion (or one of them). Fusion starts from ``<output_dir>/align/final.pt``."""
+    schema = schema or default_schema()
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise RagarDataError(f"unknown stage(s) {unknown}; expected {list(STAGES)}")
+    dataset = dataset if dataset is not None else training_dataset(config)
+    run_dir = Path(config.train.output_dir)
+    model = build_clipgar(config, schema)
+    results = {}
+    if "align" in stages:
+        results["align"] = train_stage(AlignTask(model), dataset, config, run_dir / "align",
+                                       config.train.align_iterations, schema.label_names(), resume,
+                                       progress=progress)
+    if "fusion" in stages:
+        align_final = run_dir / "align" / "final.pt"
+        if not align_final.is_file():
+            raise RagarDataError(f"fusion needs the align stage's final checkpoint {align_final}: run --stage align first")
+        load_weights(model, align_final, schema)
+        results["fusion"] = train_stage(FusionTask(model), dataset, config, run_dir / "fusion",
+                                        config.train.fusion_iterations, schema.label_names(), resume,
+                                        progress=progress)
+    return results
+
+
+def train_classification(config: Config, dataset=None, resume: bool = True,
+                         schema: AttributeSchema | None = None, progress: bool = True) -> StageResult:
+    schema = schema or default_schema()
+    dataset = dataset if dataset is not None else training_dataset(config)
+    model = build_classifier(config, schema)
+    return train_stage(ClassificationTask(model), dataset, config, Path(config.train.output_dir) / "classification",
+                       config.train.classification_iterations, schema.label_names(), resume, progress=progress)
+
+
+@torch.no_grad()
+def scores_of(model: nn.Module, stage: str, silhouettes: torch.Tensor, lengths: torch.Tensor | None,
+              schema: AttributeSchema) -> tuple[torch.Tensor, str]:
+    """(B, 45) scores in [0, 1] and the metrics mode: sigmoid scores for BCE heads, per-attribute softmax
+    probabilities (decided by argmax) for the align stage and the CE classifier."""
+    from ragar_data.models.scores import block_softmax
+
+    if stage == "align":
+        head = model.align_head
+        return block_softmax(model(silhouettes, lengths, stage="align") * head.scale(), schema), "argmax"
+    if stage == "fusion":
+        return torch.sigmoid(model(silhouettes, lengths, stage="fusion")), "sigmoid"
+    logits = model(silhouettes, lengths)
+    if model.loss == "ce":
+        return block_softmax(logits, schema), "argmax"
+    return torch.sigmoid(logits), "sigmoid"
