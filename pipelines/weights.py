@@ -1,0 +1,254 @@
+"""Weights registry of the paper's model stack (`weights.yaml`): where each model's files live in the local
+models directory, where they come from, and how to fetch them (resumable HTTP download, sha256 check, atomic
+rename, zip extraction). Backends call `require()` to turn a registry name or an explicit path into a file,
+getting `ModelUnavailable` with the expected path and the command to get it when it is missing.
+
+This module never loads a model; `ragar_data.cli.models` and the backends do.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+from ragar_data.errors import ModelUnavailable, RagarDataError, SchemaError
+
+REGISTRY_PATH = Path(__file__).with_name("weights.yaml")
+MODELS_DIR_ENV = "RAGAR_MODELS_DIR"
+TASKS = ("detector", "segmenter", "pose2d", "lifter")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: str  # relative to <models_dir>/<name>/
+    url: str | None
+    sha256: str | None
+    archive: str | None = None  # "zip": the url is an archive; `member` (or the whole archive) becomes `path`
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str
+    backend: str
+    format: str
+    license: str
+    source: str
+    input_size: tuple[int, ...] | None
+    keypoint_layout: str | None
+    files: tuple[ModelFile, ...]
+    how_to_get: str | None = None
+    architecture: dict = field(default_factory=dict)
+    inference: dict = field(default_factory=dict)
+
+    def directory(self, models_dir: Path) -> Path:
+        return Path(models_dir) / self.name
+
+    def path(self, models_dir: Path) -> Path:
+        """What a backend loads: the single file, or the model folder when the model has several files."""
+        if len(self.files) == 1:
+            return self.directory(models_dir) / self.files[0].path
+        return self.directory(models_dir)
+
+    def missing_files(self, models_dir: Path) -> list[Path]:
+        return [self.directory(models_dir) / f.path for f in self.files
+                if not (self.directory(models_dir) / f.path).exists()]
+
+    def is_present(self, models_dir: Path) -> bool:
+        return not self.missing_files(models_dir)
+
+    def how_to_get_text(self) -> str:
+        if all(f.url for f in self.files):
+            return f"run `ragar-data models download {self.name}` (or place the file there by hand)"
+        return self.how_to_get or f"see {self.source}"
+
+
+def default_models_dir() -> Path:
+    """`$RAGAR_MODELS_DIR`, else `~/.cache/ragar-data/models`."""
+    configured = os.environ.get(MODELS_DIR_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "ragar-data" / "models"
+
+
+def resolve_models_dir(models_dir: str | os.PathLike | None = None) -> Path:
+    return Path(models_dir).expanduser() if models_dir else default_models_dir()
+
+
+def load_registry(path: str | os.PathLike = REGISTRY_PATH) -> dict[str, ModelSpec]:
+    """Parse and check `weights.yaml`; errors name the file and the model entry at fault."""
+    path = Path(path)
+    document = yaml.safe_load(path.read_text())
+    if not isinstance(document, dict) or not isinstance(document.get("models"), dict):
+        raise SchemaError(f"{path}: expected a mapping with a `models` mapping")
+    registry = {}
+    for name, entry in document["models"].items():
+        where = f"{path}: models.{name}"
+        for key in ("task", "backend", "format", "license", "source", "files"):
+            if key not in entry:
+                raise SchemaError(f"{where}: missing key `{key}`")
+        if entry["task"] not in TASKS:
+            raise SchemaError(f"{where}: task {entry['task']!r} is not one of {TASKS}")
+        files = []
+        for index, item in enumerate(entry["files"]):
+            if "path" not in item:
+                raise SchemaError(f"{where}.files[{index}]: missing key `path`")
+            digest = item.get("sha256")
+            if digest is not None and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+                raise SchemaError(f"{where}.files[{index}]: sha256 must be 64 lowercase hex digits or null")
+            if item.get("archive") not in (None, "zip"):
+                raise SchemaError(f"{where}.files[{index}]: archive must be `zip` or absent")
+            files.append(ModelFile(item["path"], item.get("url"), digest, item.get("archive"), item.get("member")))
+        if not files:
+            raise SchemaError(f"{where}: `files` is empty")
+        if not all(f.url for f in files) and not entry.get("how_to_get"):
+            raise SchemaError(f"{where}: a file has no url, so `how_to_get` must say how to obtain it")
+        input_size = entry.get("input_size")
+        registry[name] = ModelSpec(
+            name=name, task=entry["task"], backend=entry["backend"], format=entry["format"],
+            license=entry["license"], source=entry["source"],
+            input_size=tuple(input_size) if input_size else None, keypoint_layout=entry.get("keypoint_layout"),
+            files=tuple(files), how_to_get=entry.get("how_to_get"),
+            architecture=dict(entry.get("architecture") or {}), inference=dict(entry.get("inference") or {}),
+        )
+    return registry
+
+
+def get_spec(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpec:
+    registry = registry if registry is not None else load_registry()
+    if name not in registry:
+        raise ModelUnavailable(f"unknown model {name!r} in {REGISTRY_PATH.name}; known: {', '.join(registry)}")
+    return registry[name]
+
+
+def require(*, models_dir: str | os.PathLike | None, model: str | None = None, weights: str | os.PathLike | None = None,
+            default: str | None = None, task: str | None = None) -> tuple[ModelSpec | None, Path]:
+    """Resolve a backend's weights: an explicit `weights` path wins (its spec comes from `model`/`default` when
+    given), else the registry name `model` (or `default`) inside the models directory. Raises
+    `ModelUnavailable` naming the expected path and how to get the file."""
+    name = model or default
+    spec = get_spec(name) if name else None
+    if spec is not None and task is not None and spec.task != task:
+        raise ModelUnavailable(f"model {name!r} is a {spec.task}, not a {task}")
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.exists():
+            raise ModelUnavailable(f"weights file {path} does not exist (given as `weights:`)")
+        return spec, path
+    if spec is None:
+        raise ModelUnavailable("no `model:` (registry name) or `weights:` (path) given")
+    directory = resolve_models_dir(models_dir)
+    missing = spec.missing_files(directory)
+    if missing:
+        raise ModelUnavailable(
+            f"{spec.name}: missing {', '.join(str(p) for p in missing)}; {spec.how_to_get_text()}"
+            f" (models directory from --models-dir, ${MODELS_DIR_ENV}, default {default_models_dir()})")
+    return spec, spec.path(directory)
+
+
+# ------------------------------------------------------------------------------------------------ download
+def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(url: str, destination: str | os.PathLike, sha256: str | None = None, *, progress: bool = True,
+                  chunk_size: int = 1 << 20, timeout: float = 60.0) -> str:
+    """Download `url` to `destination` through `<destination>.part`, resuming a partial file with an HTTP Range
+    request (a server answering 200 instead of 206 restarts it), checking sha256 when given, and renaming into
+    place only when complete. Returns the file's sha256."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    offset = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "ragar-data"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset:  # the partial file is already complete
+            response = None
+        else:
+            raise RagarDataError(f"download of {url} failed: HTTP {error.code} {error.reason}") from error
+    except urllib.error.URLError as error:
+        raise RagarDataError(f"download of {url} failed: {error.reason}") from error
+    if response is not None:
+        with response:
+            resumed = offset > 0 and response.status == 206
+            if not resumed:
+                offset = 0
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length is not None else None
+            with open(partial, "ab" if resumed else "wb") as handle, tqdm(
+                    total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name,
+                    disable=not progress) as bar:
+                for block in iter(lambda: response.read(chunk_size), b""):
+                    handle.write(block)
+                    bar.update(len(block))
+                handle.flush()
+                os.fsync(handle.fileno())
+            if total is not None and partial.stat().st_size != total:
+                raise RagarDataError(f"download of {url} stopped at {partial.stat().st_size} of {total} bytes; "
+                                     f"run the command again to resume from {partial}")
+    found = sha256_of(partial)
+    if sha256 is not None and found != sha256:
+        partial.unlink()
+        raise RagarDataError(f"{url}: sha256 {found} does not match the expected {sha256}; the partial file was "
+                             "deleted")
+    os.replace(partial, destination)
+    return found
+
+
+def _extract(archive: Path, target: Path, member: str | None) -> None:
+    """Extract `member` (matched by file name anywhere in the zip) or the archive's single top folder (or all
+    its content) to `target`, atomically through a temporary folder beside it."""
+    with zipfile.ZipFile(archive) as bundle, tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        names = [n for n in bundle.namelist() if not n.endswith("/")]
+        if member is not None:
+            matches = [n for n in names if n == member or n.endswith("/" + member)]
+            if len(matches) != 1:
+                raise RagarDataError(f"{archive}: expected one `{member}` in the archive, found {len(matches)}")
+            extracted = Path(bundle.extract(matches[0], scratch))
+        else:
+            content = Path(scratch) / "content"
+            bundle.extractall(content)
+            tops = {n.split("/", 1)[0] for n in names}
+            single_folder = len(tops) == 1 and all("/" in n for n in names)
+            extracted = content / tops.pop() if single_folder else content
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(extracted, target)
+
+
+def download_model(spec: ModelSpec, models_dir: str | os.PathLike | None = None, *, progress: bool = True,
+                   force: bool = False) -> Path:
+    """Fetch every file of `spec` into `<models_dir>/<name>/`; present files are kept unless `force`."""
+    directory = spec.directory(resolve_models_dir(models_dir))
+    for item in spec.files:
+        target = directory / item.path
+        if target.exists() and not force:
+            continue
+        if not item.url:
+            raise ModelUnavailable(f"{spec.name}: {item.path} has no download URL; {spec.how_to_get_text()}")
+        if item.archive == "zip":
+            archive = directory / Path(item.url.rsplit("/", 1)[-1])
+            digest = download_file(item.url, archive, item.sha256, progress=progress)
+            _extract(archive, target, item.member)
+            archive.unlink()
+        else:
+            digest = download_file(item.url, target, item.sha256, progress=progress)
+        if item.sha256 is None and progress:
+            print(f"{spec.name}: {item.path} sha256 {digest} (no published digest to compare with)")
+    return spec.path(directory.parent)
