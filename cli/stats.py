@@ -1,0 +1,68 @@
+"""`ragar-data stats`: print a dataset's sequence and class counts and plot the class distribution."""
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ragar_data.errors import RagarDataError
+from ragar_data.stats import dataset_stats, plot_class_distribution
+
+
+def _percent(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}%" if total else "-"
+
+
+@click.command(short_help="Print sequence and class counts of a dataset and plot them.")
+@click.argument("dataset", type=click.Path(file_okay=False, exists=True))
+@click.option("--png", type=click.Path(dir_okay=False), help="Write a bar chart of the class distribution here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the counts as JSON.")
+def stats(dataset, png, json_path):
+    """Print sequence counts per attribute class, condition, view and combination type of DATASET."""
+    try:
+        counts = dataset_stats(dataset)
+    except RagarDataError as error:
+        raise click.ClickException(str(error)) from error
+    console = Console()
+    total = counts["sequences"]
+    per_subject = counts["sequences_per_subject"]
+    overview = Table(title=f"{dataset}", show_header=False)
+    for name, value in [
+        ("sequences", total), ("subjects", counts["subjects"]),
+        ("subject x combination", counts["subject_combinations"]),
+        ("sequences per subject", f"{per_subject['min']}-{per_subject['max']} (mean {per_subject['mean']:.1f}, "
+                                  f"RA-GAR has {per_subject['expected']})"),
+        ("unlabelled sequences", counts["unlabelled_sequences"]),
+        ("partly labelled sequences", counts["partly_labelled_sequences"]),
+    ]:
+        overview.add_row(name, str(value))
+    console.print(overview)
+
+    classes = Table(title="Sequences per attribute class")
+    for column in ("attribute", "class", "sequences", "share"):
+        classes.add_column(column, justify="right" if column in ("sequences", "share") else "left")
+    for attribute, per_class in counts["classes"].items():
+        for position, (name, count) in enumerate(per_class.items()):
+            classes.add_row(attribute if position == 0 else "", name, str(count), _percent(count, total),
+                            end_section=position == len(per_class) - 1)
+    console.print(classes)
+
+    covariates = Table(title="Sequences per covariate")
+    for column in ("covariate", "value", "sequences", "share"):
+        covariates.add_column(column, justify="right" if column in ("sequences", "share") else "left")
+    for covariate in ("condition_group", "condition", "view", "combination"):
+        values = counts[covariate]
+        for position, (value, count) in enumerate(values.items()):
+            covariates.add_row(covariate if position == 0 else "", str(value), str(count), _percent(count, total),
+                               end_section=position == len(values) - 1)
+    console.print(covariates)
+
+    if png:
+        console.print(f"wrote {plot_class_distribution(counts, png)}")
+    if json_path:
+        from ragar_data.shards import atomic_write_bytes
+
+        atomic_write_bytes(json_path, (json.dumps(counts, indent=2) + "\n").encode())
+        console.print(f"wrote {json_path}")
