@@ -1,0 +1,65 @@
+"""Select stage: which track is the subject.
+
+The rule, in order:
+1. a track needs at least `min_frames` frames;
+2. among those, tracks that *walk* are preferred: the box centre moves by at least `walking_displacement`
+   box heights between the track's first and last quarter, or the box height changes by at least
+   `walking_scale_change` (a walker approaching or leaving a frontal camera); if no track walks, all qualify;
+3. the subject is the qualifying track with the highest  length + centrality_weight x centrality, where
+   length = track frames / clip frames and centrality = 1 - mean distance of the box centre from the image
+   centre, in half image diagonals (so 1 at the centre, 0 at a corner). Ties go to the lower track id.
+
+RA-GAR records one walker per sequence in front of a fixed camera; a passer-by crosses briefly, so the longest
+walking track is the subject and centrality settles near-ties.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ragar_data.pipelines.track import Tracks
+
+
+@dataclass
+class SubjectTrack:
+    track_id: int
+    frame: np.ndarray  # (T',) positions in the clip
+    boxes: np.ndarray  # (T', 4)
+    score: float
+    walking: bool
+
+
+def _walks(boxes: np.ndarray, displacement: float, scale_change: float) -> bool:
+    quarter = max(1, len(boxes) // 4)
+    centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+    heights = boxes[:, 3] - boxes[:, 1]
+    start, end = centres[:quarter].mean(axis=0), centres[-quarter:].mean(axis=0)
+    height = max(float(np.median(heights)), 1.0)
+    start_height, end_height = heights[:quarter].mean(), heights[-quarter:].mean()
+    moved = np.linalg.norm(end - start) / height
+    scaled = abs(end_height - start_height) / max(min(start_height, end_height), 1.0)
+    return bool(moved >= displacement or scaled >= scale_change)
+
+
+def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: int = 5,
+                   walking_displacement: float = 0.5, walking_scale_change: float = 0.2,
+                   centrality_weight: float = 0.5) -> SubjectTrack | None:
+    """The subject's track by the rule in the module docstring, or None when no track qualifies."""
+    width, height = image_size
+    half_diagonal = np.hypot(width, height) / 2
+    candidates = []
+    for track_id in tracks.ids():
+        frame, boxes = tracks.of(track_id)
+        if len(frame) < min_frames:
+            continue
+        centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2 - width / 2, (boxes[:, 1] + boxes[:, 3]) / 2 - height / 2], 1)
+        centrality = 1.0 - float(np.linalg.norm(centres, axis=1).mean() / half_diagonal)
+        score = len(frame) / max(tracks.num_frames, 1) + centrality_weight * centrality
+        walking = _walks(boxes, walking_displacement, walking_scale_change)
+        candidates.append(SubjectTrack(track_id, frame, boxes, score, walking))
+    if not candidates:
+        return None
+    if any(c.walking for c in candidates):
+        candidates = [c for c in candidates if c.walking]
+    return max(candidates, key=lambda c: (c.score, -c.track_id))

@@ -1,0 +1,393 @@
+"""The extraction stages put together: build them from a preset, run them over a group of work units.
+
+decode -> detect -> track -> select -> segment -> normalise -> pose2d -> lift3d -> quality -> record.
+
+Sequence stages (background detector, foreground segmenter) run per clip; model stages (a frame detector, a
+model segmenter, 2D pose) see the frames of every clip in the group concatenated and batched, so one model call
+can span sequences; their batch size halves on out-of-memory and stays halved. A unit that fails a stage is
+dropped from the later stages and reported with the stage's name; the rest of the group goes on.
+Writing files is the runner's job: this module returns records and side data.
+"""
+from __future__ import annotations
+
+import io
+import traceback
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ragar_data.errors import ModelUnavailable, RagarDataError
+from ragar_data.pipelines import decode as decode_stage
+from ragar_data.pipelines.config import PipelineConfig, parse_resolution, resolve_backend
+from ragar_data.pipelines.detect import DETECTORS
+from ragar_data.pipelines.lift3d import LIFTERS
+from ragar_data.pipelines.pose2d import POSE_ESTIMATORS
+from ragar_data.pipelines.quality import assess_quality
+from ragar_data.pipelines.segment import SEGMENTERS, ForegroundSegmenter, SubjectMasks
+from ragar_data.pipelines.select import select_subject
+from ragar_data.pipelines.sources import WorkUnit
+from ragar_data.pipelines.track import TRACKERS
+
+NUM_ATTRIBUTES = 15
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    name = type(error).__name__
+    return name == "OutOfMemoryError" or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+class AdaptiveBatches:
+    """Calls `function` on consecutive slices of at most `batch_size` items; on out-of-memory the batch size is
+    halved and the slice retried (down to 1, then the error is raised). The smaller size is kept afterwards."""
+
+    def __init__(self, function: Callable, batch_size: int, name: str):
+        self.function, self.batch_size, self.name = function, max(1, int(batch_size)), name
+
+    def __call__(self, count: int, make_batch: Callable[[int, int], tuple]) -> list:
+        outputs, start = [], 0
+        while start < count:
+            stop = min(count, start + self.batch_size)
+            try:
+                result = self.function(*make_batch(start, stop))
+            except Exception as error:  # only out-of-memory is handled here; anything else propagates
+                if not _is_out_of_memory(error) or self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                warnings.warn(f"{self.name}: out of memory, batch size halved to {self.batch_size}")
+                _free_device_memory()
+                continue
+            outputs.extend(list(result))
+            start = stop
+        return outputs
+
+
+def _free_device_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+@dataclass
+class Stages:
+    config: PipelineConfig
+    decoder: object
+    detector: object
+    tracker: object
+    segmenter: object
+    pose2d: object | None
+    lift3d: object | None
+    skipped: list = field(default_factory=list)  # one line per skipped stage
+    batch_size: int = 16
+
+    @property
+    def sequence_detector(self) -> bool:
+        return hasattr(self.detector, "detect_sequence")
+
+
+def _model_backend(stage: str, table: dict, name: str, options: dict, models_dir, device, model=None):
+    cls = resolve_backend(table, name, stage)
+    kwargs = dict(options)
+    if isinstance(cls, type) and getattr(cls, "__module__", "").startswith("ragar_data.pipelines.backends"):
+        kwargs.update(models_dir=models_dir, device=device)
+        if model:
+            kwargs["model"] = model
+    return cls(**kwargs)
+
+
+def build_stages(config: PipelineConfig, *, models_dir=None, device: str = "cpu", batch_size: int = 16) -> Stages:
+    """Backends of every stage. Detection, tracking and segmentation are required (a missing model is an
+    error naming it); a pose stage whose backend is not configured or cannot load is skipped with a line."""
+    decoder = decode_stage.make_decoder(config.decode.backend, config.decode.threads)
+    detector = _model_backend("detect", DETECTORS, config.detect.backend, config.detect.options, models_dir, device)
+    track_options = {k: v for k, v in vars(config.track).items() if k != "backend"}
+    tracker = resolve_backend(TRACKERS, config.track.backend, "track")(**track_options)
+    segmenter = _model_backend("segment", SEGMENTERS, config.segment.backend, config.segment.options, models_dir,
+                               device)
+    if isinstance(segmenter, ForegroundSegmenter) and not hasattr(detector, "detect_sequence"):
+        raise ValueError(f"segment backend 'foreground' refines the background detector's masks; detect backend "
+                         f"{config.detect.backend!r} has none (choose a model segmenter, e.g. pp-humanseg)")
+    skipped, pose, lifter = [], None, None
+    if not config.pose2d.backend:
+        skipped.append("pose2d: skipped, no 2D pose backend in the preset (keypoints_2d left empty)")
+    else:
+        try:
+            pose = _model_backend("pose2d", POSE_ESTIMATORS, config.pose2d.backend, config.pose2d.options,
+                                  models_dir, device, config.pose2d.model)
+        except ModelUnavailable as error:
+            skipped.append(f"pose2d: skipped, {config.pose2d.backend} cannot run here: {error}")
+    if not config.lift3d.backend:
+        skipped.append("lift3d: skipped, no 3D lifter in the preset (keypoints_3d left empty)")
+    elif pose is None:
+        skipped.append("lift3d: skipped, it lifts 2D keypoints and the pose2d stage is not running")
+    else:
+        try:
+            lifter = _model_backend("lift3d", LIFTERS, config.lift3d.backend, config.lift3d.options, models_dir,
+                                    device, config.lift3d.model)
+        except ModelUnavailable as error:
+            skipped.append(f"lift3d: skipped, {config.lift3d.backend} cannot run here: {error}")
+    return Stages(config, decoder, detector, tracker, segmenter, pose, lifter, skipped, batch_size)
+
+
+@dataclass
+class UnitResult:
+    """What one work unit produced: a record for the shards, side data for QA/viz, or an error."""
+
+    key: str
+    num_frames: int = 0
+    record: dict | None = None
+    tracks: bytes | None = None  # npz: all tracks of the clip (QA identity switches)
+    masks: bytes | None = None  # SubjectMasks.to_bytes() when masks are kept
+    error: dict | None = None  # {"sequence", "video", "stage", "error"}
+
+
+class _Failed(Exception):
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(f"{stage}: {error}")
+        self.stage, self.error = stage, error
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, (RagarDataError, ValueError, OSError)):
+        return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error} | {traceback.format_exception(error)[-2].strip()}"
+
+
+def _tracks_bytes(tracks, clip, subject_id) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, frame_index=clip.frame_index[tracks.frame], track_id=tracks.track_id,
+                        boxes=tracks.boxes, scores=tracks.scores, subject_track_id=np.int32(subject_id or -1),
+                        num_frames=np.int32(clip.num_frames), image_size=np.asarray(clip.image_size, np.int32))
+    return buffer.getvalue()
+
+
+@dataclass
+class _Work:
+    unit: WorkUnit
+    clip: object = None
+    detections: object = None
+    tracks: object = None
+    subject: object = None
+    masks: SubjectMasks | None = None
+    keypoints_2d: np.ndarray | None = None
+    keypoints_3d: np.ndarray | None = None
+
+
+def _decode(stages: Stages, unit: WorkUnit):
+    config = stages.config.decode
+    return decode_stage.decode_clip(
+        unit.video, stages.decoder, start_frame=unit.start_frame, end_frame=unit.end_frame,
+        work_width=stages.config.detect.work_width, expect_resolution=parse_resolution(config.expect_resolution),
+        queue_frames=config.queue_frames,
+    )
+
+
+def _subject_batches(works: list[_Work], with_masks: bool = False):
+    """(count, make_batch) over the subject frames of all works, for a model stage across sequences."""
+    items = [(w, i) for w in works for i in range(len(w.subject.frame))]
+
+    def make_batch(start, stop):
+        frames = np.stack([w.clip.frames[w.subject.frame[i]] for w, i in items[start:stop]])
+        boxes = np.stack([w.subject.boxes[i] for w, i in items[start:stop]]).astype(np.float32)
+        return frames, boxes
+
+    return items, make_batch
+
+
+def _split(works: list[_Work], items: list, outputs: list) -> dict[int, list]:
+    per_work: dict[int, list] = {id(w): [] for w in works}
+    for (work, _), output in zip(items, outputs):
+        per_work[id(work)].append(output)
+    return per_work
+
+
+def _run_model_stage(name: str, stage_call: AdaptiveBatches, works: list[_Work], failed: dict) -> dict[int, list]:
+    """A model stage over the subject frames of all live works; on a non-memory error all of them fail."""
+    live = [w for w in works if w.subject is not None and len(w.subject.frame)]
+    if not live:
+        return {}
+    items, make_batch = _subject_batches(live)
+    try:
+        outputs = stage_call(len(items), make_batch)
+    except Exception as error:
+        for work in live:
+            failed[work.unit.key] = _Failed(name, error)
+        return {}
+    return _split(live, items, outputs)
+
+
+def process_group(stages: Stages, units: list[WorkUnit], *, labels: dict, config_hash: str,
+                  keep_masks: bool = False, decoded: list | None = None) -> list[UnitResult]:
+    """Run every stage over `units`; one UnitResult per unit, in order. `decoded` may hold clips (or errors)
+    already decoded by a prefetching caller."""
+    config = stages.config
+    failed: dict = {}
+    works = []
+    for position, unit in enumerate(units):
+        try:
+            clip = decoded[position] if decoded is not None else _decode(stages, unit)
+            if isinstance(clip, BaseException):
+                raise clip
+            works.append(_Work(unit, clip))
+        except Exception as error:
+            failed[unit.key] = _Failed("decode", error)
+
+    def alive():
+        return [w for w in works if w.unit.key not in failed]
+
+    # detect + track + select
+    if stages.sequence_detector:
+        for work in alive():
+            try:
+                work.detections = stages.detector.detect_sequence(work.clip)
+            except Exception as error:
+                failed[work.unit.key] = _Failed("detect", error)
+    else:
+        frames = [(w, i) for w in alive() for i in range(w.clip.num_frames)]
+        call = AdaptiveBatches(stages.detector.detect, stages.batch_size, "detect")
+        try:
+            boxes = call(len(frames), lambda a, b: (np.stack([w.clip.frames[i] for w, i in frames[a:b]]),))
+            from ragar_data.pipelines.detect import Detections
+
+            for work in alive():
+                work.detections = Detections(boxes=[])
+            for (work, _), frame_boxes in zip(frames, boxes):
+                work.detections.boxes.append(np.asarray(frame_boxes, np.float32).reshape(-1, 5))
+        except Exception as error:
+            for work in alive():
+                failed[work.unit.key] = _Failed("detect", error)
+    for work in alive():
+        try:
+            work.tracks = stages.tracker.track(work.detections.boxes, work.clip.image_size)
+        except Exception as error:
+            failed[work.unit.key] = _Failed("track", error)
+            continue
+        work.subject = select_subject(work.tracks, work.clip.image_size, **vars(config.select))
+
+    # segment
+    if isinstance(stages.segmenter, ForegroundSegmenter):
+        for work in alive():
+            if work.subject is None:
+                continue
+            try:
+                work.masks = stages.segmenter.segment_sequence(work.clip, work.detections.background, work.subject,
+                                                               config.segment.box_padding)
+            except Exception as error:
+                failed[work.unit.key] = _Failed("segment", error)
+    else:
+        call = AdaptiveBatches(lambda f, b: SubjectMasks.from_full(np.asarray(stages.segmenter.segment(f, b), bool))
+                               .crops_with_origins(), stages.batch_size, "segment")
+        for work_id, pieces in _run_model_stage("segment", call, alive(), failed).items():
+            work = next(w for w in works if id(w) == work_id)
+            work.masks = SubjectMasks(np.asarray([o for o, _ in pieces], np.int32).reshape(-1, 4),
+                                      [c for _, c in pieces], work.clip.image_size)
+
+    # pose
+    if stages.pose2d is not None:
+        call = AdaptiveBatches(stages.pose2d.estimate, stages.batch_size, "pose2d")
+        for work_id, keypoints in _run_model_stage("pose2d", call, alive(), failed).items():
+            work = next(w for w in works if id(w) == work_id)
+            work.keypoints_2d = np.asarray(keypoints, np.float32).reshape(-1, 17, 3)
+    if stages.lift3d is not None:
+        for work in alive():
+            if work.keypoints_2d is None:
+                continue
+            try:
+                work.keypoints_3d = np.asarray(stages.lift3d.lift(work.keypoints_2d, work.clip.image_size),
+                                               np.float32).reshape(-1, 17, 3)
+            except Exception as error:
+                failed[work.unit.key] = _Failed("lift3d", error)
+
+    results = []
+    by_key = {w.unit.key: w for w in works}
+    for unit in units:
+        key = str(unit.key)
+        if unit.key in failed:
+            problem = failed[unit.key]
+            results.append(UnitResult(key, error={"sequence": key, "video": str(unit.video), "stage": problem.stage,
+                                                  "error": _error_text(problem.error)}))
+            continue
+        work = by_key[unit.key]
+        try:
+            results.append(_finish(work, config, labels, config_hash, keep_masks, stages))
+        except Exception as error:
+            results.append(UnitResult(key, num_frames=work.clip.num_frames,
+                                      error={"sequence": key, "video": str(unit.video), "stage": "normalise",
+                                             "error": _error_text(error)}))
+    return results
+
+
+def _finish(work: _Work, config: PipelineConfig, labels: dict, config_hash: str, keep_masks: bool,
+            stages: Stages) -> UnitResult:
+    from ragar_data.shards import make_record
+    from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
+
+    clip, subject, key = work.clip, work.subject, work.unit.key
+    size = config.silhouette_size
+    silhouettes, silhouette_positions = np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64)
+    truncated = np.zeros(0, bool)
+    if subject is not None and work.masks is not None:
+        truncated = work.masks.touches_border(config.quality.border_margin)
+        usable = np.flatnonzero(~truncated) if config.quality.drop_truncated_frames else np.arange(len(work.masks))
+        pieces, kept = [], []
+        for start in range(0, len(usable), 64):  # bounded memory for long 1080p sequences
+            chunk = usable[start:start + 64]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FewFramesWarning)
+                frames, kept_positions = normalise_sequence(work.masks.canvas(chunk), size=size, name=str(key))
+            pieces.append(frames)
+            kept.append(chunk[kept_positions])
+        if pieces:
+            silhouettes, silhouette_positions = np.concatenate(pieces), np.concatenate(kept)
+    positions = subject.frame if subject is not None else None
+    reasons = assess_quality(positions=positions, truncated=truncated, num_silhouettes=len(silhouettes),
+                             config=config.quality)
+    frame_index = clip.frame_index[subject.frame] if subject is not None else np.zeros(0, np.int32)
+    label = labels.get((key.subject, key.combination))
+    record = make_record(
+        key, source=work.unit.source, image_width=clip.info.width, image_height=clip.info.height,
+        fps=float(clip.info.fps), illumination=float(clip.small.mean() / 255.0),
+        labels=np.asarray(label if label is not None else np.full(NUM_ATTRIBUTES, -1), np.int8),
+        frame_index=frame_index.astype(np.int32),
+        boxes=(subject.boxes if subject is not None else np.zeros((0, 4))).astype(np.float32),
+        track_id=int(subject.track_id) if subject is not None else None,
+        silhouettes=silhouettes,
+        silhouette_frame_index=(clip.frame_index[subject.frame[silhouette_positions]] if subject is not None
+                                else np.zeros(0)).astype(np.int32),
+        keypoints_2d=work.keypoints_2d,
+        keypoints_2d_model=(config.pose2d.model or config.pose2d.backend) if work.keypoints_2d is not None else None,
+        keypoints_3d=work.keypoints_3d,
+        keypoints_3d_model=(config.lift3d.model or config.lift3d.backend) if work.keypoints_3d is not None else None,
+        quality_ok=not reasons, quality_reasons=reasons, pipeline_hash=config_hash,
+    )
+    return UnitResult(str(key), clip.num_frames, record,
+                      tracks=_tracks_bytes(work.tracks, clip, subject.track_id if subject is not None else None),
+                      masks=work.masks.to_bytes() if keep_masks and work.masks is not None else None)
+
+
+def iter_groups(stages: Stages, groups: list[list[WorkUnit]], **kwargs) -> Iterator[list[UnitResult]]:
+    """process_group over `groups`, decoding the next group in a thread while the current one is computed."""
+    def decode_all(units):
+        clips = []
+        for unit in units:
+            try:
+                clips.append(_decode(stages, unit))
+            except Exception as error:
+                clips.append(error)
+        return clips
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        pending = pool.submit(decode_all, groups[0]) if groups else None
+        for position, units in enumerate(groups):
+            decoded = pending.result()
+            pending = pool.submit(decode_all, groups[position + 1]) if position + 1 < len(groups) else None
+            yield process_group(stages, units, decoded=decoded, **kwargs)
+            del decoded
