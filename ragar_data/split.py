@@ -480,6 +480,9 @@ def split_dataset(dataset_dir: str | Path, protocol: str | Path = "official", ou
     """
     from ragar_data.shards import atomic_write_bytes
 
+    if released_partition is not None and str(protocol) != "official":
+        raise PartitionError(f"{released_partition}: a released partition file applies to protocol 'official', "
+                             f"not {str(protocol)!r}")
     keys, labels = sequence_labels(dataset_dir)
     if not keys:
         raise PartitionError(f"{dataset_dir}: the dataset has no sequences to split")

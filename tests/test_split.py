@@ -216,6 +216,8 @@ def test_cli_split(tmp_path, monkeypatch):
     assert json.loads((dataset / "partition.json").read_text())["TRAIN_SET"]
     result = CliRunner().invoke(cli, ["split", str(dataset), "--released", str(tmp_path / "nope.json")])
     assert result.exit_code != 0 and "nope.json: released partition file not found" in result.output
+    result = CliRunner().invoke(cli, ["split", str(dataset), "--protocol", "seeded", "--released", "x.json"])
+    assert result.exit_code != 0 and "applies to protocol 'official', not 'seeded'" in result.output
 
 
 def test_covariate_groups():
