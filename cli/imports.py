@@ -1,0 +1,33 @@
+"""`ragar-data import`: OpenGait-layout trees (e.g. the RA-GAR release) -> shards."""
+from __future__ import annotations
+
+import click
+
+from ragar_data.errors import RagarDataError
+
+
+@click.group("import", short_help="Import an OpenGait-layout release into shards.")
+def import_group():
+    """Import datasets laid out as OpenGait trees into ragar-data shards."""
+
+
+@import_group.command("opengait")
+@click.argument("root", type=click.Path(file_okay=False, exists=True))
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--modality", type=click.Choice(["silhouette", "pose"]), default="silhouette", show_default=True,
+              help="What the pickles hold: uint8 (T, H, W) silhouettes or (T, 17, 3) x, y, confidence poses.")
+@click.option("--annotations", type=click.Path(dir_okay=False, exists=True),
+              help="Attribute CSV for type folders without labels in their name (c<k>-<condition>).")
+def opengait(root, dataset, modality, annotations):
+    """Read ROOT/<id>/<type>/<view>/*.pkl into DATASET/shards/opengait-<id>.parquet (one shard per subject).
+
+    Labels come from RA-GAR type names <n>_<a1>_..._<a15> when present. Importing the other modality of the
+    same sequences later merges it into the same shards.
+    """
+    from ragar_data.opengait import import_opengait
+
+    try:
+        summary = import_opengait(root, dataset, modality=modality, annotations=annotations)
+    except RagarDataError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(str(summary))

@@ -1,0 +1,69 @@
+"""Pose pickle trees for OpenGait's and FastPoseGait's pose models, from the shards' 2D keypoints.
+
+Layout (same tree and type namings as `ragar_data.opengait`)::
+
+    OUT/<subject>/<type>/<view:03d>/<view:03d>.pkl    numpy float32 (T, 17, 3): COCO-17 x, y in source-image
+                                                      pixels, confidence; one row per tracked frame
+    OUT/partition.json                                when the dataset has one (or --split FILE)
+
+No rescaling or centring is applied: the pose models normalise themselves (GPGait rescales each frame to a
+joint height and centres on the neck). Sequences without 2D keypoints (pose stage not run) are skipped and
+counted. Does not own the silhouette tree (`ragar_data.opengait`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ragar_data.attributes import default_schema
+from ragar_data.identity import SequenceKey
+from ragar_data.opengait import NAMINGS, copy_partition, iter_dataset_records, type_folder_name, write_pickle
+from ragar_data.shards import read_index
+
+
+@dataclass
+class PoseExportSummary:
+    out_root: Path
+    written: int = 0
+    existing: int = 0
+    without_pose: list[str] = field(default_factory=list)
+    partition: Path | None = None
+
+    def __str__(self) -> str:
+        lines = [f"{self.out_root}: wrote {self.written} pose pickles, kept {self.existing} from an earlier run"]
+        if self.without_pose:
+            lines.append(f"skipped {len(self.without_pose)} sequences without 2D keypoints, "
+                         f"e.g. {self.without_pose[:3]}")
+        lines.append(f"partition: {self.partition}" if self.partition else "no partition file")
+        return "\n".join(lines)
+
+
+def export_pose(dataset_dir: str | Path, out_root: str | Path, naming: str = "key",
+                partition: str | Path | None = None, overwrite: bool = False,
+                progress: bool = True) -> PoseExportSummary:
+    """Write every sequence's 2D keypoints as `<id>/<type>/<view>/<view>.pkl` (T, 17, 3) float32 pickles."""
+    if naming not in NAMINGS:
+        raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
+    dataset_dir, out_root = Path(dataset_dir), Path(out_root)
+    schema = default_schema()
+    summary = PoseExportSummary(out_root)
+    total = read_index(dataset_dir)["sequences"]
+    records = iter_dataset_records(dataset_dir, ["key", "labels", "keypoints_2d"])
+    for record in tqdm(records, total=total, desc="export pose", unit="seq", disable=not progress):
+        key = SequenceKey.parse(record["key"])
+        keypoints = record["keypoints_2d"]
+        if keypoints is None or len(keypoints) == 0:
+            summary.without_pose.append(str(key))
+            continue
+        path = out_root / key.subject / type_folder_name(key, record["labels"], naming, schema) / key.view_name
+        path = path / f"{key.view_name}.pkl"
+        if path.exists() and not overwrite:
+            summary.existing += 1
+            continue
+        write_pickle(path, np.ascontiguousarray(keypoints, dtype=np.float32).reshape(-1, 17, 3))
+        summary.written += 1
+    summary.partition = copy_partition(dataset_dir, out_root, partition)
+    return summary
