@@ -1,0 +1,83 @@
+"""`ragar-data train`: train CLIP-GAR (align, then fusion) or the classification baseline from shards.
+
+Distributed: ``torchrun --nproc_per_node N -m ragar_data.cli.main train clipgar --dataset DIR``.
+"""
+from __future__ import annotations
+
+import click
+
+from ragar_data.errors import RagarDataError
+
+_config_options = [
+    click.option("--config", "config_name", default=None,
+                 help="Packaged config name (clipgar, smoke, short_cpu) or a YAML file."),
+    click.option("--dataset", type=click.Path(file_okay=False), help="Dataset directory (sets data.dataset)."),
+    click.option("--out", type=click.Path(file_okay=False), help="Run directory (sets train.output_dir)."),
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                 help="Override a config field by dotted name, e.g. --set optim.lr=3e-4 (repeatable)."),
+    click.option("--no-resume", is_flag=True, help="Start over even if the run directory has a checkpoint."),
+    click.option("--dry-run", is_flag=True, help="Print the config summary and parameter counts, train nothing."),
+]
+
+
+def _with_config_options(function):
+    for option in reversed(_config_options):
+        function = option(function)
+    return function
+
+
+def _load(config_name, dataset, out, overrides, default_name):
+    from ragar_data.training.config import ConfigError, load_config
+
+    extra = list(overrides)
+    if dataset:
+        extra.append(f"data.dataset={dataset}")
+    if out:
+        extra.append(f"train.output_dir={out}")
+    try:
+        return load_config(config_name or default_name, extra)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@click.group(short_help="Train CLIP-GAR or a baseline from shards.")
+def train():
+    """Train models from a dataset's training subjects (partition.json, else the official split)."""
+
+
+@train.command()
+@_with_config_options
+@click.option("--stage", type=click.Choice(["all", "align", "fusion"]), default="all", show_default=True,
+              help="Run both stages, or one (fusion starts from the run's align/final.pt).")
+def clipgar(config_name, dataset, out, overrides, no_resume, dry_run, stage):
+    """CLIP-GAR: the align stage (V and θ with the KL align loss), then the fusion stage (BCE, V and T frozen)."""
+    from ragar_data.training.stages import describe, train_clipgar
+
+    config = _load(config_name, dataset, out, overrides, "clipgar")
+    click.echo(describe(config))
+    if dry_run:
+        return
+    stages = ("align", "fusion") if stage == "all" else (stage,)
+    try:
+        results = train_clipgar(config, stages, resume=not no_resume)
+    except RagarDataError as error:
+        raise click.ClickException(str(error)) from error
+    for name, result in results.items():
+        click.echo(f"{name}: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+
+
+@train.command()
+@_with_config_options
+def classification(config_name, dataset, out, overrides, no_resume, dry_run):
+    """The classification baseline: the same visual encoder with attribute heads, no text."""
+    from ragar_data.training.stages import describe, train_classification
+
+    config = _load(config_name, dataset, out, overrides, "clipgar")
+    click.echo(describe(config))
+    if dry_run:
+        return
+    try:
+        result = train_classification(config, resume=not no_resume)
+    except RagarDataError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"classification: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")

@@ -1,0 +1,163 @@
+"""Evaluate a checkpoint on the test subjects of a dataset: the data layer's metrics overall, per attribute
+and per covariate (condition nm/bg/cl, view, real vs simulated combination), written as JSON, Markdown and a
+per-attribute bar chart.
+
+Scores: sigmoid scores thresholded at 0.5 for the BCE-trained heads (fusion, classification with BCE); for
+the align stage (and a CE classifier) per-attribute softmax probabilities, decided by argmax (metrics mode
+"argmax"). Test sequences use all their frames (capped at ``data.max_eval_frames``), batched with zero
+padding; the temporal max pooling ignores the padded frames. Sequences with an unannotated attribute are
+left out of the metrics (their count is reported).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ragar_data.attributes import AttributeSchema, default_schema
+from ragar_data.errors import RagarDataError
+
+COVARIATE_TITLES = {"condition": "Condition (nm / bg / cl)", "view": "View (degrees)",
+                    "combination": "Attribute combination (real / simulated)"}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def run_inference(model, stage: str, dataset, batch_size: int, device: torch.device,
+                  schema: AttributeSchema, progress: bool = True) -> dict:
+    """Scores (N, 45), metrics mode, keys, one_hot (N, 45) and labels (N, 15) of every item of ``dataset``."""
+    from tqdm import tqdm
+
+    from ragar_data.loaders import collate
+    from ragar_data.training.stages import scores_of
+
+    model = model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    scores, keys, one_hot, labels, mode = [], [], [], [], "sigmoid"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    for batch in tqdm(loader, desc="inference", unit="batch", disable=not progress, dynamic_ncols=True):
+        silhouettes, lengths = batch["silhouettes"].to(device), batch["lengths"].to(device)
+        if autocast is not None:
+            with autocast:
+                batch_scores, mode = scores_of(model, stage, silhouettes, lengths, schema)
+        else:
+            batch_scores, mode = scores_of(model, stage, silhouettes, lengths, schema)
+        scores.append(batch_scores.float().cpu())
+        keys += list(batch["key"])
+        one_hot.append(batch["one_hot"])
+        labels.append(batch["labels"])
+    return {"scores": torch.cat(scores).numpy(), "mode": mode, "keys": keys,
+            "one_hot": torch.cat(one_hot).numpy(), "labels": torch.cat(labels).numpy()}
+
+
+def evaluation_report(scores: np.ndarray, one_hot: np.ndarray, labels: np.ndarray, keys: list[str], mode: str,
+                      schema: AttributeSchema | None = None, name: str = "model") -> dict:
+    """Headline metrics (percent) overall, per attribute and per covariate value, plus the full metric dicts."""
+    from ragar_data.metrics import compute_metrics, headline, metrics_by_subset, to_jsonable
+    from ragar_data.split import covariate_groups
+
+    schema = schema or default_schema()
+    annotated = (np.asarray(labels) >= 0).all(1)
+    if not annotated.any():
+        raise RagarDataError("no test sequence has all 15 attributes annotated: nothing to evaluate")
+    scores, one_hot = np.asarray(scores)[annotated], np.asarray(one_hot)[annotated]
+    keys = [k for k, keep in zip(keys, annotated) if keep]
+    overall = compute_metrics(scores, one_hot, schema, mode=mode)
+    by_covariate = metrics_by_subset(scores, one_hot, covariate_groups(keys), schema, mode=mode)
+    return {
+        "name": name, "mode": mode, "num_sequences": int(annotated.sum()),
+        "num_left_out_unannotated": int((~annotated).sum()),
+        "headline": headline(overall),
+        "per_attribute": {a: {k: 100.0 * v if k != "num_samples" else v for k, v in m.items()}
+                          for a, m in overall["per_attribute"].items()},
+        "per_covariate": {group: {str(value): dict(headline(m), sequences=m["num_samples"])
+                                  for value, m in values.items()}
+                          for group, values in by_covariate.items()},
+        "metrics": to_jsonable(overall),
+    }
+
+
+def markdown_report(report: dict) -> str:
+    columns = list(report["headline"])
+    lines = [f"# Evaluation: {report['name']}", "",
+             f"{report['num_sequences']} test sequences (metrics mode: {report['mode']}; "
+             f"{report['num_left_out_unannotated']} unannotated left out).", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+             "| " + " | ".join(f"{report['headline'][c]:.2f}" for c in columns) + " |", "",
+             "## Per attribute", "", "| Attribute | Accuracy | Balanced accuracy |", "|---|---|---|"]
+    lines += [f"| {name} | {m['accuracy']:.2f} | {m['balanced_accuracy']:.2f} |"
+              for name, m in report["per_attribute"].items()]
+    for group, values in report["per_covariate"].items():
+        lines += ["", f"## {COVARIATE_TITLES.get(group, group)}", "",
+                  "| Value | Sequences | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+        lines += [f"| {value} | {m['sequences']} | " + " | ".join(f"{m[c]:.2f}" for c in columns) + " |"
+                  for value, m in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_attribute(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["per_attribute"])
+    accuracy = [report["per_attribute"][n]["accuracy"] for n in names]
+    balanced = [report["per_attribute"][n]["balanced_accuracy"] for n in names]
+    positions = np.arange(len(names))
+    figure, axis = plt.subplots(figsize=(12, 4.5))
+    axis.bar(positions - 0.2, accuracy, 0.4, label="accuracy")
+    axis.bar(positions + 0.2, balanced, 0.4, label="balanced accuracy")
+    axis.set_xticks(positions, names, rotation=40, ha="right")
+    axis.set_ylabel("%")
+    axis.set_ylim(0, 100)
+    axis.set_title(f"{report['name']}: per-attribute accuracy (mA {report['headline']['mA']:.2f})")
+    axis.legend()
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    temporary.replace(path)
+
+
+def write_report(report: dict, out_dir: str | Path, stem: str = "evaluation") -> dict[str, Path]:
+    from ragar_data.shards import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}.png"}
+    atomic_write_bytes(paths["json"], (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(paths["markdown"], markdown_report(report).encode())
+    plot_per_attribute(report, paths["plot"])
+    return paths
+
+
+def evaluate_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, split: str = "official",
+                        out_dir: str | Path | None = None, device: str = "auto", batch_size: int | None = None,
+                        progress: bool = True) -> tuple[dict, dict[str, Path]]:
+    """Evaluate ``checkpoint`` on the test subjects of ``dataset_dir``; writes the report beside the checkpoint
+    (``<checkpoint dir>/evaluation.{json,md,png}``) unless ``out_dir`` is given."""
+    from ragar_data.training.build import model_from_checkpoint
+    from ragar_data.training.data import resolve_partition, side_keys, silhouette_dataset
+
+    schema = default_schema()
+    model, state, config = model_from_checkpoint(checkpoint, schema)
+    partition = resolve_partition(dataset_dir, split)
+    dataset = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "test"), config, train=False)
+    outputs = run_inference(model, state["stage"], dataset, batch_size or config.data.eval_batch_size,
+                            pick_device(device), schema, progress)
+    name = f"{state['kind']}/{state['stage']} @ {state['iteration']} it ({Path(checkpoint).name})"
+    report = evaluation_report(outputs["scores"], outputs["one_hot"], outputs["labels"], outputs["keys"],
+                               outputs["mode"], schema, name)
+    report["partition"] = {"protocol": partition.protocol, "train_subjects": len(partition.train),
+                           "test_subjects": len(partition.test)}
+    paths = write_report(report, out_dir if out_dir is not None else Path(checkpoint).parent)
+    return report, paths
