@@ -91,14 +91,17 @@ def parse_annotations(
         return {}, problems  # without the key columns no row can be placed
 
     while True:
+        start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as error:
-            problems.append(Problem(reader.line_num, None, f"malformed CSV: {error}"))
+            # a quote left open swallows the lines after it: say where the record began and ended
+            span = f" (the record runs to line {reader.line_num}; a quote left open?)" if reader.line_num > start else ""
+            problems.append(Problem(start, None, f"malformed CSV: {error}{span}"))
             continue
-        line = reader.line_num
+        line = start  # a quoted cell may span lines: report the line the row begins on
         if not any(cell.strip() for cell in row):
             continue  # blank lines carry nothing
         if len(row) != len(header):

@@ -103,7 +103,16 @@ def test_malformed_and_empty_files(tmp_path):
     assert "empty file" in check_annotations(_write(tmp_path / "e.csv", ""))[0].message
     path = _write(tmp_path / "q.csv", HEADER + '\n001,0,"male\n')
     problems = check_annotations(path)
-    assert problems and "malformed CSV" in problems[0].message
+    assert problems and "malformed CSV" in problems[0].message and problems[0].line == 2
+    # a bad quote mid-file is reported on its line and the rows after it are still read
+    text = HEADER + "\n" + row("001", 0).replace(",male", ',"male"x') + "\n" + row("002", 0) + "\n"
+    table, problems = parse_annotations(text)
+    assert [p.line for p in problems] == [2] and list(table) == [("002", 0)]
+    # a quoted cell spanning lines is fine; problems on the row point at its first line
+    values = [a.classes[0] for a in SCHEMA.attributes]
+    values[0], values[1] = '"ma\nle"', "ancient"
+    table, problems = parse_annotations(HEADER + "\n" + row("003", 1, values) + "\n" + row("004", 0) + "\n")
+    assert [(p.line, p.column) for p in problems] == [(2, "gender"), (2, "age")] and list(table) == [("004", 0)]
     binary = tmp_path / "b.csv"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     assert "not UTF-8" in check_annotations(binary)[0].message
