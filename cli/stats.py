@@ -15,6 +15,10 @@ def _percent(count: int, total: int) -> str:
     return f"{100 * count / total:.1f}%" if total else "-"
 
 
+def _spread(values: dict) -> str:
+    return f"{values['min']}-{values['max']} (mean {values['mean']:.1f})"
+
+
 @click.command(short_help="Print sequence and class counts of a dataset and plot them.")
 @click.argument("dataset", type=click.Path(file_okay=False, exists=True))
 @click.option("--png", type=click.Path(dir_okay=False), help="Write a bar chart of the class distribution here.")
@@ -34,6 +38,10 @@ def stats(dataset, png, json_path):
         ("subject x combination", counts["subject_combinations"]),
         ("sequences per subject", f"{per_subject['min']}-{per_subject['max']} (mean {per_subject['mean']:.1f}, "
                                   f"RA-GAR has {per_subject['expected']})"),
+        ("frames per sequence", _spread(counts["frames_per_sequence"])),
+        ("silhouettes per sequence", _spread(counts["silhouettes_per_sequence"])),
+        ("failed quality filter", f"{counts['quality']['failed']}" + "".join(
+            f"\n  {reason}: {n}" for reason, n in counts["quality"]["reasons"].items())),
         ("unlabelled sequences", counts["unlabelled_sequences"]),
         ("partly labelled sequences", counts["partly_labelled_sequences"]),
     ]:

@@ -54,13 +54,27 @@ def sequence_stats(keys: Sequence[str], labels: np.ndarray, schema: AttributeSch
 
 
 def dataset_stats(dataset_dir: str | Path) -> dict:
-    """`sequence_stats` of every sequence in a dataset's shards (reads only the key and labels columns)."""
+    """`sequence_stats` of a dataset's shards, plus frame counts and quality flags (no silhouettes are read)."""
     from ragar_data.split import sequence_labels
+
+    from ragar_data.shards import ShardDataset
 
     keys, labels = sequence_labels(dataset_dir)
     stats = sequence_stats(keys, labels)
     stats["dataset"] = str(dataset_dir)
+    table = ShardDataset(dataset_dir).table(["num_frames", "num_silhouettes", "quality_ok", "quality_reasons"])
+    stats["frames_per_sequence"] = _spread(table["num_frames"].to_numpy())
+    stats["silhouettes_per_sequence"] = _spread(table["num_silhouettes"].to_numpy())
+    reasons = Counter(reason for row in table["quality_reasons"].to_pylist() for reason in row)
+    ok = int(np.sum(table["quality_ok"].to_numpy(zero_copy_only=False)))
+    stats["quality"] = {"ok": ok, "failed": table.num_rows - ok, "reasons": dict(reasons.most_common())}
     return stats
+
+
+def _spread(values: np.ndarray) -> dict:
+    if not len(values):
+        return {"min": 0, "max": 0, "mean": 0.0}
+    return {"min": int(values.min()), "max": int(values.max()), "mean": float(values.mean())}
 
 
 def plot_class_distribution(stats: dict, path: str | Path, schema: AttributeSchema | None = None) -> Path:

@@ -41,11 +41,17 @@ def test_stats_cli_prints_tables_and_writes_png(tmp_path):
                            silhouette_frame_index=np.zeros(0, np.int32))
                for s in (1, 2) for c in (0, 1) for condition in ("nm-01", "cl-01") for view in (0, 36)]
     dataset = tmp_path / "ds"
+    records[0]["quality_ok"], records[0]["quality_reasons"] = False, ["too few silhouettes"]
+    records[1]["frame_index"], records[1]["boxes"] = np.arange(4, dtype=np.int32), np.zeros((4, 4), np.float32)
     update_index(dataset, [write_shard(dataset, "part-000", records)])
-    assert dataset_stats(dataset)["sequences"] == 16
+    totals = dataset_stats(dataset)
+    assert totals["sequences"] == 16
+    assert totals["quality"] == {"ok": 15, "failed": 1, "reasons": {"too few silhouettes": 1}}
+    assert totals["frames_per_sequence"] == {"min": 0, "max": 4, "mean": 0.25}
     png, counts = tmp_path / "classes.png", tmp_path / "stats.json"
     result = CliRunner().invoke(cli, ["stats", str(dataset), "--png", str(png), "--json", str(counts)])
     assert result.exit_code == 0, result.output
+    assert "too few silhouettes: 1" in result.output
     assert "Sequences per attribute class" in result.output and "arm_swing_direction" in result.output
     assert "condition_group" in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
