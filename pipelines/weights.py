@@ -83,9 +83,9 @@ def resolve_models_dir(models_dir: str | os.PathLike | None = None) -> Path:
     return Path(models_dir).expanduser() if models_dir else default_models_dir()
 
 
-def load_registry(path: str | os.PathLike = REGISTRY_PATH) -> dict[str, ModelSpec]:
-    """Parse and check `weights.yaml`; errors name the file and the model entry at fault."""
-    path = Path(path)
+def load_registry(path: str | os.PathLike | None = None) -> dict[str, ModelSpec]:
+    """Parse and check `weights.yaml` (or `path`); errors name the file and the model entry at fault."""
+    path = Path(path) if path is not None else REGISTRY_PATH
     document = yaml.safe_load(path.read_text())
     if not isinstance(document, dict) or not isinstance(document.get("models"), dict):
         raise SchemaError(f"{path}: expected a mapping with a `models` mapping")
