@@ -35,15 +35,26 @@ class FewFramesWarning(UserWarning):
     """A sequence kept fewer than MIN_FRAMES frames after normalisation (upstream warns the same)."""
 
 
-def _as_gray_uint8(masks) -> np.ndarray:
-    masks = np.asarray(masks)
+def _as_uint8(masks) -> tuple[np.ndarray, int]:
+    """(uint8 view of the masks, factor to 0..255 grey levels): bool masks are read as 0/1 without a copy."""
+    masks = np.ascontiguousarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"masks must be (T, H, W), got shape {masks.shape}")
     if masks.dtype == bool:
-        return masks.astype(np.uint8) * np.uint8(255)
+        return masks.view(np.uint8), 255
     if masks.dtype != np.uint8:
         raise ValueError(f"masks must be bool or uint8 (0/255 grayscale), got dtype {masks.dtype}")
-    return masks
+    return masks, 1
+
+
+def _row_sums(masks: np.ndarray) -> np.ndarray:
+    """(T, H) int64 sums of each image row. One cv2.reduce over all rows of all frames: several times faster
+    than numpy's uint8 -> int64 sum on full-HD masks; int32 cannot overflow (a row holds W * 255 at most)."""
+    count, height, width = masks.shape
+    if count * height == 0 or width == 0:
+        return np.zeros((count, height), np.int64)
+    sums = cv2.reduce(masks.reshape(count * height, width), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+    return sums.reshape(count, height).astype(np.int64)
 
 
 def normalise_sequence(masks, size: int = 64, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -57,15 +68,15 @@ def normalise_sequence(masks, size: int = 64, name: str | None = None) -> tuple[
     """
     if size <= 0 or size % 2:
         raise ValueError(f"size must be a positive even number (64 or 128), got {size}")
-    masks = _as_gray_uint8(masks)
+    masks, grey = _as_uint8(masks)
     count, height, width = masks.shape
     half = size // 2
     if count == 0:
         return np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64)
 
-    pixel_sums = masks.reshape(count, -1).sum(axis=1, dtype=np.int64)
-    candidates = np.flatnonzero(pixel_sums > MIN_PIXEL_SUM)
-    rows_filled = masks[candidates].any(axis=2)  # (n, H): pixels are >= 0, so any() == (row sum != 0)
+    row_sums = _row_sums(masks) * grey
+    candidates = np.flatnonzero(row_sums.sum(axis=1) > MIN_PIXEL_SUM)
+    rows_filled = row_sums[candidates] != 0  # (n, H), upstream's y_sum != 0
     tops = rows_filled.argmax(axis=1)
     bottoms = height - 1 - rows_filled[:, ::-1].argmax(axis=1)
     crop_heights = bottoms - tops + 1
@@ -82,8 +93,9 @@ def normalise_sequence(masks, size: int = 64, name: str | None = None) -> tuple[
     padded_width = int(resized_widths.max(initial=0)) + size
     canvas = np.zeros((candidates.size, size, padded_width), np.uint8)
     for slot, (frame, top, bottom, new_width) in enumerate(zip(candidates, tops, bottoms, resized_widths)):
+        crop = masks[frame, top:bottom + 1]
         canvas[slot, :, half:half + new_width] = cv2.resize(
-            masks[frame, top:bottom + 1], (int(new_width), size), interpolation=cv2.INTER_CUBIC
+            crop * np.uint8(grey) if grey != 1 else crop, (int(new_width), size), interpolation=cv2.INTER_CUBIC
         )
 
     # x-centre: first column (of the resized image) whose cumulative sum exceeds half the total, i.e.
