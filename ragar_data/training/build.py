@@ -28,17 +28,22 @@ def build_visual(config: Config) -> DeepGaitV2Encoder:
 
 
 def build_clipgar(config: Config, schema: AttributeSchema, text: TextFeatures | None = None) -> CLIPGAR:
-    """CLIP-GAR from the config; without ``text`` the text features are computed (or read from the cache)."""
+    """CLIP-GAR from the config; without ``text`` the text features are computed (or read from the cache).
+    Initial weights depend on ``train.seed`` only, not on what ran before in the process."""
     if text is None:
         text = build_text_features(config.text.backend, schema.sentences(), config.text.weights,
                                    config.text.cache_dir, config.text.dim, config.train.seed)
     m = config.model
-    return CLIPGAR(build_visual(config), text, schema, m.part_similarity, m.fusion_depth, m.fusion_heads,
-                   m.fusion_mlp_ratio, m.fusion_dropout)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        return CLIPGAR(build_visual(config), text, schema, m.part_similarity, m.fusion_depth, m.fusion_heads,
+                       m.fusion_mlp_ratio, m.fusion_dropout)
 
 
 def build_classifier(config: Config, schema: AttributeSchema) -> AttributeClassifier:
-    return AttributeClassifier(build_visual(config), schema, config.model.classification_loss)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        return AttributeClassifier(build_visual(config), schema, config.model.classification_loss)
 
 
 def read_checkpoint(path: str | Path) -> dict:

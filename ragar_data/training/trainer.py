@@ -230,8 +230,11 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
             dataset.set_epoch(epoch)
         batches = EpochBatches(len(dataset), config.train.batch_size, config.train.seed, epoch, batch_in_epoch,
                                runtime.rank, runtime.world_size)
+        # Its own generator: creating a loader must not draw from the global RNG, or a resumed run (which
+        # creates one more loader) would see other dropout masks than an uninterrupted one.
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.data.num_workers,
-                            collate_fn=collate_fn or collate, pin_memory=on_cuda)
+                            collate_fn=collate_fn or collate, pin_memory=on_cuda,
+                            generator=torch.Generator().manual_seed(config.train.seed * 1_000_003 + epoch))
         for batch in loader:
             if autocast is not None:
                 with autocast:
