@@ -33,6 +33,8 @@ from ragar_data.schemas import schema_path
 SCHEMA_VERSION_KEY = b"ragar_data.shard_schema_version"
 INDEX_NAME = "index.json"
 SHARD_DIR = "shards"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SCALAR_TYPES = {
     "string": pa.string(), "binary": pa.binary(), "bool": pa.bool_(), "int8": pa.int8(),
@@ -249,6 +251,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; datasets are shared
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()

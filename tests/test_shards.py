@@ -167,3 +167,9 @@ def test_update_index_adds_shards_found_on_disk(dataset):
     os.remove(root / "index.json")
     index = update_index(root)
     assert index["sequences"] == 4 and len(index["shards"][0]["sha256"]) == 64
+
+
+def test_written_files_follow_the_umask_not_0600(dataset):
+    root, _ = dataset
+    assert (root / "shards/part-0000.parquet").stat().st_mode & 0o044 == 0o044
+    assert (root / "index.json").stat().st_mode & 0o044 == 0o044
