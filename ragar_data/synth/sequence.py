@@ -1,0 +1,216 @@
+"""One synthetic sequence: the scene of a (subject, combination, condition, view) and its exact ground truth.
+
+`stream_sequence` streams frames (for the video writer, so a 1080p sequence never sits in memory as a whole)
+and fills the ground truth as it goes; `render_sequence` is the pure, in-memory form other modules' tests
+call. The walk itself (body, gait, light, second walker) depends on (seed, subject, combination, condition)
+only, so the 10 views are 10 cameras filming the same walk, as in RA-GAR. Background, post and exposure
+depend on the view; noise offsets on the whole key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ragar_data.attributes import default_schema
+from ragar_data.identity import SequenceKey
+from ragar_data.synth.body import (
+    own_labels, simulated_labels, subject_identity, walker_parameters, with_speed,
+)
+from ragar_data.synth.camera import Camera, view_camera
+from ragar_data.synth.config import SynthConfig, stream
+from ragar_data.synth.gait import WalkerGeometry, walker_geometry
+from ragar_data.synth.render import (
+    NOISE_MARGIN, WALKER_LABELS, draw_post, noise_tile, rasterise, scene_background, view_walker,
+)
+
+@lru_cache(maxsize=16)
+def _camera_scene(seed: int, view: int, width: int, height: int, distance: float, camera_height: float,
+                  focal_scale: float, occlusion: bool) -> tuple[Camera, np.ndarray, np.ndarray | None]:
+    """Camera, background image and post mask of one view (shared by every sequence of that view)."""
+    camera = view_camera(view, width, height, distance, camera_height, focal_scale)
+    background = scene_background(camera, stream(seed, "background", view))
+    occluder = None
+    if occlusion:
+        rng = stream(seed, "post", view)
+        towards = -camera.centre[:2] / np.linalg.norm(camera.centre[:2])
+        across = np.array([-towards[1], towards[0]])
+        base = camera.centre[:2] + towards * distance * rng.uniform(0.4, 0.5) + across * rng.choice([-1, 1]) * rng.uniform(0.3, 0.5)
+        occluder = draw_post(background, camera, base, height=2.6, radius=0.09)
+    background.setflags(write=False)
+    return camera, background, occluder
+
+
+@lru_cache(maxsize=4)
+def _noise(seed: int, width: int, height: int, sigma: float) -> np.ndarray:
+    tile = noise_tile(stream(seed, "noise"), height, width, sigma)
+    tile.setflags(write=False)
+    return tile
+
+
+def _palette(parts, identity, condition: str) -> np.ndarray:
+    colours = {"skin": identity.skin, "hair": identity.hair_colour, "shirt": identity.shirt,
+               "trousers": identity.trousers, "shoes": identity.shoes, "coat": identity.coat,
+               "backpack": identity.backpack}
+    return np.array([colours[part.colour] for part in parts], dtype=np.float64)
+
+
+@dataclass
+class Walk:
+    """The world-level walk shared by all views of a (subject, combination, condition)."""
+
+    walkers: list[WalkerGeometry]  # the subject, then the second walker if any
+    palettes: list[np.ndarray]
+    labels: np.ndarray
+    sun: np.ndarray
+    gains: np.ndarray  # (T,) illumination before the per-view exposure
+    shade: float
+
+
+def build_walk(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None = None) -> Walk:
+    """Subject (with `labels` overriding its annotation when given), light and the optional second walker."""
+    schema = default_schema()
+    if labels is None:
+        labels = simulated_labels(config.seed, key.subject, key.combination, schema)
+    labels = np.asarray(labels, dtype=np.int8)
+    if labels.shape != (len(schema),):
+        raise ValueError(f"labels for {key}: expected ({len(schema)},) class indices, got shape {labels.shape}")
+    frames, fps = config.num_frames, config.fps
+    rng = stream(config.seed, "walk", key.subject, key.combination, key.condition)
+    identity = subject_identity(config.seed, key.subject)
+    parameters = with_speed(walker_parameters(labels, identity, schema), float(rng.normal(1.0, 0.03)))
+    duration = frames / fps
+    start = np.array([-0.5 * parameters.speed * duration, rng.uniform(-0.25, 0.25)])
+    coat_length = float(stream(config.seed, "coat", key.subject, key.condition).uniform(0.1, 0.9))
+    subject = walker_geometry(parameters, frames, fps, float(rng.random()), start, 0.0, key.condition, coat_length)
+    walkers = [subject]
+    palettes = [_palette(subject.parts, identity, key.condition)]
+    if config.distractors:
+        d_rng = stream(config.seed, "second walker", key.subject, key.combination, key.condition)
+        other_identity = subject_identity(config.seed, f"other-{key}")
+        other_labels = own_labels(config.seed, f"other-{key.subject}-{key.combination}-{key.condition}", schema)
+        other = walker_parameters(other_labels, other_identity, schema)
+        heading = float(d_rng.uniform(55, 125) + (180 if d_rng.random() < 0.5 else 0))
+        crossing_time = float(d_rng.uniform(0.3, 0.7)) * duration
+        subject_x = start[0] + parameters.speed * crossing_time
+        crossing_x = subject_x + float(d_rng.choice([-1, 1]) * d_rng.uniform(1.2, 2.0))
+        direction = np.array([np.cos(np.radians(heading)), np.sin(np.radians(heading))])
+        other_start = np.array([crossing_x, 0.0]) - direction * other.speed * crossing_time
+        walkers.append(walker_geometry(other, frames, fps, float(d_rng.random()), other_start, heading,
+                                       "nm-01"))
+        palettes.append(_palette(walkers[-1].parts, other_identity, "nm-01"))
+    # light: a sunny or overcast walk; slow drift plus passing clouds within it
+    base = rng.uniform(0.72, 1.18)
+    time = np.arange(frames) / fps
+    drift = rng.uniform(-0.12, 0.12) * (time / max(duration, 1e-9) - 0.5)
+    clouds = rng.uniform(0.0, 0.05) * np.sin(2 * np.pi * time / rng.uniform(1.5, 6.0) + rng.uniform(0, 2 * np.pi))
+    gains = base * (1.0 + drift + clouds)
+    elevation, azimuth = np.radians(rng.uniform(30, 65)), np.radians(rng.uniform(0, 360))
+    sun = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+    shade = float(0.5 + 0.25 * (1.18 - base) / 0.46)  # brighter sun, darker shadow
+    return Walk(walkers, palettes, labels, sun, gains, shade)
+
+
+def stream_sequence(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None = None):
+    """(frames iterator, ground truth dict). The dict's per-frame arrays are filled while the iterator runs
+    and are complete once it is exhausted. Masks are kept bit-packed: (T, H, ceil(W/8)) uint8."""
+    walk = build_walk(config, key, labels)
+    camera, background, occluder = _camera_scene(
+        config.seed, key.view, config.width, config.height, config.camera_distance, config.camera_height,
+        config.focal_scale, config.occlusion)
+    views = [view_walker(w, camera, walk.sun, palette) for w, palette in zip(walk.walkers, walk.palettes)]
+    rng = stream(config.seed, "frames", str(key))
+    exposure = rng.uniform(0.93, 1.07)
+    gains = (walk.gains * exposure).astype(np.float32)
+    noise = _noise(config.seed, config.width, config.height, config.noise_sigma)
+    offsets = rng.integers(0, NOISE_MARGIN + 1, size=(len(gains), 2))
+    T, H, W = len(gains), config.height, config.width
+    packed_width = (W + 7) // 8
+    truth = {
+        "frame_index": np.arange(T, dtype=np.int32),
+        "boxes": np.full((T, 4), np.nan, dtype=np.float32),
+        "masks_packed": np.zeros((T, H, packed_width), dtype=np.uint8),
+        "mask_shape": np.array([H, W], dtype=np.int32),
+        "K": camera.K.astype(np.float64), "R": camera.R.astype(np.float64), "t": camera.t.astype(np.float64),
+        "labels": walk.labels.copy(),
+        "illumination": gains,
+        "view": np.int32(key.view),
+        "fps": np.int32(config.fps),
+    }
+    subject = walk.walkers[0]
+    pixels, _ = camera.project(subject.coco)
+    truth["keypoints_2d"] = np.concatenate([pixels, np.zeros(pixels.shape[:-1] + (1,))], axis=-1).astype(np.float32)
+    truth["keypoints_3d"] = camera.to_camera(subject.h36m).astype(np.float32)
+    if len(walk.walkers) > 1:
+        truth["distractor_boxes"] = np.full((T, 4), np.nan, dtype=np.float32)
+        truth["distractor_masks_packed"] = np.zeros((T, H, packed_width), dtype=np.uint8)
+
+    def frames():
+        for t, layers in enumerate(rasterise(views, background, occluder, gains, walk.shade, noise, offsets)):
+            y0, x0 = layers.origin
+            for name, low in (("", 0), ("distractor_", WALKER_LABELS)):
+                if f"{name}boxes" not in truth:
+                    continue
+                mask = (layers.labels > low) & (layers.labels <= low + WALKER_LABELS)
+                _store_mask(truth, name, t, mask, y0, x0, W)
+            _keypoint_visibility(truth, t, layers, W, H)
+            yield layers.image
+
+    return frames(), truth
+
+
+def _store_mask(truth: dict, name: str, t: int, mask: np.ndarray, y0: int, x0: int, width: int) -> None:
+    rows, columns = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return
+    truth[f"{name}boxes"][t] = (x0 + columns[0], y0 + rows[0], x0 + columns[-1] + 1, y0 + rows[-1] + 1)
+    band = np.zeros((mask.shape[0], width), dtype=bool)
+    band[:, x0:x0 + mask.shape[1]] = mask
+    truth[f"{name}masks_packed"][t, y0:y0 + mask.shape[0]] = np.packbits(band, axis=-1)
+
+
+def _keypoint_visibility(truth: dict, t: int, layers, width: int, height: int) -> None:
+    """A keypoint is visible when its pixel (pixel centres at integers) shows the subject: inside the frame
+    and not hidden by the post or the second walker. Self-occlusion does not count (the mask is the union)."""
+    keypoints = truth["keypoints_2d"][t]
+    columns = np.round(keypoints[:, 0]).astype(np.int64)
+    rows = np.round(keypoints[:, 1]).astype(np.int64)
+    y0, x0 = layers.origin
+    h, w = layers.labels.shape
+    inside = (rows >= y0) & (rows < y0 + h) & (columns >= x0) & (columns < x0 + w)
+    inside &= (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
+    label = np.zeros(len(keypoints), dtype=np.int64)
+    label[inside] = layers.labels[rows[inside] - y0, columns[inside] - x0]
+    keypoints[:, 2] = ((label > 0) & (label <= WALKER_LABELS)).astype(np.float32)
+
+
+def unpack_masks(packed: np.ndarray, shape) -> np.ndarray:
+    """(T, H, ceil(W/8)) bit-packed masks -> (T, H, W) bool."""
+    return np.unpackbits(packed, axis=-1, count=int(shape[1])).astype(bool)
+
+
+def render_sequence(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Frames (T, H, W, 3) uint8 RGB and the ground truth of one sequence, in memory, deterministic from
+    (config, key). `labels` (15,) overrides the subject's annotated class indices (for effect studies).
+    The ground truth has `masks` unpacked to (T, H, W) bool, as `load_ground_truth` returns it."""
+    frames, truth = stream_sequence(config, key, labels)
+    video = np.stack(list(frames))
+    return video, unpacked(truth)
+
+
+def unpacked(truth: dict) -> dict:
+    """The ground truth with bit-packed mask arrays replaced by (T, H, W) bool `masks`/`distractor_masks`."""
+    result = {k: v for k, v in truth.items() if not k.endswith("masks_packed")}
+    for name in ("", "distractor_"):
+        if f"{name}masks_packed" in truth:
+            result[f"{name}masks"] = unpack_masks(truth[f"{name}masks_packed"], truth["mask_shape"])
+    return result
+
+
+def render_masks(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None = None) -> np.ndarray:
+    """Only the subject's (T, H, W) bool masks (frames are still rendered: the label map is the mask)."""
+    frames, truth = stream_sequence(config, key, labels)
+    for _ in frames:
+        pass
+    return unpack_masks(truth["masks_packed"], truth["mask_shape"])
