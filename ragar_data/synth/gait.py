@@ -253,7 +253,7 @@ def walker_geometry(p: WalkerParameters, frames: int, fps: float, phase0: float,
     r = p.head_radius
     body.part("head", [(head_centre, r), (head_centre + [0.025, 0, -0.5 * r], 0.72 * r)], "skin")
     if p.hair >= 1:
-        hair = [(head_centre + [-0.012, 0, 0.014], 1.08 * r)]
+        hair = [(head_centre + [-0.02, 0, 0.022], 1.13 * r)]
         if p.hair == 2:
             hair += [(head_centre + [-0.05, s * 0.06, -1.7 * r], 0.07) for s in (RIGHT, LEFT)]
             hair += [(head_centre + [-0.07, 0, -1.5 * r], 0.075)]

@@ -3,8 +3,8 @@
 `stream_sequence` streams frames (for the video writer, so a 1080p sequence never sits in memory as a whole)
 and fills the ground truth as it goes; `render_sequence` is the pure, in-memory form other modules' tests
 call. The walk itself (body, gait, light, second walker) depends on (seed, subject, combination, condition)
-only, so the 10 views are 10 cameras filming the same walk, as in RA-GAR. Background, post and exposure
-depend on the view; noise offsets on the whole key.
+only, so the 10 views are 10 cameras filming the same walk, as in RA-GAR. The background and exposure depend
+on the view; the optional post, placed to hide part of the walker, and the noise offsets on the whole key.
 """
 from __future__ import annotations
 
@@ -27,19 +27,26 @@ from ragar_data.synth.render import (
 
 @lru_cache(maxsize=16)
 def _camera_scene(seed: int, view: int, width: int, height: int, distance: float, camera_height: float,
-                  focal_scale: float, occlusion: bool) -> tuple[Camera, np.ndarray, np.ndarray | None]:
-    """Camera, background image and post mask of one view (shared by every sequence of that view)."""
+                  focal_scale: float) -> tuple[Camera, np.ndarray]:
+    """Camera and background image of one view (shared by every sequence of that view)."""
     camera = view_camera(view, width, height, distance, camera_height, focal_scale)
     background = scene_background(camera, stream(seed, "background", view))
-    occluder = None
-    if occlusion:
-        rng = stream(seed, "post", view)
-        towards = -camera.centre[:2] / np.linalg.norm(camera.centre[:2])
-        across = np.array([-towards[1], towards[0]])
-        base = camera.centre[:2] + towards * distance * rng.uniform(0.4, 0.5) + across * rng.choice([-1, 1]) * rng.uniform(0.3, 0.5)
-        occluder = draw_post(background, camera, base, height=2.6, radius=0.09)
     background.setflags(write=False)
-    return camera, background, occluder
+    return camera, background
+
+
+def _place_post(config: SynthConfig, key: SequenceKey, camera: Camera, background: np.ndarray,
+                subject: WalkerGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Partial occlusion: a post halfway between the camera and where the subject is at a random moment,
+    a little to one side, so it hides part of the body for part of the sequence. Returns (background, mask)."""
+    rng = stream(config.seed, "post", str(key))
+    moment = int(rng.uniform(0.25, 0.75) * (len(subject.centres) - 1))
+    target = subject.centres[moment, :, :2].mean(axis=0)
+    towards = target - camera.centre[:2]
+    across = np.array([-towards[1], towards[0]]) / np.linalg.norm(towards)
+    base = camera.centre[:2] + towards * rng.uniform(0.45, 0.55) + across * rng.choice([-1, 1]) * rng.uniform(0.05, 0.2)
+    background = background.copy()
+    return background, draw_post(background, camera, base, height=2.6, radius=0.09)
 
 
 @lru_cache(maxsize=4)
@@ -116,9 +123,11 @@ def stream_sequence(config: SynthConfig, key: SequenceKey, labels: np.ndarray | 
     """(frames iterator, ground truth dict). The dict's per-frame arrays are filled while the iterator runs
     and are complete once it is exhausted. Masks are kept bit-packed: (T, H, ceil(W/8)) uint8."""
     walk = build_walk(config, key, labels)
-    camera, background, occluder = _camera_scene(
-        config.seed, key.view, config.width, config.height, config.camera_distance, config.camera_height,
-        config.focal_scale, config.occlusion)
+    camera, background = _camera_scene(config.seed, key.view, config.width, config.height,
+                                       config.camera_distance, config.camera_height, config.focal_scale)
+    occluder = None
+    if config.occlusion:
+        background, occluder = _place_post(config, key, camera, background, walk.walkers[0])
     views = [view_walker(w, camera, walk.sun, palette) for w, palette in zip(walk.walkers, walk.palettes)]
     rng = stream(config.seed, "frames", str(key))
     exposure = rng.uniform(0.93, 1.07)
