@@ -48,8 +48,9 @@ class TrackConfig:
 @dataclass
 class SelectConfig:
     min_frames: int = 5  # tracks shorter than this are never the subject
-    walking_displacement: float = 0.5  # net centre motion, in box heights, that counts as walking
-    walking_scale_change: float = 0.2  # or relative box-height change (frontal views walk towards the camera)
+    walking_displacement: float = 0.25  # net centre motion, in box heights, that counts as walking
+    walking_scale_change: float = 0.1  # or relative box-height change (frontal views walk towards the camera)
+    walking_bonus: float = 0.5
     centrality_weight: float = 0.5
 
 

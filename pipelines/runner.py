@@ -69,9 +69,8 @@ class ExtractSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def lines(self) -> list[str]:
-        lines = list(self.skipped_stages)
-        lines.append(f"{self.sequences} sequences: {self.processed} extracted, {self.reused} already done, "
-                     f"{self.failed} failed, {self.quality_failed} written but failing the quality filter")
+        lines = [f"{self.sequences} sequences: {self.processed} extracted, {self.reused} already done, "
+                     f"{self.failed} failed, {self.quality_failed} written but failing the quality filter"]
         lines.append(f"{self.frames} frames in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)")
         lines.append(f"{len(self.shards)} shard(s) in {self.out_dir}/shards (config {self.config_hash})")
         if self.failed:
@@ -218,6 +217,7 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
                 frames += result.num_frames
                 if result.error is not None:
                     failed += 1
+                    folder.part(result.key).unlink(missing_ok=True)  # a forced redo that fails leaves no stale row
                     failures_log.write(json.dumps(result.error) + "\n")
                     failures_log.flush()
                 else:

@@ -166,7 +166,7 @@ class ForegroundSegmenter:
         reduced = cv2.resize(model.background, (width, height), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
         seen = weight > 0
         background = reduced.copy()
-        background[seen] = total[seen] / weight[seen, None]
+        background[seen] = np.clip(np.round(total[seen] / weight[seen, None]), 0, 255).astype(np.uint8)
         return background
 
     def segment_sequence(self, clip: Clip, model: BackgroundModel, subject: SubjectTrack,
@@ -184,9 +184,9 @@ class ForegroundSegmenter:
         small_h, small_w = model.foreground.shape[1:]
         origins, crops = [], []
         for position, (x0, y0, x1, y1), box in zip(subject.frame, boxes, subject.boxes):
-            frame = clip.frames[position][y0:y1, x0:x1].astype(np.float32) / model.gains[position]
-            reference = background[y0 - region[1]:y1 - region[1], x0 - region[0]:x1 - region[0]]
-            mask = classify_foreground(frame, reference, model.threshold, model.shadow)
+            reference = np.ascontiguousarray(background[y0 - region[1]:y1 - region[1], x0 - region[0]:x1 - region[0]])
+            mask = classify_foreground(np.ascontiguousarray(clip.frames[position][y0:y1, x0:x1]),
+                                       float(model.gains[position]), reference, model.threshold, model.shadow)
             # prior: the reduced foreground, dilated by a reduced pixel, cut to the padded box
             sx0, sy0 = int(x0 * clip.scale), int(y0 * clip.scale)
             sx1, sy1 = min(small_w, int(np.ceil(x1 * clip.scale)) + 1), min(small_h, int(np.ceil(y1 * clip.scale)) + 1)

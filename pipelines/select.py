@@ -2,15 +2,17 @@
 
 The rule, in order:
 1. a track needs at least `min_frames` frames;
-2. among those, tracks that *walk* are preferred: the box centre moves by at least `walking_displacement`
-   box heights between the track's first and last quarter, or the box height changes by at least
-   `walking_scale_change` (a walker approaching or leaving a frontal camera); if no track walks, all qualify;
-3. the subject is the qualifying track with the highest  length + centrality_weight x centrality, where
-   length = track frames / clip frames and centrality = 1 - mean distance of the box centre from the image
-   centre, in half image diagonals (so 1 at the centre, 0 at a corner). Ties go to the lower track id.
+2. a track *walks* when its box centre moves by at least `walking_displacement` box heights between its first
+   and last quarter, or its box height changes by at least `walking_scale_change` (a walker approaching or
+   leaving a frontal camera);
+3. the subject is the track with the highest
+       length x (1 + walking_bonus if it walks) x (1 - centrality_weight x (1 - centrality)),
+   where length = track frames / clip frames and centrality = 1 - mean distance of the box centre from the image
+   centre in half image diagonals (1 at the centre, 0 at a corner). Ties go to the lower track id.
 
-RA-GAR records one walker per sequence in front of a fixed camera; a passer-by crosses briefly, so the longest
-walking track is the subject and centrality settles near-ties.
+RA-GAR records one walker per sequence in front of a fixed camera; a passer-by crosses briefly, so length
+dominates, walking demotes static clutter (a flag, a parked bicycle) and centrality settles near-ties. The
+product keeps a short jittering fragment (which may look like walking) below a long subject track.
 """
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ def _walks(boxes: np.ndarray, displacement: float, scale_change: float) -> bool:
 
 
 def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: int = 5,
-                   walking_displacement: float = 0.5, walking_scale_change: float = 0.2,
-                   centrality_weight: float = 0.5) -> SubjectTrack | None:
+                   walking_displacement: float = 0.25, walking_scale_change: float = 0.1,
+                   walking_bonus: float = 0.5, centrality_weight: float = 0.5) -> SubjectTrack | None:
     """The subject's track by the rule in the module docstring, or None when no track qualifies."""
     width, height = image_size
     half_diagonal = np.hypot(width, height) / 2
@@ -55,11 +57,10 @@ def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: i
             continue
         centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2 - width / 2, (boxes[:, 1] + boxes[:, 3]) / 2 - height / 2], 1)
         centrality = 1.0 - float(np.linalg.norm(centres, axis=1).mean() / half_diagonal)
-        score = len(frame) / max(tracks.num_frames, 1) + centrality_weight * centrality
         walking = _walks(boxes, walking_displacement, walking_scale_change)
+        score = (len(frame) / max(tracks.num_frames, 1) * (1.0 + walking_bonus * walking)
+                 * (1.0 - centrality_weight * (1.0 - centrality)))
         candidates.append(SubjectTrack(track_id, frame, boxes, score, walking))
     if not candidates:
         return None
-    if any(c.walking for c in candidates):
-        candidates = [c for c in candidates if c.walking]
     return max(candidates, key=lambda c: (c.score, -c.track_id))

@@ -1,0 +1,217 @@
+"""QA of an extraction run against the synthetic generator's ground truth (`ragar-data qa RUN --ground-truth SYNTH`).
+
+Per sequence, over the frames where the ground-truth subject is visible:
+- silhouette IoU: the run's full-resolution subject mask (kept with `extract --keep-masks`, before
+  normalisation) against the true mask; a frame without an extracted mask counts IoU 0;
+- subject-track recall: frames whose extracted subject box overlaps the true box with IoU >= `match_iou`;
+  the subject track counts as *found* when recall >= 0.5;
+- identity switches: each frame's true box is matched to the tracker's track with the highest box IoU (>=
+  `match_iou`, over all tracks of the clip); every change of the matched id between consecutive matched frames
+  is a switch (the MOT IDSW of the subject);
+- 2D keypoint error (when the run has keypoints_2d): mean pixel distance over visible COCO-17 joints, and the
+  same divided by the true box height;
+- 3D keypoint error (when the run has keypoints_3d): N-MPJPE, root-relative joints scaled by the least-squares
+  factor onto the truth (the lifter's units are normalised), in the truth's units (metres).
+Summary: means over sequences (IoU also over all frames), sequences with the subject found, total switches.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ragar_data.errors import RagarDataError
+from ragar_data.identity import SequenceKey
+
+
+@dataclass
+class SequenceQA:
+    key: str
+    frames: int  # ground-truth frames with the subject visible
+    silhouette_iou: float | None
+    recall: float
+    found: bool
+    identity_switches: int
+    keypoints_2d_error_px: float | None = None
+    keypoints_2d_error_rel: float | None = None
+    keypoints_3d_nmpjpe: float | None = None
+    quality_ok: bool = True
+
+
+@dataclass
+class QAReport:
+    run: str
+    ground_truth: str
+    sequences: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"run": self.run, "ground_truth": self.ground_truth, "summary": self.summary,
+                "sequences": [asdict(s) for s in self.sequences]}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a (N, 4) with b (M, 4) -> (N, M); NaN boxes give 0."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.nan_to_num(np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0))
+
+
+def identity_switches(truth_boxes: np.ndarray, truth_frames: np.ndarray, track_frames: np.ndarray,
+                      track_ids: np.ndarray, track_boxes: np.ndarray, match_iou: float = 0.5) -> int:
+    matched = []
+    for frame, box in zip(truth_frames, truth_boxes):
+        rows = np.flatnonzero(track_frames == frame)
+        if rows.size == 0:
+            continue
+        overlaps = box_iou(box[None], track_boxes[rows])[0]
+        if overlaps.max() >= match_iou:
+            matched.append(int(track_ids[rows[overlaps.argmax()]]))
+    return int(sum(a != b for a, b in zip(matched, matched[1:])))
+
+
+def nmpjpe(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean joint error after root-centring and the least-squares scale of predicted onto truth, per frame."""
+    predicted = predicted - predicted[:, :1]
+    truth = truth - truth[:, :1]
+    scale = (predicted * truth).sum(axis=(1, 2)) / np.maximum((predicted * predicted).sum(axis=(1, 2)), 1e-12)
+    return float(np.linalg.norm(scale[:, None, None] * predicted - truth, axis=-1).mean())
+
+
+def sequence_qa(key: str, record: dict, truth: dict, tracks: dict | None, masks, match_iou: float = 0.5) -> SequenceQA:
+    truth_masks = truth["masks"]
+    visible = np.flatnonzero(truth_masks.reshape(len(truth_masks), -1).any(axis=1))
+    truth_frames = truth["frame_index"][visible]
+    truth_boxes = truth["boxes"][visible]
+    position = {int(f): i for i, f in enumerate(record["frame_index"])}
+    rows = [position.get(int(f)) for f in truth_frames]
+    extracted = np.asarray([r is not None for r in rows])
+    recall_hits = np.zeros(len(visible), bool)
+    for i, row in enumerate(rows):
+        if row is not None:
+            recall_hits[i] = box_iou(record["boxes"][row][None], truth_boxes[i][None])[0, 0] >= match_iou
+    recall = float(recall_hits.mean()) if len(visible) else 0.0
+    iou = None
+    if masks is not None:
+        ious = np.zeros(len(visible))
+        for i, (row, truth_index) in enumerate(zip(rows, visible)):
+            if row is None:
+                continue
+            mask, gt = masks.full(row), truth_masks[truth_index]
+            union = np.count_nonzero(mask | gt)
+            ious[i] = np.count_nonzero(mask & gt) / union if union else 1.0
+        iou = float(ious.mean()) if len(ious) else None
+    switches = 0
+    if tracks is not None:
+        switches = identity_switches(truth_boxes, truth_frames, tracks["frame_index"], tracks["track_id"],
+                                     tracks["boxes"], match_iou)
+    result = SequenceQA(key, int(len(visible)), iou, recall, recall >= 0.5, switches,
+                        quality_ok=bool(record.get("quality_ok", True)))
+    both = [(row, int(t)) for row, t in zip(rows, visible) if row is not None]
+    if record.get("keypoints_2d") is not None and both:
+        predicted = record["keypoints_2d"][[r for r, _ in both]]
+        true = truth["keypoints_2d"][[t for _, t in both]]
+        seen = true[..., 2] > 0
+        if seen.any():
+            errors = np.linalg.norm(predicted[..., :2] - true[..., :2], axis=-1)
+            heights = (truth["boxes"][[t for _, t in both], 3] - truth["boxes"][[t for _, t in both], 1])
+            result.keypoints_2d_error_px = float(errors[seen].mean())
+            result.keypoints_2d_error_rel = float((errors / np.maximum(heights, 1)[:, None])[seen].mean())
+    if record.get("keypoints_3d") is not None and both:
+        result.keypoints_3d_nmpjpe = nmpjpe(np.asarray(record["keypoints_3d"][[r for r, _ in both]], np.float64),
+                                            np.asarray(truth["keypoints_3d"][[t for _, t in both]], np.float64))
+    return result
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def summarise(rows: list[SequenceQA]) -> dict:
+    frames = sum(r.frames for r in rows)
+    with_iou = [r for r in rows if r.silhouette_iou is not None]
+    return {
+        "sequences": len(rows),
+        "mean_silhouette_iou": _mean([r.silhouette_iou for r in rows]),
+        "frame_weighted_silhouette_iou": (sum(r.silhouette_iou * r.frames for r in with_iou) /
+                                          max(1, sum(r.frames for r in with_iou))) if with_iou else None,
+        "min_silhouette_iou": min((r.silhouette_iou for r in with_iou), default=None),
+        "subject_track_recall": (sum(r.recall * r.frames for r in rows) / frames) if frames else 0.0,
+        "subject_found": sum(r.found for r in rows),
+        "identity_switches": sum(r.identity_switches for r in rows),
+        "keypoints_2d_error_px": _mean([r.keypoints_2d_error_px for r in rows]),
+        "keypoints_2d_error_rel": _mean([r.keypoints_2d_error_rel for r in rows]),
+        "keypoints_3d_nmpjpe": _mean([r.keypoints_3d_nmpjpe for r in rows]),
+        "quality_ok": sum(r.quality_ok for r in rows),
+    }
+
+
+def run_qa(run_dir: str | Path, ground_truth: str | Path, *, match_iou: float = 0.5, json_path: str | Path | None
+           = None, log=None) -> QAReport:
+    """Compare the shards (and side data) of `run_dir` with `ground_truth` (the synth output folder or its
+    `ground_truth/` subfolder). Writes `json_path` (default RUN/extract/qa.json) and prints a table via `log`."""
+    from ragar_data.pipelines.runner import current_run
+    from ragar_data.pipelines.segment import SubjectMasks
+    from ragar_data.shards import ShardDataset, atomic_write_bytes
+    from ragar_data.synth.ground_truth import ground_truth_relpath, load_ground_truth
+
+    run_dir, ground_truth = Path(run_dir), Path(ground_truth)
+    truth_root = ground_truth / "ground_truth" if (ground_truth / "ground_truth").is_dir() else ground_truth
+    folder, _ = current_run(run_dir)
+    dataset = ShardDataset(run_dir)
+    columns = ["frame_index", "boxes", "keypoints_2d", "keypoints_3d", "quality_ok"]
+    rows = []
+    for key in dataset.keys():
+        truth_path = truth_root / ground_truth_relpath(SequenceKey.parse(key))
+        if not truth_path.is_file():
+            raise RagarDataError(f"{truth_path}: no ground truth for sequence {key} (is {ground_truth} the synth "
+                                 f"output that {run_dir} was extracted from?)")
+        truth = load_ground_truth(truth_path)
+        record = dataset.read_record(key, columns)
+        tracks = dict(np.load(folder.tracks(key))) if folder.tracks(key).is_file() else None
+        masks = SubjectMasks.from_bytes(folder.masks(key).read_bytes()) if folder.masks(key).is_file() else None
+        rows.append(sequence_qa(key, record, truth, tracks, masks, match_iou))
+    report = QAReport(str(run_dir), str(ground_truth), rows, summarise(rows))
+    target = Path(json_path) if json_path else folder.root / "qa.json"
+    atomic_write_bytes(target, (json.dumps(report.to_json(), indent=1) + "\n").encode())
+    if log is not None:
+        for line in format_table(report):
+            log(line)
+        log(f"qa written to {target}")
+    return report
+
+
+def _fmt(value, digits=3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(report: QAReport) -> list[str]:
+    lines = [f"{'sequence':<22}{'frames':>7}{'IoU':>8}{'recall':>8}{'found':>7}{'switches':>9}{'2D px':>8}"
+             f"{'3D':>8}"]
+    for r in report.sequences:
+        lines.append(f"{r.key:<22}{r.frames:>7}{_fmt(r.silhouette_iou):>8}{_fmt(r.recall):>8}"
+                     f"{'yes' if r.found else 'NO':>7}{r.identity_switches:>9}{_fmt(r.keypoints_2d_error_px, 1):>8}"
+                     f"{_fmt(r.keypoints_3d_nmpjpe):>8}")
+    s = report.summary
+    lines.append(f"mean silhouette IoU {_fmt(s['mean_silhouette_iou'])} (frame-weighted "
+                 f"{_fmt(s['frame_weighted_silhouette_iou'])}, min {_fmt(s['min_silhouette_iou'])}); subject track "
+                 f"recall {_fmt(s['subject_track_recall'])}; subject found in {s['subject_found']}/{s['sequences']}; "
+                 f"identity switches {s['identity_switches']}")
+    if s["keypoints_2d_error_px"] is not None:
+        lines.append(f"2D keypoint error {_fmt(s['keypoints_2d_error_px'], 1)} px "
+                     f"({_fmt(s['keypoints_2d_error_rel'])} of box height)")
+    if s["keypoints_3d_nmpjpe"] is not None:
+        lines.append(f"3D N-MPJPE {_fmt(s['keypoints_3d_nmpjpe'])} (ground-truth units)")
+    if s["mean_silhouette_iou"] is None:
+        lines.append("silhouette IoU not measured: extract with --keep-masks to keep the full-resolution masks")
+    return lines
