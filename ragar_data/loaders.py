@@ -24,13 +24,13 @@ from torch.utils.data import Dataset
 
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import ShardError
-from ragar_data.shards import ShardDataset, open_shard, table_to_records
+from ragar_data.shards import ShardDataset, decode_silhouettes, open_shard, table_to_records
 from ragar_data.silhouettes import cutting_columns
 
 SAMPLINGS = ("fixed_ordered", "fixed_unordered", "fixed_allordered", "all_ordered")
 METADATA_COLUMNS = ["key", "subject", "combination", "condition", "view", "labels"]
-SILHOUETTE_COLUMNS = ["silhouettes", "silhouette_encoding", "num_silhouettes", "silhouette_height",
-                      "silhouette_width"]
+# read once for the whole selection; per item only the `silhouettes` blob is read
+SILHOUETTE_SHAPE_COLUMNS = ["silhouette_encoding", "num_silhouettes", "silhouette_height", "silhouette_width"]
 
 # OpenGait's BaseSilCuttingTransform divides the uint8 frame by 255.0 in float64 before the model casts to
 # float32; a 256-entry table gives exactly those float32 values without the float64 pass.
@@ -88,14 +88,23 @@ class _RowGroupReader:
             self._open.popitem(last=False)
         return self._open[path]
 
-    def read_row(self, path: Path, row: int, columns: list[str], sha256: str | None = None) -> dict:
+    def _row_table(self, path: Path, row: int, columns: list[str], sha256: str | None):
         parquet, starts = self._parquet(path, sha256)
         group = int(np.searchsorted(starts, row, side="right") - 1)
         try:
-            table = parquet.read_row_group(group, columns=columns)
+            # use_threads=False: one item is small, and DataLoader workers are the parallelism
+            table = parquet.read_row_group(group, columns=columns, use_threads=False)
         except OSError as error:
             raise ShardError(f"{path}: corrupted shard data in row group {group}: {error}") from error
-        return table_to_records(table.slice(row - int(starts[group]), 1))[0]
+        return table, row - int(starts[group])
+
+    def read_row(self, path: Path, row: int, columns: list[str], sha256: str | None = None) -> dict:
+        table, offset = self._row_table(path, row, columns, sha256)
+        return table_to_records(table.slice(offset, 1))[0]
+
+    def read_binary(self, path: Path, row: int, column: str, sha256: str | None = None) -> bytes:
+        table, offset = self._row_table(path, row, [column], sha256)
+        return table.column(0)[offset].as_buffer()
 
     def __getstate__(self):
         # open files do not cross process boundaries: DataLoader workers start with an empty cache
@@ -182,7 +191,7 @@ class SilhouetteDataset(_ShardSequences):
     combination, condition, view.
     """
 
-    data_columns = SILHOUETTE_COLUMNS
+    data_columns = ["silhouettes"]
 
     def __init__(self, dataset_dir, keys=None, sampling="fixed_ordered", frames=30, frames_skip=4, cut=True,
                  seed=0, max_frames=720, subjects=None, verify=True, schema=None, max_open_shards=8):
@@ -191,16 +200,22 @@ class SilhouetteDataset(_ShardSequences):
                          schema=schema, max_open_shards=max_open_shards)
         self.cut = cut
 
+    def extra_metadata_columns(self) -> list[str]:
+        return SILHOUETTE_SHAPE_COLUMNS
+
     def read_frames(self, index: int) -> np.ndarray:
         """All normalised uint8 frames (S, H, W) of item `index`, before sampling and cutting."""
-        return self._read_data(index)["silhouettes"]
+        record = self.records[index]
+        path, row = self.shards.locate(record["key"])
+        blob = self._reader.read_binary(path, row, "silhouettes", self._digests.get(path))
+        return decode_silhouettes(blob, record["silhouette_encoding"], record["num_silhouettes"],
+                                  record["silhouette_height"], record["silhouette_width"])
 
     def __getitem__(self, index: int) -> dict:
-        row = self._read_data(index)
-        count = row["num_silhouettes"]
-        positions = self._sample(index, count)
-        width = row["silhouette_width"]
-        frames = row["silhouettes"][positions]
+        frames = self.read_frames(index)
+        positions = self._sample(index, frames.shape[0])
+        width = frames.shape[2]
+        frames = frames[positions]
         if self.cut:
             cut = cutting_columns(width)
             frames = frames[:, :, cut:width - cut] if cut else frames

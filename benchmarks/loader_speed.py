@@ -1,0 +1,171 @@
+"""Loader speed and size: our shards vs an OpenGait pickle tree, side by side in one run.
+
+    python benchmarks/loader_speed.py [--sequences 320] [--frames 90] [--batches 20] [--workers 0 2]
+
+Builds its own data: walking-figure masks (benchmarks/walker_masks.py, 320x180) normalised with
+ragar_data.silhouettes, written once as shards and once as an OpenGait tree (export_opengait). Training
+batches are 32 sequences x 30 frames x 64 x 44 (fixed_ordered sampling, 30 + 4 skip), sequences in random
+order. The OpenGait side reads the way OpenGait's DataSet + CollateFn + BaseSilCuttingTransform do: list the
+view folder, pickle.load every pkl, sample in Python, cut 10 columns each side, divide by 255.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pickle
+import random
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from walker_masks import walker_masks  # noqa: E402
+
+from ragar_data.identity import CONDITIONS, VIEWS, SequenceKey  # noqa: E402
+from ragar_data.loaders import SilhouetteDataset, collate  # noqa: E402
+from ragar_data.opengait import export_opengait  # noqa: E402
+from ragar_data.shards import make_record, update_index, write_shard  # noqa: E402
+from ragar_data.silhouettes import normalise_sequence  # noqa: E402
+
+BATCH, FRAMES, SKIP = 32, 30, 4
+
+
+def build(root: Path, sequences: int, frames: int) -> None:
+    rng = np.random.default_rng(0)
+    records = []
+    for number in range(sequences):
+        within = number % 240  # a subject's 3 combinations x 8 walks x 10 views
+        key = SequenceKey(f"{number // 240 + 1:03d}", within // 80, CONDITIONS[within % 8], VIEWS[(within // 8) % 10])
+        count = int(rng.integers(frames * 2 // 3, frames * 4 // 3))
+        masks = walker_masks(count, 180, 320, rng)
+        silhouettes, kept = normalise_sequence(masks)
+        records.append(make_record(key, image_width=320, image_height=180,
+                                   labels=rng.integers(0, 2, 15).astype(np.int8),
+                                   frame_index=np.arange(count, dtype=np.int32),
+                                   boxes=np.zeros((count, 4), np.float32), silhouettes=silhouettes,
+                                   silhouette_frame_index=kept.astype(np.int32)))
+    infos = [write_shard(root / "shards_dataset", f"part-{i // 100:03d}", records[i:i + 100])
+             for i in range(0, len(records), 100)]
+    update_index(root / "shards_dataset", infos)
+    export_opengait(root / "shards_dataset", root / "opengait_tree", progress=False)
+
+
+class PickleTree(Dataset):
+    """What OpenGait's DataSet does per item: list the sequence folder, pickle.load each pkl."""
+
+    def __init__(self, root: Path):
+        self.folders = sorted(p for p in root.glob("*/*/*") if p.is_dir())
+
+    def __len__(self):
+        return len(self.folders)
+
+    def __getitem__(self, index):
+        data = []
+        for name in sorted(os.listdir(self.folders[index])):
+            with open(self.folders[index] / name, "rb") as handle:
+                data.append(pickle.load(handle))
+        return data, index
+
+
+def opengait_collate(batch):
+    """CollateFn fixed_ordered sampling (Python random, as upstream) + BaseSilCuttingTransform."""
+    sequences = []
+    for data, _ in batch:
+        frames = data[0]
+        seq_len, indices = len(frames), list(range(len(frames)))
+        window = FRAMES + SKIP
+        if seq_len < window:
+            repeat = math.ceil(window / seq_len)
+            seq_len, indices = seq_len * repeat, indices * repeat
+        start = random.choice(list(range(0, seq_len - window + 1)))
+        chosen = sorted(np.random.choice(list(range(seq_len))[start:start + window], FRAMES, replace=False))
+        sequences.append(np.asarray([frames[indices[i]] for i in chosen]))
+    stacked = np.asarray(sequences)[..., 10:-10] / 255.0
+    return torch.from_numpy(stacked).float()
+
+
+def batches_per_second(loader, batches: int) -> float:
+    iterator = iter(loader)
+    next(iterator)  # worker start-up and first file opens are not steady state
+    start = time.perf_counter()
+    for _ in range(batches):
+        batch = next(iterator)
+    elapsed = time.perf_counter() - start
+    shape = tuple((batch["silhouettes"] if isinstance(batch, dict) else batch).shape)
+    assert shape == (BATCH, FRAMES, 64, 44), shape
+    return batches / elapsed
+
+
+def folder_bytes(folder: Path) -> tuple[int, int]:
+    """(sum of file sizes, bytes allocated on disk) of the files under folder."""
+    sizes = [(p.stat().st_size, p.stat().st_blocks * 512) for p in folder.rglob("*") if p.is_file()]
+    return sum(s for s, _ in sizes), sum(b for _, b in sizes)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sequences", type=int, default=320)
+    parser.add_argument("--frames", type=int, default=90, help="mean frames per sequence")
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--keep", help="build the data in this folder and keep it")
+    parser.add_argument("--row-group-rows", type=int,
+                        help="write shards with this many sequences per Parquet row group instead of the value in "
+                             "schemas/shard.yaml (to measure its effect on random access)")
+    args = parser.parse_args()
+    if args.row_group_rows:
+        import dataclasses
+
+        from ragar_data import shards
+
+        spec = dataclasses.replace(shards.shard_spec(), row_group_rows=args.row_group_rows)
+        shards.shard_spec = lambda: spec
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    root = Path(args.keep or tempfile.mkdtemp(prefix="ragar_loader_bench_"))
+    try:
+        start = time.perf_counter()
+        if not (root / "shards_dataset" / "index.json").is_file():
+            build(root, args.sequences, args.frames)
+        row_group_rows = pq.ParquetFile(next((root / "shards_dataset" / "shards").glob("*.parquet"))).metadata
+        print(f"data: {args.sequences} sequences, ~{args.frames} frames each, built in "
+              f"{time.perf_counter() - start:.0f} s under {root}; shard row groups of "
+              f"{row_group_rows.row_group(0).num_rows} sequences")
+        shard_bytes, shard_disk = folder_bytes(root / "shards_dataset")
+        tree_bytes, tree_disk = folder_bytes(root / "opengait_tree")
+        print(f"{'bytes per sequence':>28} {'file sizes':>12} {'on disk':>10}")
+        print(f"{'shards (packbits + zstd)':>28} {shard_bytes / args.sequences:>12.0f} {shard_disk / args.sequences:>10.0f}")
+        print(f"{'OpenGait pickle tree':>28} {tree_bytes / args.sequences:>12.0f} {tree_disk / args.sequences:>10.0f}")
+        print(f"{'ratio tree / shards':>28} {tree_bytes / shard_bytes:>12.1f} {tree_disk / shard_disk:>10.1f}")
+
+        ours = SilhouetteDataset(root / "shards_dataset", sampling="fixed_ordered", frames=FRAMES, frames_skip=SKIP)
+        theirs = PickleTree(root / "opengait_tree")
+        assert len(ours) == len(theirs) == args.sequences
+        print(f"\n{'batches/s (32 x 30 x 64 x 44)':>30} {'shards':>8} {'pickles':>8} {'shards/pickles':>15}")
+        for workers in args.workers:
+            def loader(dataset, collate_fn):
+                # random sequences with replacement, as many as the timed batches need
+                sampler = RandomSampler(dataset, replacement=True, num_samples=BATCH * (args.batches + 1),
+                                        generator=torch.Generator().manual_seed(0))
+                return DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers,
+                                  collate_fn=collate_fn, drop_last=True)
+
+            ours_rate = batches_per_second(loader(ours, collate), args.batches)
+            theirs_rate = batches_per_second(loader(theirs, opengait_collate), args.batches)
+            print(f"{f'num_workers={workers}':>30} {ours_rate:>8.1f} {theirs_rate:>8.1f} {ours_rate / theirs_rate:>15.2f}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
