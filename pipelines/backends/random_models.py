@@ -5,7 +5,8 @@ official ones.
 
 What is reduced, per model (to keep the files small and CPU runs quick):
 - YOLO (`yolo11m`, `yolo11n`): the yolo11n architecture built from ultralytics' yaml, saved by ultralytics as a
-  `.pt` that `YOLO(path)` loads (for `yolo11m` too: the file carries its own architecture).
+  `.pt` that `YOLO(path)` loads (for `yolo11m` too: the file carries its own architecture); conv weights
+  doubled and the person logit raised so that it emits boxes for the tracker (see `_write_yolo`).
 - PP-HumanSeg ONNX: a small conv net with the export's contract (input `x` (N, 3, 192, 192), softmax output
   (N, 2, 192, 192)); not the PP-HumanSeg architecture.
 - RTMPose ONNX: a small conv net with the mmdeploy contract (`input` (N, 3, 256, 192) -> `simcc_x` (N, 17, 384),
@@ -35,7 +36,12 @@ DEFAULT_NAMES = ("yolo11m", "yolo11n", "pp-humanseg-v2", "rtmpose-m", "rtmpose-l
 class _TinySegmenter(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1))
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 2, 3, padding=1))
+        # Zero biases and larger weights: the person/background decision then follows the image, not a bias.
+        with torch.no_grad():
+            for layer in (self.features[0], self.features[2]):
+                layer.weight.mul_(4.0)
+                layer.bias.zero_()
 
     def forward(self, x):
         return self.features(x).softmax(dim=1)
@@ -75,7 +81,17 @@ def _write_yolo(path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.stem + ".tmp.pt")
-    YOLO("yolo11n.yaml").save(str(temporary))  # built from the packaged yaml: no download
+    model = YOLO("yolo11n.yaml")  # built from the packaged yaml: no download
+    # A fresh yolo11n shrinks its input's signal layer by layer (its head outputs vary by ~1e-5 with the image)
+    # and scores every class at sigmoid(-11): the stand-in would find nothing and the paper preset would have
+    # nothing to track. Doubling the conv weights keeps the output input-dependent, and a person logit bias on
+    # the stride-32 branch makes it emit a few dozen (meaningless) boxes per frame.
+    with torch.no_grad():
+        for module_name, module in model.model.named_modules():
+            if isinstance(module, nn.Conv2d) and "dfl" not in module_name:
+                module.weight.mul_(2.0)
+        model.model.model[-1].cv3[-1][-1].bias[0] = 2.0
+    model.save(str(temporary))
     os.replace(temporary, path)
 
 

@@ -117,15 +117,22 @@ class ViTPoseEstimator:
         from transformers import VitPoseForPoseEstimation
 
         if path.is_dir():
-            network = VitPoseForPoseEstimation.from_pretrained(str(path), local_files_only=True)
-            config = network.config
+            from transformers import VitPoseConfig
+
+            try:
+                config = VitPoseConfig.from_pretrained(str(path), local_files_only=True)
+            except (OSError, ValueError) as error:
+                raise ModelUnavailable(f"{path}: no readable transformers VitPose config.json ({error})") from error
             last = config.backbone_config.num_hidden_layers
             if config.num_labels != 17 or list(config.backbone_config.out_indices) != [last]:
                 raise ModelUnavailable(
                     f"{path}/config.json: num_labels={config.num_labels}, out_indices="
                     f"{list(config.backbone_config.out_indices)}; a COCO ViTPose needs num_labels=17 and "
                     f"out_indices=[{last}] (the transformers defaults 2 and [4] are wrong for it)")
-            return network
+            try:
+                return VitPoseForPoseEstimation.from_pretrained(str(path), local_files_only=True)
+            except (OSError, RuntimeError) as error:
+                raise ModelUnavailable(f"{path}: cannot load the VitPose weights ({error})") from error
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state_dict, dict) or "backbone.pos_embed" not in state_dict:
