@@ -51,7 +51,7 @@ class SelectConfig:
     walking_displacement: float = 0.25  # net centre motion, in box heights, that counts as walking
     walking_scale_change: float = 0.1  # or relative box-height change (frontal views walk towards the camera)
     walking_bonus: float = 0.5
-    centrality_weight: float = 0.5
+    centrality_weight: float = 1.0
 
 
 @dataclass

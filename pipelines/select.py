@@ -7,12 +7,14 @@ The rule, in order:
    leaving a frontal camera);
 3. the subject is the track with the highest
        length x (1 + walking_bonus if it walks) x (1 - centrality_weight x (1 - centrality)),
-   where length = track frames / clip frames and centrality = 1 - mean distance of the box centre from the image
-   centre in half image diagonals (1 at the centre, 0 at a corner). Ties go to the lower track id.
+   where length = track frames / clip frames and centrality = 1 - mean horizontal distance of the box centre
+   from the image centre, in half image widths, over the middle third of the clip (0 when the track is not
+   there then). Ties go to the lower track id.
 
-RA-GAR records one walker per sequence in front of a fixed camera; a passer-by crosses briefly, so length
-dominates, walking demotes static clutter (a flag, a parked bicycle) and centrality settles near-ties. The
-product keeps a short jittering fragment (which may look like walking) below a long subject track.
+RA-GAR's cameras are aimed at the middle of the subject's path and a sequence is cut around the subject's walk,
+so the subject passes the image centre mid-sequence, while a passer-by crosses elsewhere or at another time.
+Length demotes short fragments (a jittering fragment may look like walking), walking demotes static clutter
+(a flag, a parked bicycle), and mid-sequence centrality separates two walkers who are both there throughout.
 """
 from __future__ import annotations
 
@@ -46,17 +48,18 @@ def _walks(boxes: np.ndarray, displacement: float, scale_change: float) -> bool:
 
 def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: int = 5,
                    walking_displacement: float = 0.25, walking_scale_change: float = 0.1,
-                   walking_bonus: float = 0.5, centrality_weight: float = 0.5) -> SubjectTrack | None:
+                   walking_bonus: float = 0.5, centrality_weight: float = 1.0) -> SubjectTrack | None:
     """The subject's track by the rule in the module docstring, or None when no track qualifies."""
-    width, height = image_size
-    half_diagonal = np.hypot(width, height) / 2
+    width, _ = image_size
+    middle = (tracks.num_frames / 3.0, 2.0 * tracks.num_frames / 3.0)
     candidates = []
     for track_id in tracks.ids():
         frame, boxes = tracks.of(track_id)
         if len(frame) < min_frames:
             continue
-        centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2 - width / 2, (boxes[:, 1] + boxes[:, 3]) / 2 - height / 2], 1)
-        centrality = 1.0 - float(np.linalg.norm(centres, axis=1).mean() / half_diagonal)
+        in_middle = (frame >= middle[0]) & (frame <= middle[1])
+        offsets = np.abs((boxes[in_middle, 0] + boxes[in_middle, 2]) / 2 - width / 2) / (width / 2)
+        centrality = float(np.clip(1.0 - offsets.mean(), 0.0, 1.0)) if in_middle.any() else 0.0
         walking = _walks(boxes, walking_displacement, walking_scale_change)
         score = (len(frame) / max(tracks.num_frames, 1) * (1.0 + walking_bonus * walking)
                  * (1.0 - centrality_weight * (1.0 - centrality)))
