@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import click
 
+import os
+
 from ragar_data.errors import RagarDataError
+
+
+def _echo(message: str) -> None:
+    """Print once under torchrun (rank 0 only)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(message)
 
 _config_options = [
     click.option("--config", "config_name", default=None,
@@ -54,7 +62,7 @@ def clipgar(config_name, dataset, out, overrides, no_resume, dry_run, stage):
     from ragar_data.training.stages import describe, train_clipgar
 
     config = _load(config_name, dataset, out, overrides, "clipgar")
-    click.echo(describe(config))
+    _echo(describe(config))
     if dry_run:
         return
     stages = ("align", "fusion") if stage == "all" else (stage,)
@@ -63,7 +71,7 @@ def clipgar(config_name, dataset, out, overrides, no_resume, dry_run, stage):
     except RagarDataError as error:
         raise click.ClickException(str(error)) from error
     for name, result in results.items():
-        click.echo(f"{name}: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+        _echo(f"{name}: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
 
 
 @train.command()
@@ -73,11 +81,11 @@ def classification(config_name, dataset, out, overrides, no_resume, dry_run):
     from ragar_data.training.stages import describe, train_classification
 
     config = _load(config_name, dataset, out, overrides, "clipgar")
-    click.echo(describe(config))
+    _echo(describe(config))
     if dry_run:
         return
     try:
         result = train_classification(config, resume=not no_resume)
     except RagarDataError as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"classification: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+    _echo(f"classification: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")

@@ -203,6 +203,9 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
     if runtime.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
+        if on_cuda:  # as OpenGait's sync_BN: batch statistics over all processes (the state dict is unchanged)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            task.model = model
         model = DistributedDataParallel(model, device_ids=[runtime.device.index] if on_cuda else None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda and config.train.amp == "bf16" else None
 
