@@ -3,7 +3,7 @@
 Owns the background texture of a camera (ray-cast once per view: paved walkway, grass, a ring of trees and
 buildings, sky), the optional foreground post, the sensor-noise tile, and `rasterise`, which yields per frame
 the RGB image and the label map of the walkers. Speed comes from doing per frame only what changes: the
-illumination gain is one 256-entry lookup table over the cached background (cv2.LUT), sensor noise is a
+illumination gain is one saturating scale of the cached background (cv2.convertScaleAbs), sensor noise is a
 pre-generated tile added at a random offset (no fresh per-pixel random numbers), and walkers and their cast
 shadows are drawn as filled convex polygons (hulls of sphere outlines) inside their bounding box only.
 
@@ -86,7 +86,7 @@ def scene_background(camera: Camera, rng: np.random.Generator, wall_radius: floa
     # aerial haze on the far ring, so the walker stands out as in a real outdoor view
     haze = np.clip(distance / 40.0, 0.0, 0.35)[..., None]
     image = image * (1 - haze) + np.array([200, 205, 210]) * haze
-    return np.clip(image, 0, 255).astype(np.uint8)
+    return np.clip(image, 2 * NOISE_OFFSET, 255).astype(np.uint8)
 
 
 def draw_post(background: np.ndarray, camera: Camera, base: np.ndarray, height: float, radius: float,
@@ -158,39 +158,40 @@ def rasterise(walkers: list[WalkerView], background: np.ndarray, occluder: np.nd
               gains: np.ndarray, shade: float, noise: np.ndarray, noise_offsets: np.ndarray):
     """Yield a `FrameLayers` per frame. Walker k's parts get labels k*64 + 1 + part index."""
     H, W = background.shape[:2]
-    levels = np.arange(256, dtype=np.float64)
     shift = FIXED_POINT_SHIFT
+    uncovered = None if occluder is None else np.where(occluder, 0, 255).astype(np.uint8)
+    palette = np.zeros((256, 3), dtype=np.float64)
+    for k, walker in enumerate(walkers):
+        palette[k * WALKER_LABELS + 1: k * WALKER_LABELS + 1 + len(walker.palette)] = walker.palette
     for t, gain in enumerate(gains):
-        lut = np.clip(np.round(levels * gain) - NOISE_OFFSET, 0, 255).astype(np.uint8)
-        image = cv2.LUT(background, lut)
+        # illumination gain and the noise tile's offset in one saturating pass (background >= NOISE_OFFSET)
+        image = cv2.convertScaleAbs(background, alpha=float(gain), beta=-NOISE_OFFSET)
         y0, y1, x0, x1 = _crop_box(walkers, t, W, H)
         labels = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=np.uint8)
         if labels.size:
             offset = np.array([x0, y0]) << shift
             shadow = np.zeros_like(labels)
-            palette = np.zeros((256, 3), dtype=np.float64)
             order = []
             for k, walker in enumerate(walkers):
                 for index, part in enumerate(walker.geometry.parts):
                     depth = walker.depths[t, part.spheres].mean() + part.depth_bias
                     order.append((depth, k * WALKER_LABELS + 1 + index, walker, part))
-                    palette[k * WALKER_LABELS + 1 + index] = walker.palette[index]
                     hull = cv2.convexHull(walker.shadows[t, part.spheres].reshape(-1, 2) - offset)
-                    cv2.fillConvexPoly(shadow, hull, 1, cv2.LINE_8, shift)
+                    cv2.fillConvexPoly(shadow, hull, 255, cv2.LINE_8, shift)
             order.sort(key=lambda item: -item[0])  # painter's algorithm: far parts first
             for _, label, walker, part in order:
                 hull = cv2.convexHull(walker.outlines[t, part.spheres].reshape(-1, 2) - offset)
                 cv2.fillConvexPoly(labels, hull, int(label), cv2.LINE_8, shift)
-            if occluder is not None:
-                hidden = occluder[y0:y1, x0:x1]
-                labels[hidden] = 0
-                shadow[hidden] = 0
+            if uncovered is not None:
+                cv2.bitwise_and(labels, uncovered[y0:y1, x0:x1], dst=labels)
+                cv2.bitwise_and(shadow, uncovered[y0:y1, x0:x1], dst=shadow)
             crop = image[y0:y1, x0:x1]
-            in_shadow = (shadow > 0) & (labels == 0)
-            crop[in_shadow] = (crop[in_shadow] * shade).astype(np.uint8)
-            drawn = labels > 0
-            colours = np.clip(np.round(palette * gain) - NOISE_OFFSET, 0, 255).astype(np.uint8)
-            crop[drawn] = colours[labels[drawn]]
+            # cast shadow on the ground where no walker is drawn
+            cv2.bitwise_and(shadow, cv2.compare(labels, 0, cv2.CMP_EQ), dst=shadow)
+            cv2.copyTo(cv2.convertScaleAbs(crop, alpha=shade), shadow, crop)
+            colours = np.abs(np.round(palette * gain) - NOISE_OFFSET).clip(0, 255).astype(np.uint8)
+            painted = cv2.LUT(cv2.merge([labels, labels, labels]), colours.reshape(1, 256, 3))
+            cv2.copyTo(painted, labels, crop)
         oy, ox = noise_offsets[t]
         cv2.add(image, noise[oy:oy + H, ox:ox + W], dst=image)
         yield FrameLayers(image=image, labels=labels, origin=(y0, x0))
