@@ -13,6 +13,7 @@ dataset each epoch unless the DataLoader uses `persistent_workers=True`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
@@ -203,6 +204,14 @@ class SilhouetteDataset(_ShardSequences):
     def extra_metadata_columns(self) -> list[str]:
         return SILHOUETTE_SHAPE_COLUMNS
 
+    def check_selection(self) -> None:
+        # OpenGait never sees these: pretreatment writes no pickle for a sequence with no kept frame
+        self.skipped_empty = [r["key"] for r in self.records if r["num_silhouettes"] == 0]
+        if self.skipped_empty:
+            warnings.warn(f"{self.dataset_dir}: left out {len(self.skipped_empty)} sequences with no silhouettes "
+                          f"(no frame kept by normalisation), e.g. {self.skipped_empty[:3]}", stacklevel=3)
+            self.records = [r for r in self.records if r["num_silhouettes"] > 0]
+
     def read_frames(self, index: int) -> np.ndarray:
         """All normalised uint8 frames (S, H, W) of item `index`, before sampling and cutting."""
         record = self.records[index]
@@ -293,6 +302,9 @@ def collate(batch: list[dict]) -> dict:
     lengths = torch.tensor([item[present[0]].shape[0] for item in batch], dtype=torch.int64)
     longest = int(lengths.max())
     for name in present:
+        if bool((lengths == longest).all()):
+            out[name] = torch.stack([item[name] for item in batch])
+            continue
         padded = batch[0][name].new_zeros((len(batch), longest) + tuple(batch[0][name].shape[1:]))
         for slot, item in enumerate(batch):
             padded[slot, : item[name].shape[0]] = item[name]

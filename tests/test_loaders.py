@@ -252,3 +252,24 @@ def test_reads_only_the_needed_row_group(tmp_path, monkeypatch):
     first, last = data[0], data[23]
     assert calls == [0, 1]
     np.testing.assert_array_equal(last["silhouettes"].numpy() * 255, records[last["key"]]["silhouettes"][:, :, 10:54])
+
+
+def test_128_option_and_empty_sequences(tmp_path):
+    rng = np.random.default_rng(2)
+    masks = (rng.random((12, 90, 120)) > 0.5).astype(np.uint8) * 255
+    frames_128, kept = normalise_sequence(masks, size=128)
+    common = dict(image_width=120, image_height=90, labels=np.full(15, -1, np.int8),
+                  frame_index=np.arange(12, dtype=np.int32), boxes=np.zeros((12, 4), np.float32))
+    records = [
+        make_record(SequenceKey("001", 0, "nm-01", 0), silhouettes=frames_128,
+                    silhouette_frame_index=kept.astype(np.int32), **common),
+        make_record(SequenceKey("001", 0, "nm-02", 0), silhouettes=np.zeros((0, 128, 128), np.uint8),
+                    silhouette_frame_index=np.zeros(0, np.int32), **common),
+    ]
+    update_index(tmp_path, [write_shard(tmp_path, "p", records)])
+    with pytest.warns(UserWarning, match="left out 1 sequences with no silhouettes"):
+        data = SilhouetteDataset(tmp_path, frames=8)
+    assert data.keys() == ["001-c0-nm-01-000"] and data.skipped_empty == ["001-c0-nm-02-000"]
+    item = data[0]
+    assert item["silhouettes"].shape == (8, 128, 88)  # cut int(128 // 64) * 10 = 20 columns each side
+    assert float(item["one_hot"].sum()) == 0.0 and item["labels"].tolist() == [-1] * 15  # not annotated
