@@ -97,8 +97,8 @@ class BackgroundDetector:
       become boxes (components are joined vertically first, so a person split at the belt stays one box).
     """
 
-    def __init__(self, *, background_frames: int = 24, threshold_sigmas: float = 5.0, min_threshold: float = 18.0,
-                 shadow_min_ratio: float = 0.35, shadow_max_ratio: float = 0.92, shadow_max_chroma: float = 0.08,
+    def __init__(self, *, background_frames: int = 24, threshold_sigmas: float = 5.0, min_threshold: float = 8.0,
+                 shadow_min_ratio: float = 0.35, shadow_max_ratio: float = 0.92, shadow_max_chroma: float = 0.05,
                  min_area_fraction: float = 0.002, **unknown):
         if unknown:
             raise ValueError(f"background detector: unknown option(s) {sorted(unknown)}")

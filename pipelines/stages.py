@@ -55,9 +55,9 @@ class AdaptiveBatches:
             try:
                 result = self.function(*make_batch(start, stop))
             except Exception as error:  # only out-of-memory is handled here; anything else propagates
-                if not _is_out_of_memory(error) or self.batch_size == 1:
+                if not _is_out_of_memory(error) or stop - start == 1:
                     raise
-                self.batch_size = max(1, self.batch_size // 2)
+                self.batch_size = max(1, (stop - start) // 2)
                 warnings.warn(f"{self.name}: out of memory, batch size halved to {self.batch_size}")
                 _free_device_memory()
                 continue

@@ -1,0 +1,137 @@
+"""Stage-level tests of the extraction pipeline on arrays made here (no files, no generator)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ragar_data.pipelines.config import apply_overrides, load_preset, parse_resolution
+from ragar_data.pipelines.decode import Clip, VideoInfo
+from ragar_data.pipelines.detect import BackgroundDetector, mask_boxes
+from ragar_data.pipelines.quality import assess_quality
+from ragar_data.pipelines.segment import ForegroundSegmenter, SubjectMasks
+from ragar_data.pipelines.select import select_subject
+from ragar_data.pipelines.stages import AdaptiveBatches
+from ragar_data.pipelines.track import ByteTrackTracker, Tracks
+
+
+def walking_clip(frames=30, width=160, height=90, drift=0.25, seed=0):
+    """A textured background, a walking ellipse 'person' with a cast shadow, brightness drifting by `drift`."""
+    rng = np.random.default_rng(seed)
+    texture = cv2.resize(rng.integers(70, 190, (height // 6, width // 6, 3)).astype(np.uint8), (width, height),
+                         interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    video, masks = [], []
+    for t in range(frames):
+        frame = texture * (1 + drift * t / frames)
+        cx, cy = int(width * 0.2 + width * 0.6 * t / (frames - 1)), height // 2
+        mask = np.zeros((height, width), np.uint8)
+        cv2.ellipse(mask, (cx, cy), (width // 24, height // 3), 0, 0, 360, 1, -1)
+        shadow = np.zeros_like(mask)
+        cv2.ellipse(shadow, (cx + width // 10, cy + height // 3), (width // 8, height // 18), 0, 0, 360, 1, -1)
+        frame[(shadow > 0) & (mask == 0)] *= 0.6
+        frame[mask > 0] = (40, 150, 90)
+        frame += rng.normal(0, 1.5, frame.shape)
+        video.append(np.clip(frame, 0, 255).astype(np.uint8))
+        masks.append(mask > 0)
+    return np.stack(video), np.stack(masks)
+
+
+def as_clip(video):
+    return Clip(None, VideoInfo(video.shape[2], video.shape[1], 25.0), list(video), video.copy(),
+                np.arange(len(video), dtype=np.int32), 1.0)
+
+
+def iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+def test_config_overrides_hash_and_errors():
+    config = load_preset("default")
+    changed = apply_overrides(config, ["detect.work_width=320", "detect.options.min_threshold=10"])
+    assert changed.detect.work_width == 320 and changed.detect.options["min_threshold"] == 10
+    assert config.hash() == load_preset("default").hash() != changed.hash()
+    with pytest.raises(ValueError, match="no field 'work_widht'"):
+        apply_overrides(config, ["detect.work_widht=3"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_preset("nope")
+    assert parse_resolution("1920x1080") == (1920, 1080)
+
+
+def test_background_detector_finds_walker_despite_drift_and_shadow():
+    video, truth = walking_clip()
+    detections = BackgroundDetector().detect_sequence(as_clip(video))
+    model = detections.background
+    assert model.gains[-1] > model.gains[0] * 1.15  # the drift was measured
+    for t in (0, 15, 29):
+        boxes = detections.boxes[t]
+        assert len(boxes) == 1, f"frame {t}: {boxes}"
+        ys, xs = np.nonzero(truth[t])
+        # box hugs the person, not the shadow to its lower right
+        assert abs(boxes[0, 0] - xs.min()) <= 2 and abs(boxes[0, 2] - xs.max() - 1) <= 2
+        assert abs(boxes[0, 3] - ys.max() - 1) <= 2
+        assert iou(model.foreground[t], truth[t]) > 0.85
+
+
+def test_track_select_segment_on_drawn_clip():
+    video, truth = walking_clip()
+    clip = as_clip(video)
+    detections = BackgroundDetector().detect_sequence(clip)
+    tracks = ByteTrackTracker().track(detections.boxes, clip.image_size)
+    subject = select_subject(tracks, clip.image_size)
+    assert subject is not None and len(subject.frame) == 30 and len(tracks.ids()) == 1
+    masks = ForegroundSegmenter().segment_sequence(clip, detections.background, subject)
+    ious = [iou(masks.full(i), truth[f]) for i, f in enumerate(subject.frame)]
+    assert np.mean(ious) > 0.9
+    restored = SubjectMasks.from_bytes(masks.to_bytes())
+    assert all(np.array_equal(restored.full(i), masks.full(i)) for i in range(len(masks)))
+
+
+def test_selection_prefers_long_walking_central_track():
+    frames = np.arange(30)
+    walker = np.stack([60 + 2 * frames, np.full(30, 20), 80 + 2 * frames, np.full(30, 80)], 1)
+    flag = np.tile([150, 10, 158, 60], (30, 1))  # static clutter at the edge
+    fragment = walker[10:16] + [40, 0, 40, 0]  # short, jittery
+    rows = [(f, 1, b) for f, b in zip(frames, flag)] + [(f, 2, b) for f, b in zip(frames, walker)]
+    rows += [(f, 3, b) for f, b in zip(frames[10:16], fragment)]
+    tracks = Tracks(np.array([r[0] for r in rows], np.int32), np.array([r[1] for r in rows], np.int32),
+                    np.array([r[2] for r in rows], np.float32), np.ones(len(rows), np.float32), 30)
+    subject = select_subject(tracks, (200, 100))
+    assert subject.track_id == 2 and subject.walking
+
+
+def test_quality_reasons():
+    config = load_preset("default").quality
+    assert assess_quality(positions=None, truncated=np.zeros(0, bool), num_silhouettes=0, config=config)[0].startswith(
+        "no subject track")
+    gap = np.r_[np.arange(10), np.arange(60, 80)]
+    reasons = assess_quality(positions=gap, truncated=np.ones(30, bool), num_silhouettes=4, config=config)
+    assert [r.split(":")[0] for r in reasons] == ["lost track", "truncated silhouettes", "too few valid frames"]
+    assert assess_quality(positions=np.arange(40), truncated=np.zeros(40, bool), num_silhouettes=40,
+                          config=config) == []
+
+
+def test_adaptive_batches_halve_on_out_of_memory():
+    seen = []
+
+    def model(items):
+        seen.append(len(items))
+        if len(items) > 3:
+            raise MemoryError("simulated out of memory")
+        return [2 * i for i in items]
+
+    call = AdaptiveBatches(model, 16, "test")
+    with pytest.warns(UserWarning, match="batch size halved"):
+        out = call(10, lambda a, b: (list(range(a, b)),))
+    assert out == [2 * i for i in range(10)] and call.batch_size == 2 and seen[:3] == [10, 5, 2]
+    with pytest.raises(ValueError):
+        AdaptiveBatches(lambda items: (_ for _ in ()).throw(ValueError("bad")), 4, "test")(3, lambda a, b: ([0],))
+
+
+def test_mask_boxes_joins_a_person_split_at_the_belt():
+    mask = np.zeros((90, 160), bool)
+    mask[10:40, 50:60] = True
+    mask[42:80, 50:60] = True  # 2-pixel gap: one person
+    mask[20:60, 120:130] = True  # another component
+    boxes = mask_boxes(mask, min_area=20)
+    assert len(boxes) == 2
+    assert sorted(boxes[:, 1].tolist()) == [10, 20] and 80 in boxes[:, 3].tolist()
