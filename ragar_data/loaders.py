@@ -149,6 +149,10 @@ class _ShardSequences(Dataset):
                          for e in self.shards.index["shards"]}
         # reading the metadata above checked every shard's digest in this process: workers need not redo it
         self._reader._verified.update(self._digests)
+        # (shard path, row) per item from the index, once: ShardDataset.locate rebuilds its path list per call
+        where = {key: (self.dataset_dir / entry["file"], row)
+                 for entry in self.shards.index["shards"] for row, key in enumerate(entry["keys"])}
+        self._locations = [where[record["key"]] for record in self.records]
 
     def extra_metadata_columns(self) -> list[str]:
         return []
@@ -166,8 +170,7 @@ class _ShardSequences(Dataset):
         return [r["key"] for r in self.records]
 
     def _read_data(self, index: int) -> dict:
-        key = self.records[index]["key"]
-        path, row = self.shards.locate(key)
+        path, row = self._locations[index]
         return self._reader.read_row(path, row, self.data_columns, self._digests.get(path))
 
     def _sample(self, index: int, num_frames: int) -> np.ndarray:
@@ -215,7 +218,7 @@ class SilhouetteDataset(_ShardSequences):
     def read_frames(self, index: int) -> np.ndarray:
         """All normalised uint8 frames (S, H, W) of item `index`, before sampling and cutting."""
         record = self.records[index]
-        path, row = self.shards.locate(record["key"])
+        path, row = self._locations[index]
         blob = self._reader.read_binary(path, row, "silhouettes", self._digests.get(path))
         return decode_silhouettes(blob, record["silhouette_encoding"], record["num_silhouettes"],
                                   record["silhouette_height"], record["silhouette_width"])
