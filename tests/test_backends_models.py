@@ -67,6 +67,22 @@ def test_yolo_detects_offline_with_person_boxes(models_dir, clip, monkeypatch):
     assert sum(len(rows) for rows in detections) > 0
 
 
+@pytest.mark.filterwarnings("ignore")  # exporter deprecation and tracer notices from torch and ultralytics
+def test_yolo_runs_an_onnx_export(models_dir, clip, tmp_path):
+    from ultralytics import YOLO
+
+    from ragar_data.pipelines.backends.yolo import YoloDetector
+
+    source = tmp_path / "yolo11n.pt"
+    source.write_bytes((models_dir / "yolo11n" / "yolo11n.pt").read_bytes())
+    exported = YOLO(str(source)).export(format="onnx", imgsz=160, simplify=False, verbose=False)
+    frames, _ = clip
+    detector = YoloDetector(models_dir=models_dir, weights=exported, imgsz=160, conf=0.1)
+    detections = detector.detect(frames)
+    assert len(detections) == len(frames) and all(rows.shape[1] == 5 for rows in detections)
+    assert sum(len(rows) for rows in detections) > 0
+
+
 def test_yolo_missing_weights_fail_before_ultralytics_sees_them(tmp_path):
     from ragar_data.pipelines.backends.yolo import YoloDetector
 
@@ -142,6 +158,21 @@ def test_rtmpose_keypoints_in_source_pixels(models_dir, clip):
     inside = (keypoints[..., :2] >= low[:, None] - 1e-3) & (keypoints[..., :2] <= high[:, None] + 1e-3)
     assert valid.any() and inside.all(axis=-1)[valid].all()
     assert not np.allclose(estimator.estimate(255 - frames, boxes), keypoints)
+
+
+def test_rtmpose_feeds_a_fixed_batch_export_one_crop_at_a_time(models_dir, clip, tmp_path):
+    from ragar_data.pipelines.backends.random_models import _export_onnx, _TinySimCC
+    from ragar_data.pipelines.backends.rtmpose import RTMPoseEstimator
+
+    torch.manual_seed(0)
+    network = _TinySimCC(192, 256)
+    _export_onnx(network, torch.zeros(1, 3, 256, 192), tmp_path / "dynamic.onnx", "input", ["simcc_x", "simcc_y"])
+    _export_onnx(network, torch.zeros(1, 3, 256, 192), tmp_path / "fixed.onnx", "input", ["simcc_x", "simcc_y"],
+                 dynamic_batch=False)
+    frames, boxes = clip
+    fixed = RTMPoseEstimator(models_dir=tmp_path, weights=tmp_path / "fixed.onnx").estimate(frames, boxes)
+    dynamic = RTMPoseEstimator(models_dir=tmp_path, weights=tmp_path / "dynamic.onnx").estimate(frames, boxes)
+    np.testing.assert_allclose(fixed, dynamic, atol=1e-4)
 
 
 def test_rtmpose_rejects_an_onnx_without_the_simcc_outputs(tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ragar_data.errors import ModelUnavailable
 from ragar_data.pipelines import weights as registry
-from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, onnx_session
+from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, onnx_session, run_onnx
 
 INPUT_NAME = "x"
 PADDLE_INSTALL = "pip install 'ragar-data[paddle]'  (or: pip install 'paddlepaddle>=3.0,<4')"
@@ -114,7 +114,7 @@ class HumanSegOnnx(_HumanSegBase):
         self.output_name = self.session.get_outputs()[0].name
 
     def _run(self, tensor: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {INPUT_NAME: tensor})[0]
+        return run_onnx(self.session, [self.output_name], INPUT_NAME, tensor)[0]
 
 
 class HumanSegPaddle(_HumanSegBase):

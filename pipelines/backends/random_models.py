@@ -62,10 +62,11 @@ class _TinySimCC(nn.Module):
                 self.to_y(features).view(-1, self.joints, self.bins[1]))
 
 
-def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_names: list[str]):
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_names: list[str],
+                 dynamic_batch: bool = True):
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    dynamic = {name: {0: "batch"} for name in [input_name, *output_names]}
+    dynamic = {name: {0: "batch"} for name in [input_name, *output_names]} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(module.eval(), (example,), str(temporary), input_names=[input_name],

@@ -14,7 +14,7 @@ import numpy as np
 from ragar_data.errors import ModelUnavailable
 from ragar_data.pipelines import weights as registry
 from ragar_data.pipelines.backends import keypoints as kp
-from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, onnx_session
+from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, onnx_session, run_onnx
 
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
@@ -61,7 +61,7 @@ class RTMPoseEstimator:
         return np.ascontiguousarray(tensor), centers, scales
 
     def raw_outputs(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        simcc_x, simcc_y = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: tensor})
+        simcc_x, simcc_y = run_onnx(self.session, list(OUTPUT_NAMES), INPUT_NAME, tensor)
         return simcc_x, simcc_y
 
     def estimate(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:

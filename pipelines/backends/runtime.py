@@ -35,6 +35,17 @@ def onnx_session(path: Path, device: str = "cpu", threads: int | None = None):
         raise ModelUnavailable(f"{path}: onnxruntime cannot load it ({error})") from error
 
 
+def run_onnx(session, output_names: list[str], input_name: str, tensor: np.ndarray) -> list[np.ndarray]:
+    """session.run over a batch; an export with a fixed batch dimension (e.g. 1) is fed that many at a time."""
+    fixed = next(i.shape[0] for i in session.get_inputs() if i.name == input_name)
+    if not isinstance(fixed, int) or fixed <= 0 or fixed == len(tensor):
+        return session.run(output_names, {input_name: tensor})
+    if len(tensor) % fixed:
+        raise ValueError(f"the ONNX model takes batches of exactly {fixed}; got {len(tensor)} inputs")
+    parts = [session.run(output_names, {input_name: tensor[i:i + fixed]}) for i in range(0, len(tensor), fixed)]
+    return [np.concatenate(outputs) for outputs in zip(*parts)]
+
+
 def torch_device(device: str):
     import torch
 
