@@ -21,12 +21,14 @@ def export():
 @click.option("--split", "partition", type=click.Path(dir_okay=False, exists=True),
               help="Partition JSON to copy into OUT [default: DATASET/partition.json when present].")
 @click.option("--overwrite", is_flag=True, help="Rewrite pickles that already exist (default: resume).")
-def opengait(dataset, out, naming, partition, overwrite):
+@click.option("--include-failed", is_flag=True, help="Also export sequences failing the quality filter.")
+def opengait(dataset, out, naming, partition, overwrite, include_failed):
     """Write OUT/<id>/<type>/<view>/<view>.pkl (uint8 S x 64 x 64, as OpenGait's pretreatment) + partition."""
     from ragar_data.opengait import export_opengait
 
     try:
-        summary = export_opengait(dataset, out, naming=naming, partition=partition, overwrite=overwrite)
+        summary = export_opengait(dataset, out, naming=naming, partition=partition, overwrite=overwrite,
+                                  include_failed=include_failed)
     except RagarDataError as error:
         raise click.ClickException(str(error)) from error
     click.echo(str(summary))
@@ -39,12 +41,14 @@ def opengait(dataset, out, naming, partition, overwrite):
 @click.option("--split", "partition", type=click.Path(dir_okay=False, exists=True),
               help="Partition JSON to copy into OUT [default: DATASET/partition.json when present].")
 @click.option("--overwrite", is_flag=True, help="Rewrite pickles that already exist (default: resume).")
-def pose(dataset, out, naming, partition, overwrite):
+@click.option("--include-failed", is_flag=True, help="Also export sequences failing the quality filter.")
+def pose(dataset, out, naming, partition, overwrite, include_failed):
     """Write OUT/<id>/<type>/<view>/<view>.pkl: float32 T x 17 x 3 COCO-17 x, y (pixels), confidence."""
     from ragar_data.pose_export import export_pose
 
     try:
-        summary = export_pose(dataset, out, naming=naming, partition=partition, overwrite=overwrite)
+        summary = export_pose(dataset, out, naming=naming, partition=partition, overwrite=overwrite,
+                              include_failed=include_failed)
     except RagarDataError as error:
         raise click.ClickException(str(error)) from error
     click.echo(str(summary))

@@ -29,7 +29,7 @@ from ragar_data.shards import ShardDataset, decode_silhouettes, open_shard, tabl
 from ragar_data.silhouettes import cutting_columns
 
 SAMPLINGS = ("fixed_ordered", "fixed_unordered", "fixed_allordered", "all_ordered")
-METADATA_COLUMNS = ["key", "subject", "combination", "condition", "view", "labels"]
+METADATA_COLUMNS = ["key", "subject", "combination", "condition", "view", "labels", "quality_ok"]
 # read once for the whole selection; per item only the `silhouettes` blob is read
 SILHOUETTE_SHAPE_COLUMNS = ["silhouette_encoding", "num_silhouettes", "silhouette_height", "silhouette_width"]
 
@@ -119,7 +119,7 @@ class _ShardSequences(Dataset):
 
     def __init__(self, dataset_dir, keys=None, subjects=None, sampling="fixed_ordered", frames=30,
                  frames_skip=4, seed=0, max_frames=720, verify=True, schema: AttributeSchema | None = None,
-                 max_open_shards: int = 8):
+                 max_open_shards: int = 8, include_failed: bool = False):
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling {sampling!r} not in {SAMPLINGS}")
         self.dataset_dir = Path(dataset_dir)
@@ -142,6 +142,12 @@ class _ShardSequences(Dataset):
             wanted = {str(s) for s in subjects}
             selected = [k for k in selected if by_key[k]["subject"] in wanted]
         self.records = [by_key[k] for k in selected]
+        # sequences the extraction flagged (quality_ok false) stay out unless asked for
+        self.skipped_failed = [] if include_failed else [r["key"] for r in self.records if not r["quality_ok"]]
+        if self.skipped_failed:
+            warnings.warn(f"{self.dataset_dir}: left out {len(self.skipped_failed)} sequences failing the quality "
+                          f"filter (include_failed=True keeps them), e.g. {self.skipped_failed[:3]}", stacklevel=3)
+            self.records = [r for r in self.records if r["quality_ok"]]
         self.check_selection()
         self.labels = np.array([r["labels"] for r in self.records], dtype=np.int64).reshape(-1, len(self.schema))
         self.one_hot = self.schema.to_one_hot(self.labels)
@@ -192,16 +198,18 @@ class SilhouetteDataset(_ShardSequences):
     """Silhouette sequences: item["silhouettes"] float32 (T, 64, 44) in [0, 1] (or (T, H, W) with cut=False).
 
     Other item fields: labels int64 (15,) (-1 = not annotated), one_hot float32 (45,), key, subject,
-    combination, condition, view.
+    combination, condition, view. Sequences failing the extraction's quality filter are left out unless
+    include_failed (listed in `skipped_failed`), as are sequences without silhouettes (`skipped_empty`).
     """
 
     data_columns = ["silhouettes"]
 
     def __init__(self, dataset_dir, keys=None, sampling="fixed_ordered", frames=30, frames_skip=4, cut=True,
-                 seed=0, max_frames=720, subjects=None, verify=True, schema=None, max_open_shards=8):
+                 seed=0, max_frames=720, subjects=None, verify=True, schema=None, max_open_shards=8,
+                 include_failed=False):
         super().__init__(dataset_dir, keys=keys, subjects=subjects, sampling=sampling, frames=frames,
                          frames_skip=frames_skip, seed=seed, max_frames=max_frames, verify=verify,
-                         schema=schema, max_open_shards=max_open_shards)
+                         schema=schema, max_open_shards=max_open_shards, include_failed=include_failed)
         self.cut = cut
 
     def extra_metadata_columns(self) -> list[str]:
@@ -241,12 +249,13 @@ class PoseDataset(_ShardSequences):
     `keypoints_3d=True` also item["keypoints_3d"] (T, 17, 3) H36M-17. Other fields as SilhouetteDataset."""
 
     def __init__(self, dataset_dir, keys=None, sampling="fixed_ordered", frames=30, frames_skip=4, seed=0,
-                 max_frames=720, subjects=None, keypoints_3d=False, verify=True, schema=None, max_open_shards=8):
+                 max_frames=720, subjects=None, keypoints_3d=False, verify=True, schema=None, max_open_shards=8,
+                 include_failed=False):
         self.with_3d = keypoints_3d
         self.data_columns = ["keypoints_2d", "num_frames"] + (["keypoints_3d"] if keypoints_3d else [])
         super().__init__(dataset_dir, keys=keys, subjects=subjects, sampling=sampling, frames=frames,
                          frames_skip=frames_skip, seed=seed, max_frames=max_frames, verify=verify,
-                         schema=schema, max_open_shards=max_open_shards)
+                         schema=schema, max_open_shards=max_open_shards, include_failed=include_failed)
 
     def extra_metadata_columns(self) -> list[str]:
         return ["keypoints_2d_model"] + (["keypoints_3d_model"] if self.with_3d else [])

@@ -159,23 +159,28 @@ class ExportSummary:
     written: int = 0
     existing: int = 0  # already in the tree from an earlier run (resume)
     empty: list[str] = field(default_factory=list)  # no frames: nothing written, as pretreatment does
+    failed_quality: list[str] = field(default_factory=list)  # quality_ok false, left out unless include_failed
     partition: Path | None = None
 
     def __str__(self) -> str:
         lines = [f"{self.out_root}: wrote {self.written} sequence pickles, kept {self.existing} from an earlier run"]
         if self.empty:
             lines.append(f"skipped {len(self.empty)} sequences with no frames, e.g. {self.empty[:3]}")
+        if self.failed_quality:
+            lines.append(f"left out {len(self.failed_quality)} sequences failing the quality filter "
+                         f"(--include-failed keeps them), e.g. {self.failed_quality[:3]}")
         lines.append(f"partition: {self.partition}" if self.partition else
                      "no partition file (run `ragar-data split` or pass --split FILE)")
         return "\n".join(lines)
 
 
 def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str = "key",
-                    partition: str | Path | None = None, overwrite: bool = False,
+                    partition: str | Path | None = None, overwrite: bool = False, include_failed: bool = False,
                     progress: bool = True) -> ExportSummary:
     """Write the dataset's silhouettes as an OpenGait tree (see the module docstring).
 
     Resumable: a sequence whose pickle exists is kept unless `overwrite`. Every pickle is written atomically.
+    Sequences failing the extraction's quality filter are left out unless `include_failed`.
     """
     if naming not in NAMINGS:
         raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
@@ -183,12 +188,15 @@ def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str =
     schema = default_schema()
     summary = ExportSummary(out_root)
     total = read_index(dataset_dir)["sequences"]
-    columns = ["key", "labels", "silhouettes", "silhouette_encoding", "num_silhouettes", "silhouette_height",
-               "silhouette_width"]
+    columns = ["key", "labels", "quality_ok", "silhouettes", "silhouette_encoding", "num_silhouettes",
+               "silhouette_height", "silhouette_width"]
     for record in tqdm(iter_dataset_records(dataset_dir, columns), total=total, desc="export opengait",
                        unit="seq", disable=not progress):
         key = SequenceKey.parse(record["key"])
         frames = record["silhouettes"]
+        if not record["quality_ok"] and not include_failed:
+            summary.failed_quality.append(str(key))
+            continue
         if frames.shape[0] == 0:
             summary.empty.append(str(key))
             continue

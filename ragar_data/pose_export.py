@@ -30,6 +30,7 @@ class PoseExportSummary:
     written: int = 0
     existing: int = 0
     without_pose: list[str] = field(default_factory=list)
+    failed_quality: list[str] = field(default_factory=list)
     partition: Path | None = None
 
     def __str__(self) -> str:
@@ -37,24 +38,32 @@ class PoseExportSummary:
         if self.without_pose:
             lines.append(f"skipped {len(self.without_pose)} sequences without 2D keypoints, "
                          f"e.g. {self.without_pose[:3]}")
+        if self.failed_quality:
+            lines.append(f"left out {len(self.failed_quality)} sequences failing the quality filter "
+                         f"(--include-failed keeps them), e.g. {self.failed_quality[:3]}")
         lines.append(f"partition: {self.partition}" if self.partition else "no partition file")
         return "\n".join(lines)
 
 
 def export_pose(dataset_dir: str | Path, out_root: str | Path, naming: str = "key",
-                partition: str | Path | None = None, overwrite: bool = False,
+                partition: str | Path | None = None, overwrite: bool = False, include_failed: bool = False,
                 progress: bool = True) -> PoseExportSummary:
-    """Write every sequence's 2D keypoints as `<id>/<type>/<view>/<view>.pkl` (T, 17, 3) float32 pickles."""
+    """Write every sequence's 2D keypoints as `<id>/<type>/<view>/<view>.pkl` (T, 17, 3) float32 pickles.
+
+    Sequences failing the extraction's quality filter are left out unless `include_failed`."""
     if naming not in NAMINGS:
         raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
     dataset_dir, out_root = Path(dataset_dir), Path(out_root)
     schema = default_schema()
     summary = PoseExportSummary(out_root)
     total = read_index(dataset_dir)["sequences"]
-    records = iter_dataset_records(dataset_dir, ["key", "labels", "keypoints_2d"])
+    records = iter_dataset_records(dataset_dir, ["key", "labels", "quality_ok", "keypoints_2d"])
     for record in tqdm(records, total=total, desc="export pose", unit="seq", disable=not progress):
         key = SequenceKey.parse(record["key"])
         keypoints = record["keypoints_2d"]
+        if not record["quality_ok"] and not include_failed:
+            summary.failed_quality.append(str(key))
+            continue
         if keypoints is None or len(keypoints) == 0:
             summary.without_pose.append(str(key))
             continue

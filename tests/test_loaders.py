@@ -273,3 +273,18 @@ def test_128_option_and_empty_sequences(tmp_path):
     item = data[0]
     assert item["silhouettes"].shape == (8, 128, 88)  # cut int(128 // 64) * 10 = 20 columns each side
     assert float(item["one_hot"].sum()) == 0.0 and item["labels"].tolist() == [-1] * 15  # not annotated
+
+
+def test_failed_quality_sequences_are_left_out_unless_asked(tmp_path):
+    records = build_dataset(tmp_path, subjects=("001",), conditions=("nm-01",), views=(0, 36))
+    failing = dict(records["001-c1-nm-01-036"], quality_ok=False, quality_reasons=["too few frames"])
+    for name in ("silhouette_encoding", "num_silhouettes", "silhouette_height", "silhouette_width"):
+        failing[name] = None  # derived again by the writer from the frames
+    rows = [failing if key == "001-c1-nm-01-036" else record for key, record in records.items()]
+    for path in (tmp_path / "shards").glob("*.parquet"):
+        path.unlink()
+    update_index(tmp_path, [write_shard(tmp_path, "all", rows)])
+    with pytest.warns(UserWarning, match="left out 1 sequences failing the quality filter"):
+        data = SilhouetteDataset(tmp_path)
+    assert data.skipped_failed == ["001-c1-nm-01-036"] and "001-c1-nm-01-036" not in data.keys()
+    assert len(SilhouetteDataset(tmp_path, include_failed=True)) == len(records)

@@ -269,3 +269,21 @@ def test_few_frame_sequences_are_exported_like_pretreatment(tmp_path):
     summary = export_opengait(tmp_path / "data", tmp_path / "tree", progress=False)
     assert summary.written == 1 and summary.empty == ["001-c0-nm-02-000"]
     assert not (tmp_path / "tree" / "001" / "c0-nm-02").exists()
+
+
+def test_export_leaves_out_failed_quality_unless_asked(tmp_path):
+    records = build_dataset(tmp_path / "data", subjects=("001",), conditions=("nm-01",), views=(0,))
+    rows = []
+    for key, record in records.items():
+        record = dict(record, quality_ok=key != "001-c0-nm-01-000")
+        for name in ("silhouette_encoding", "num_silhouettes", "silhouette_height", "silhouette_width"):
+            record[name] = None
+        rows.append(record)
+    for path in (tmp_path / "data" / "shards").glob("*.parquet"):
+        path.unlink()
+    update_index(tmp_path / "data", [write_shard(tmp_path / "data", "all", rows)])
+    summary = export_opengait(tmp_path / "data", tmp_path / "tree", progress=False)
+    assert summary.failed_quality == ["001-c0-nm-01-000"] and summary.written == len(records) - 1
+    assert "failing the quality filter" in str(summary)
+    kept = export_opengait(tmp_path / "data", tmp_path / "all", include_failed=True, progress=False)
+    assert kept.written == len(records) and not kept.failed_quality
