@@ -26,8 +26,8 @@ COLUMNS = ("F1", "Precision", "Recall", "Acc", "mA")
 
 
 def majority_floor(dataset_dir: Path, partition, config, schema) -> dict:
-    train = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "train"), config, train=True)
-    test = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "test"), config, train=False)
+    train = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "train", config.data.quality_ok_only), config, train=True)
+    test = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "test", config.data.quality_ok_only), config, train=False)
     known_train = train.one_hot[(train.labels >= 0).all(1)]
     scores = majority_class_scores(known_train, len(test), schema)
     return evaluation_report(scores, test.one_hot, test.labels, test.keys(), "sigmoid", schema,

@@ -31,6 +31,7 @@ class DataConfig:
     sampling: str = "fixed_ordered"  # OpenGait sampling for training
     max_eval_frames: int = 720  # OpenGait's frames_all_limit at test
     num_workers: int = 2
+    quality_ok_only: bool = True  # leave out sequences that failed the extraction's quality filter
     eval_batch_size: int = 8
 
 

@@ -28,13 +28,18 @@ def resolve_partition(dataset_dir: str | Path, split: str = "official"):
     return partition
 
 
-def side_keys(dataset_dir: str | Path, partition, side: str) -> list[str]:
-    from ragar_data.loaders import keys_of_subjects
+def side_keys(dataset_dir: str | Path, partition, side: str, quality_ok_only: bool = True) -> list[str]:
+    """Keys of one side of the partition. With ``quality_ok_only`` (the default) sequences that failed the
+    extraction's quality filter, or kept no silhouette, are left out."""
+    from ragar_data.shards import ShardDataset
 
-    subjects = partition.train if side == "train" else partition.test
-    keys = keys_of_subjects(dataset_dir, subjects)
+    subjects = set(partition.train if side == "train" else partition.test)
+    table = ShardDataset(dataset_dir).table(["key", "subject", "quality_ok", "num_silhouettes"]).to_pydict()
+    rows = zip(table["key"], table["subject"], table["quality_ok"], table["num_silhouettes"])
+    keys = sorted(key for key, subject, quality_ok, count in rows
+                  if subject in subjects and count > 0 and (quality_ok or not quality_ok_only))
     if not keys:
-        raise RagarDataError(f"{dataset_dir}: no sequences of the {side} subjects of the partition")
+        raise RagarDataError(f"{dataset_dir}: no usable sequences of the {side} subjects of the partition")
     return keys
 
 

@@ -151,7 +151,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, split: 
     schema = default_schema()
     model, state, config = model_from_checkpoint(checkpoint, schema)
     partition = resolve_partition(dataset_dir, split)
-    dataset = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "test"), config, train=False)
+    dataset = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "test", config.data.quality_ok_only), config, train=False)
     outputs = run_inference(model, state["stage"], dataset, batch_size or config.data.eval_batch_size,
                             pick_device(device), schema, progress)
     name = f"{state['kind']}/{state['stage']} @ {state['iteration']} it ({Path(checkpoint).name})"

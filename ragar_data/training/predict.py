@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ragar_data.attributes import AttributeSchema, default_schema
+from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
 
 
@@ -64,7 +65,13 @@ def predict_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, out: str
 
     schema = default_schema()
     model, state, config = model_from_checkpoint(checkpoint, schema)
-    dataset = silhouette_dataset(dataset_dir, None, config, train=False)
+    from ragar_data.shards import ShardDataset
+
+    counts = ShardDataset(dataset_dir).table(["key", "num_silhouettes"]).to_pydict()
+    keys = sorted(k for k, n in zip(counts["key"], counts["num_silhouettes"]) if n > 0)
+    if not keys:
+        raise RagarDataError(f"{dataset_dir}: no sequence has silhouettes to predict from")
+    dataset = silhouette_dataset(dataset_dir, keys, config, train=False)
     outputs = run_inference(model, state["stage"], dataset, batch_size or config.data.eval_batch_size,
                             pick_device(device), schema, progress)
     table = predictions_table(outputs["keys"], outputs["scores"], schema)

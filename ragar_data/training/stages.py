@@ -113,7 +113,7 @@ def training_dataset(config: Config):
     if not config.data.dataset:
         raise RagarDataError("no dataset given: pass --dataset DIR (or set data.dataset)")
     partition = resolve_partition(config.data.dataset, config.data.split)
-    keys = side_keys(config.data.dataset, partition, "train")
+    keys = side_keys(config.data.dataset, partition, "train", config.data.quality_ok_only)
     return silhouette_dataset(config.data.dataset, keys, config, train=True, seed=config.train.seed)
 
 
