@@ -31,7 +31,8 @@ def list_models(models_dir):
         present = spec.is_present(directory)
         size = "x".join(str(s) for s in spec.input_size) if spec.input_size else "-"
         table.add_row(spec.name, spec.task, spec.format, size, spec.keypoint_layout or "-", "yes" if present else "no")
-        notes.append(f"{spec.name}: {spec.path(directory)}" + ("" if present else f"\n    missing: {spec.how_to_get_text()}"))
+        note = f"{spec.name}: {spec.path(directory)}"
+        notes.append(note if present else f"{note}\n    missing: {spec.how_to_get_text()}")
     console = Console()
     console.width = max(console.width, 110)  # the table needs ~105 columns; pipes report 80
     console.print(table)

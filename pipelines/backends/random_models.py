@@ -11,8 +11,8 @@ What is reduced, per model (to keep the files small and CPU runs quick):
   (N, 2, 192, 192)); not the PP-HumanSeg architecture.
 - RTMPose ONNX: a small conv net with the mmdeploy contract (`input` (N, 3, 256, 192) -> `simcc_x` (N, 17, 384),
   `simcc_y` (N, 17, 512)); not the RTMPose architecture.
-- ViTPose: transformers VitPose with 2 layers of width 128 (the real ViT-B has 12 of 768), 256x192 input,
-  17 heatmaps; `vitpose-b-upstream` is the same network saved in the original checkpoint key layout.
+- ViTPose: transformers VitPose with 2 layers of width 128 (the real ViT-B has 12 of 768), the classic
+  deconvolution decoder, 256x192 input, 17 heatmaps; `vitpose-b-upstream` is the same network saved in the original checkpoint key layout.
 - MotionBERT: the DSTformer with dim_feat 64 / dim_rep 64 / depth 2 (parameter names, 17 joints and maxlen 243
   as official) in an official-layout checkpoint (`model_pos`, `module.` prefixes).
 """
@@ -101,7 +101,7 @@ def _small_vitpose():
 
     from ragar_data.pipelines.backends.vitpose import vitpose_base_config
 
-    config = vitpose_base_config(True, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+    config = vitpose_base_config(False, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
                                  intermediate_size=256)
     return VitPoseForPoseEstimation(config).eval()
 
@@ -126,6 +126,8 @@ def upstream_layout(state_dict: dict, hidden_size: int) -> dict:
                ("embeddings.position_embeddings", "pos_embed"), ("encoder.layer.", "blocks."),
                ("attention.output.dense", "attn.proj"), ("layernorm_before", "norm1"),
                ("layernorm_after", "norm2"), ("backbone.layernorm", "backbone.last_norm")]
+    head_names = {"deconv1": "deconv_layers.0", "batchnorm1": "deconv_layers.1", "deconv2": "deconv_layers.3",
+                  "batchnorm2": "deconv_layers.4", "conv": "final_layer"}
     result = {}
     for key, value in state_dict.items():
         if ".attention.attention." in key:
@@ -136,7 +138,8 @@ def upstream_layout(state_dict: dict, hidden_size: int) -> dict:
                 [state_dict[prefix + part + "." + kind] for part in ("query", "key", "value")])
             continue
         if key.startswith("head."):
-            result["keypoint_head.final_layer." + key[len("head.conv."):]] = value
+            part, rest = key[len("head."):].split(".", 1)
+            result[f"keypoint_head.{head_names[part]}.{rest}"] = value
             continue
         for new, old in renames:
             key = key.replace(new, old)
