@@ -188,6 +188,7 @@ def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str =
     schema = default_schema()
     summary = ExportSummary(out_root)
     total = read_index(dataset_dir)["sequences"]
+    summary.partition = copy_partition(dataset_dir, out_root, partition)  # first: a bad --split fails early
     columns = ["key", "labels", "quality_ok", "silhouettes", "silhouette_encoding", "num_silhouettes",
                "silhouette_height", "silhouette_width"]
     for record in tqdm(iter_dataset_records(dataset_dir, columns), total=total, desc="export opengait",
@@ -207,7 +208,6 @@ def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str =
             continue
         write_pickle(path, np.ascontiguousarray(frames, dtype=np.uint8))
         summary.written += 1
-    summary.partition = copy_partition(dataset_dir, out_root, partition)
     return summary
 
 

@@ -57,6 +57,7 @@ def export_pose(dataset_dir: str | Path, out_root: str | Path, naming: str = "ke
     schema = default_schema()
     summary = PoseExportSummary(out_root)
     total = read_index(dataset_dir)["sequences"]
+    summary.partition = copy_partition(dataset_dir, out_root, partition)  # first: a bad --split fails early
     records = iter_dataset_records(dataset_dir, ["key", "labels", "quality_ok", "keypoints_2d"])
     for record in tqdm(records, total=total, desc="export pose", unit="seq", disable=not progress):
         key = SequenceKey.parse(record["key"])
@@ -74,5 +75,4 @@ def export_pose(dataset_dir: str | Path, out_root: str | Path, naming: str = "ke
             continue
         write_pickle(path, np.ascontiguousarray(keypoints, dtype=np.float32).reshape(-1, 17, 3))
         summary.written += 1
-    summary.partition = copy_partition(dataset_dir, out_root, partition)
     return summary

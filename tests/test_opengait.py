@@ -250,6 +250,7 @@ def test_cli_export_split_option_validates(dataset, tmp_path):
     bad.write_text(json.dumps({"TRAIN_SET": ["001"]}))
     result = CliRunner().invoke(cli, ["export", "opengait", str(root), str(tmp_path / "tree"), "--split", str(bad)])
     assert result.exit_code != 0 and "bad.json" in result.output
+    assert not (tmp_path / "tree" / "001").exists()  # refused before writing any pickle
 
 
 def test_few_frame_sequences_are_exported_like_pretreatment(tmp_path):
