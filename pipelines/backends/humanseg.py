@@ -91,7 +91,9 @@ class HumanSegOnnx(_HumanSegBase):
 
     def __init__(self, *, models_dir: Path | None = None, device: str = "cpu", model: str | None = None,
                  weights: str | None = None, batch_size: int = 32, padding: float = 1.2, threshold: float = 0.5,
-                 threads: int | None = None, **options):
+                 threads: int | None = None, input_size: tuple[int, int] | None = None, **options):
+        """`input_size` (width, height) is only needed for an export with dynamic height/width that is not a
+        registry model, e.g. [256, 144] for the v2 portrait model."""
         if options:
             raise ValueError(f"HumanSegOnnx: unknown options {sorted(options)}")
         super().__init__(batch_size, padding, threshold)
@@ -105,12 +107,14 @@ class HumanSegOnnx(_HumanSegBase):
         if shape is None or len(shape) != 4:
             raise ModelUnavailable(f"{path}: expected an input `x` (N, 3, H, W) (PP-HumanSeg export), found "
                                    f"{inputs}")
-        if all(isinstance(s, int) for s in shape[2:]):
+        if all(isinstance(s, int) and s > 0 for s in shape[2:]):
             self.input_size = (int(shape[3]), int(shape[2]))
+        elif input_size is not None:
+            self.input_size = (int(input_size[0]), int(input_size[1]))
         elif spec is not None and spec.input_size:
             self.input_size = tuple(spec.input_size)  # dynamic H, W in the export: use the registry's size
         else:
-            raise ModelUnavailable(f"{path}: input `x` has dynamic height/width {shape}; give the model name")
+            raise ModelUnavailable(f"{path}: input `x` has dynamic height/width {shape}; give `input_size: [W, H]`")
         self.output_name = self.session.get_outputs()[0].name
 
     def _run(self, tensor: np.ndarray) -> np.ndarray:
