@@ -54,8 +54,10 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), log=p
     report = run_qa(dataset_dir, synth_dir, log=log)
     log("[4/5] split")
     partition, split_summary = split_dataset(dataset_dir, protocol="official")
-    for note in partition.notes:
+    for note in partition.notes[:2]:
         log("      " + note)
+    if len(partition.notes) > 2:
+        log(f"      ({len(partition.notes) - 2} more notes in {split_summary['summary_file']})")
     log(f"      {len(partition.train)} training / {len(partition.test)} test subjects -> "
         f"{split_summary['partition_file']}")
     stats = dataset_stats(dataset_dir)
