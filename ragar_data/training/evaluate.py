@@ -32,7 +32,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @torch.no_grad()
 def run_inference(model, stage: str, dataset, batch_size: int, device: torch.device,
-                  schema: AttributeSchema, progress: bool = True) -> dict:
+                  schema: AttributeSchema, progress: bool = True, num_workers: int = 0) -> dict:
     """Scores (N, 45), metrics mode, keys, one_hot (N, 45) and labels (N, 15) of every item of ``dataset``."""
     from tqdm import tqdm
 
@@ -40,7 +40,7 @@ def run_inference(model, stage: str, dataset, batch_size: int, device: torch.dev
     from ragar_data.training.stages import scores_of
 
     model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     scores, keys, one_hot, labels, mode = [], [], [], [], "sigmoid"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     for batch in tqdm(loader, desc="inference", unit="batch", disable=not progress, dynamic_ncols=True):
@@ -153,7 +153,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, split: 
     partition = resolve_partition(dataset_dir, split)
     dataset = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "test", config.data.quality_ok_only), config, train=False)
     outputs = run_inference(model, state["stage"], dataset, batch_size or config.data.eval_batch_size,
-                            pick_device(device), schema, progress)
+                            pick_device(device), schema, progress, config.data.num_workers)
     name = f"{state['kind']}/{state['stage']} @ {state['iteration']} it ({Path(checkpoint).name})"
     report = evaluation_report(outputs["scores"], outputs["one_hot"], outputs["labels"], outputs["keys"],
                                outputs["mode"], schema, name)

@@ -73,7 +73,7 @@ def predict_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, out: str
         raise RagarDataError(f"{dataset_dir}: no sequence has silhouettes to predict from")
     dataset = silhouette_dataset(dataset_dir, keys, config, train=False)
     outputs = run_inference(model, state["stage"], dataset, batch_size or config.data.eval_batch_size,
-                            pick_device(device), schema, progress)
+                            pick_device(device), schema, progress, config.data.num_workers)
     table = predictions_table(outputs["keys"], outputs["scores"], schema)
     table = table.replace_schema_metadata({
         "ragar_data.checkpoint": str(checkpoint), "ragar_data.stage": state["stage"],
