@@ -54,6 +54,16 @@ def test_rerun_skips_finished_and_refuses_other_settings(tree):
     summary = generate(out, config, progress=False)
     assert summary["rendered"] == 0 and summary["skipped"] == 16
     assert video.stat().st_mtime_ns == before
+    # a run killed mid-sequence: video written, ground truth not, a temporary file left behind
+    key = sequence_keys(config)[3]
+    truth_path = out / "ground_truth" / ground_truth_relpath(key)
+    expected = load_ground_truth(truth_path)
+    truth_path.unlink()
+    stale = truth_path.with_name(f".{truth_path.name}.999.tmp")
+    stale.write_bytes(b"partial")
+    summary = generate(out, config, progress=False)
+    assert summary["rendered"] == 1 and not stale.exists()
+    np.testing.assert_array_equal(load_ground_truth(truth_path)["masks"], expected["masks"])
     with pytest.raises(RagarDataError, match="seconds"):
         generate(out, SynthConfig(**{**TINY, "seconds": 0.4}), progress=False)
 

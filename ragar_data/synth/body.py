@@ -201,13 +201,16 @@ def walker_parameters(labels: np.ndarray, identity: Identity, schema: AttributeS
     shoulder_half = (0.205 if not female else 0.172) * relative ** 0.6 * identity.shoulder_scale
     hip_half = (0.082 if not female else 0.102) * relative ** 0.6 * identity.hip_scale
     age = a["age"]
-    speed = (1.42, 1.28, 1.02)[age] * identity.speed_scale
-    cadence = (1.95, 1.85, 1.65)[age] * (0.97 + 0.06 * identity.stature_position) / relative ** 0.3
-    amplitude = (30.0, 10.0)[a["arm_swing_amplitude"]] * identity.arm_scale * (0.75 if age == 2 else 1.0)
+    # age: older walkers are slower, take shorter steps, stoop and keep their knees bent
+    speed = (1.45, 1.25, 0.98)[age] * identity.speed_scale
+    cadence = (1.92, 1.85, 1.7)[age] * (0.97 + 0.06 * identity.stature_position) / relative ** 0.3
+    amplitude = (30.0, 10.0)[a["arm_swing_amplitude"]] * identity.arm_scale * (1.1, 0.95, 0.8)[age]
+    # arm swing direction: a swing centre moved forward or backward, an abducted swing, or a forearm
+    # crossing in front of the body; offsets in degrees so the direction shows at small amplitudes too
     direction = a["arm_swing_direction"]
-    arm_offset = {3: 0.8, 4: -0.8}.get(direction, 0.0) * amplitude + 4.0
-    arm_abduction = 6.0 + (18.0 if direction == 2 else 0.0) + 4.0 * (girth - 1.0) * 4
-    arm_cross = {1: 28.0, 2: -12.0}.get(direction, 0.0)
+    arm_offset = 4.0 + {3: 0.5 * amplitude + 14.0, 4: -0.5 * amplitude - 12.0}.get(direction, 0.0)
+    arm_abduction = 6.0 + (20.0 if direction == 2 else 0.0) + 4.0 * (girth - 1.0) * 4
+    arm_cross = {1: 35.0, 2: -14.0}.get(direction, 0.0)
     return WalkerParameters(
         stature=stature, leg_fraction=leg_fraction, head_radius=head_radius,
         shoulder_half_width=shoulder_half, hip_half_width=hip_half, girth=girth,
@@ -218,8 +221,8 @@ def walker_parameters(labels: np.ndarray, identity: Identity, schema: AttributeS
         hump=(0.0, 1.0)[a["humpback"]],
         hand_pose=a["hands"],
         speed=speed, cadence=cadence,
-        trunk_lean=(2.0, 4.0, 11.0)[age],
-        knee_bend=(0.0, 3.0, 10.0)[age],
+        trunk_lean=(1.0, 6.0, 14.0)[age],
+        knee_bend=(0.0, 5.0, 14.0)[age],
         arm_amplitude=amplitude, arm_offset=arm_offset, arm_abduction=arm_abduction, arm_cross=arm_cross,
         upper_arm_still=(0.0, 0.85)[a["upper_arm_movement"]],
         toe_yaw=(6.0, -22.0, 30.0)[a["toe"]],

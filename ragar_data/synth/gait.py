@@ -177,9 +177,13 @@ def walker_geometry(p: WalkerParameters, frames: int, fps: float, phase0: float,
         forward = np.cos(2 * np.pi * (side_phase[side] + 0.5))  # +1 arm fully forward
         shoulder_swing = p.arm_amplitude * (1.0 - p.upper_arm_still)
         flex = p.arm_offset + shoulder_swing * forward
-        elbow = 10.0 + 4.0 * g + (0.45 * shoulder_swing + 1.3 * p.arm_amplitude * p.upper_arm_still) * (forward + 1) / 2
-        abduction = p.arm_abduction + (6.0 * np.abs(forward) if p.arm_abduction > 20 else 0.0)
-        cross = p.arm_cross * np.clip(forward, 0, None)
+        # an upper arm held still: kept close to the trunk while the forearm swings from the elbow
+        # (elbow bent, forearm carried forward)
+        forearm_swing = 1.0 * max(p.arm_amplitude, 22.0) * p.upper_arm_still
+        elbow = (10.0 + 4.0 * g + 35.0 * p.upper_arm_still
+                 + (0.45 * shoulder_swing + forearm_swing) * (forward + 1) / 2)
+        abduction = p.arm_abduction * (1.0 - 0.6 * p.upper_arm_still) + (6.0 * np.abs(forward) if p.arm_abduction > 20 else 0.0)
+        cross = p.arm_cross * (0.5 + 0.5 * np.clip(forward, 0, None))
         if p.hand_pose in (2, 3):
             pelvis_to_world = origin
             if p.hand_pose == 2:  # hands in the front pockets, elbows out and back

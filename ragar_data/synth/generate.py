@@ -63,10 +63,15 @@ def _check_previous_run(path: Path, config: SynthConfig) -> None:
 def render_to_files(out_dir: str | Path, config: SynthConfig, key: SequenceKey) -> int:
     """Render one sequence into the tree (video, then ground truth); returns the number of frames."""
     out_dir = Path(out_dir)
+    video = out_dir / "videos" / key.raw_video_relpath()
+    truth_path = out_dir / "ground_truth" / ground_truth_relpath(key)
+    for leftover in (video, truth_path):  # temporary files of a run killed while writing this sequence
+        for stale in leftover.parent.glob(f".{leftover.stem}.*.tmp*"):
+            stale.unlink(missing_ok=True)
     frames, truth = stream_sequence(config, key)
-    write_video(out_dir / "videos" / key.raw_video_relpath(), frames, config.fps, config.width, config.height,
-                codec=config.codec, crf=config.crf, preset=config.preset)
-    save_ground_truth(out_dir / "ground_truth" / ground_truth_relpath(key), truth)
+    write_video(video, frames, config.fps, config.width, config.height, codec=config.codec, crf=config.crf,
+                preset=config.preset)
+    save_ground_truth(truth_path, truth)
     return int(len(truth["frame_index"]))
 
 
