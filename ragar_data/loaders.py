@@ -142,8 +142,10 @@ class _ShardSequences(Dataset):
             wanted = {str(s) for s in subjects}
             selected = [k for k in selected if by_key[k]["subject"] in wanted]
         self.records = [by_key[k] for k in selected]
-        # sequences the extraction flagged (quality_ok false) stay out unless asked for
-        self.skipped_failed = [] if include_failed else [r["key"] for r in self.records if not r["quality_ok"]]
+        # sequences the extraction flagged (quality_ok false) stay out unless asked for; explicit keys are the
+        # caller's choice and are taken as given
+        keep_failed = include_failed or keys is not None
+        self.skipped_failed = [] if keep_failed else [r["key"] for r in self.records if not r["quality_ok"]]
         if self.skipped_failed:
             warnings.warn(f"{self.dataset_dir}: left out {len(self.skipped_failed)} sequences failing the quality "
                           f"filter (include_failed=True keeps them), e.g. {self.skipped_failed[:3]}", stacklevel=3)
@@ -198,8 +200,9 @@ class SilhouetteDataset(_ShardSequences):
     """Silhouette sequences: item["silhouettes"] float32 (T, 64, 44) in [0, 1] (or (T, H, W) with cut=False).
 
     Other item fields: labels int64 (15,) (-1 = not annotated), one_hot float32 (45,), key, subject,
-    combination, condition, view. Sequences failing the extraction's quality filter are left out unless
-    include_failed (listed in `skipped_failed`), as are sequences without silhouettes (`skipped_empty`).
+    combination, condition, view. Without explicit `keys`, sequences failing the extraction's quality filter
+    are left out unless include_failed (listed in `skipped_failed`); sequences without silhouettes are always
+    left out (`skipped_empty`).
     """
 
     data_columns = ["silhouettes"]

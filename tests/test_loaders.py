@@ -288,3 +288,4 @@ def test_failed_quality_sequences_are_left_out_unless_asked(tmp_path):
         data = SilhouetteDataset(tmp_path)
     assert data.skipped_failed == ["001-c1-nm-01-036"] and "001-c1-nm-01-036" not in data.keys()
     assert len(SilhouetteDataset(tmp_path, include_failed=True)) == len(records)
+    assert "001-c1-nm-01-036" in SilhouetteDataset(tmp_path, keys=sorted(records)).keys()  # explicit keys as given
