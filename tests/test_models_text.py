@@ -52,13 +52,14 @@ def test_clip_backend_from_local_file_and_cache(random_rn50, tmp_path, monkeypat
     assert not frozen.learned and all(not p.requires_grad for p in frozen.parameters())
 
 
-def test_missing_weights_name_the_expected_path(tmp_path):
+def test_missing_weights_name_the_expected_path(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere" / "RN50.pt"
     with pytest.raises(ModelUnavailable, match=str(missing)):
         cached_text_features("clip", SENTENCES, missing, tmp_path)
-    with pytest.raises(ModelUnavailable, match="RN50.pt"):
-        cached_text_features("clip", SENTENCES, None, tmp_path) if not text_encoders.DEFAULT_CLIP_WEIGHTS.exists() \
-            else (_ for _ in ()).throw(ModelUnavailable("RN50.pt present here; nothing to check"))
+    default = tmp_path / "models" / "RN50.pt"
+    monkeypatch.setattr(text_encoders, "DEFAULT_CLIP_WEIGHTS", default)
+    with pytest.raises(ModelUnavailable, match=str(default)):
+        cached_text_features("clip", SENTENCES, None, tmp_path)
 
 
 def test_backends_and_learned_embeddings():
@@ -71,3 +72,13 @@ def test_backends_and_learned_embeddings():
     assert learned().shape == (45, 32)
     torch.testing.assert_close(learned().norm(dim=-1), torch.ones(45))
     torch.testing.assert_close(build_text_features("learned", SENTENCES, dim=32, seed=3)(), learned())
+
+
+def test_torchscript_archives_are_recognised(tmp_path):
+    # OpenAI's RN50.pt is a TorchScript archive: it must be opened with weights_only=False.
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(scripted))
+    plain = tmp_path / "plain.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), plain)
+    assert text_encoders._is_torchscript(scripted)
+    assert not text_encoders._is_torchscript(plain)
