@@ -66,13 +66,13 @@ def _is_torchscript(path: Path) -> bool:
 
 def encode_sentences_open_clip(model_name: str, weights: Path, sentences: list[str]) -> torch.Tensor:
     """Encode sentences with an open_clip model loaded from a local file; returns (N, d) float32, L2-normalised."""
-    import open_clip
-
     if not weights.is_file():
         raise ModelUnavailable(
             f"text encoder {model_name}: weights file not found at {weights}. Put OpenAI's RN50.pt (or the "
             f"open_clip checkpoint of {model_name}) there, or set text.weights=PATH, or use text.backend=learned"
         )
+    import open_clip
+
     # OpenAI's file is a TorchScript archive, which torch.load only opens with weights_only=False.
     model = open_clip.create_model(
         model_name, pretrained=str(weights), weights_only=not _is_torchscript(weights), device="cpu"
