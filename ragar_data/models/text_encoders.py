@@ -27,8 +27,10 @@ from torch import nn
 from ragar_data.errors import ModelUnavailable
 
 CLIP_MODEL = "RN50-quickgelu"
-DEFAULT_WEIGHTS_DIR = Path(os.environ.get("RAGAR_DATA_MODELS", Path.home() / ".cache" / "ragar-data" / "models"))
-DEFAULT_CLIP_WEIGHTS = DEFAULT_WEIGHTS_DIR / "RN50.pt"
+# The models directory of the weights registry (pipelines/weights.py): $RAGAR_MODELS_DIR, else the user cache;
+# one folder per model. OpenAI publishes RN50.pt at a URL holding its sha256 (afeb0e10f9e5a86d...).
+DEFAULT_MODELS_DIR = Path(os.environ.get("RAGAR_MODELS_DIR", "") or Path.home() / ".cache" / "ragar-data" / "models")
+DEFAULT_CLIP_WEIGHTS = DEFAULT_MODELS_DIR / "clip-rn50" / "RN50.pt"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ragar-data" / "text_features"
 
 

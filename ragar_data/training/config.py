@@ -51,7 +51,7 @@ class ModelConfig:
 @dataclass
 class TextConfig:
     backend: str = "clip"  # "clip" (open_clip RN50-quickgelu), "open_clip:<model>" or "learned"
-    weights: str | None = None  # local weights file; None = $RAGAR_DATA_MODELS/RN50.pt (~/.cache/ragar-data/models)
+    weights: str | None = None  # local weights file; None = $RAGAR_MODELS_DIR/clip-rn50/RN50.pt (~/.cache/ragar-data/models)
     cache_dir: str | None = None  # None = ~/.cache/ragar-data/text_features
     dim: int = 1024  # embedding size of the "learned" backend (CLIP RN50: 1024)
 
