@@ -152,14 +152,26 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def checkpoint_payload(task: TrainingTask, config: Config, iteration: int, optimizer, scheduler,
-                       epoch: int, batch_in_epoch: int, label_names: list[str]) -> dict:
+                       epoch: int, batch_in_epoch: int, label_names: list[str], rng_per_rank: list[dict]) -> dict:
     return {
         "format": CHECKPOINT_FORMAT, "kind": task.kind, "stage": task.stage, "iteration": iteration,
         "config": config.to_dict(), "label_names": label_names,
         "model": _unwrap(task.model).state_dict(),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "rng": rng_per_rank[0], "rng_per_rank": rng_per_rank,
         "sampler": {"epoch": epoch, "batch_in_epoch": batch_in_epoch},
     }
+
+
+def gather_rng_states(runtime: Runtime) -> list[dict]:
+    """Every process's RNG state (a collective under DDP: all ranks must call it together)."""
+    if runtime.world_size == 1:
+        return [rng_state()]
+    import torch.distributed as dist
+
+    states = [None] * runtime.world_size
+    dist.all_gather_object(states, rng_state())
+    return states
 
 
 def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Path, iterations: int,
@@ -196,7 +208,9 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        per_rank = state.get("rng_per_rank") or [state["rng"]]
+        # each process resumes its own RNG stream when the process count is unchanged
+        set_rng_state(per_rank[runtime.rank] if len(per_rank) == runtime.world_size else per_rank[0])
         iteration = state["iteration"]
         epoch, batch_in_epoch = state["sampler"]["epoch"], state["sampler"]["batch_in_epoch"]
 
@@ -221,9 +235,10 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
         bar = tqdm(total=iterations, initial=iteration, desc=task.stage, unit="it", dynamic_ncols=True)
 
     def save(path: Path) -> None:
+        rng_per_rank = gather_rng_states(runtime)  # on every rank: a collective under DDP
         if runtime.is_main:
             atomic_torch_save(checkpoint_payload(task, config, iteration, optimizer, scheduler, epoch,
-                                                 batch_in_epoch, label_names), path)
+                                                 batch_in_epoch, label_names, rng_per_rank), path)
 
     result = StageResult(final_path)
     end = iterations if stop_after is None else min(iterations, stop_after)
