@@ -262,6 +262,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def _statistics_columns(spec: ShardSpec) -> list[str]:
+    """Min/max statistics only for scalar columns: for a binary blob they would copy the blob into page headers
+    and the footer, which page checksums do not cover (and which doubles the bytes)."""
+    return [c.name for c in spec.columns if not c.is_list and c.type != "binary"]
+
+
 def write_shard(dataset_dir: str | Path, name: str, records: Iterable[dict]) -> ShardInfo:
     """Write `records` as `DATASET/shards/<name>.parquet` atomically and return its index entry.
 
@@ -274,7 +280,7 @@ def write_shard(dataset_dir: str | Path, name: str, records: Iterable[dict]) -> 
     sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink, compression=spec.compression, row_group_size=spec.row_group_rows,
-        write_page_checksum=True, use_dictionary=["subject", "condition", "camera", "keypoints_2d_model",
+        write_page_checksum=True, write_statistics=_statistics_columns(spec), use_dictionary=["subject", "condition", "camera", "keypoints_2d_model",
                                                   "keypoints_3d_model", "silhouette_encoding", "pipeline_hash"],
     )
     data = sink.getvalue().to_pybytes()

@@ -110,13 +110,17 @@ def test_truncated_shard_names_the_file(dataset):
 def test_flipped_byte_is_detected_by_index_digest_and_page_checksums(dataset):
     root, _ = dataset
     path = root / "shards/part-0000.parquet"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 3] ^= 0xFF  # inside the data pages
-    path.write_bytes(bytes(data))
-    with pytest.raises(ShardError, match="part-0000.parquet"):
-        ShardDataset(root).read_record(read_index(root)["shards"][0]["keys"][0])
-    with pytest.raises(ShardError, match="part-0000.parquet"):  # without the index: Parquet page checksums
-        list(iter_records(path))
+    original = path.read_bytes()
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(shard_spec().names.index("silhouettes"))
+    step = max(1, chunk.total_compressed_size // 12)
+    for offset in range(chunk.data_page_offset, chunk.data_page_offset + chunk.total_compressed_size, step):
+        data = bytearray(original)
+        data[offset] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises(ShardError, match="part-0000.parquet"):
+            ShardDataset(root).read_record(read_index(root)["shards"][0]["keys"][0])
+        with pytest.raises(ShardError, match="part-0000.parquet"):  # without the index: Parquet page checksums
+            list(iter_records(path))
 
 
 def test_schema_mismatch_names_the_file(tmp_path):
