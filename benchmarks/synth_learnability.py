@@ -6,12 +6,15 @@ Renders the ground-truth masks of every subject x combination x condition x view
 with `ragar_data.silhouettes` (OpenGait pretreatment, 64x64 cut to 64x44), and describes each sequence by
 its gait-energy image, its temporal standard deviation image (both 32x22) and the low-frequency spectrum of
 the silhouette's width and centroid over time (gait rhythm, limp asymmetry). One linear softmax head per
-attribute (torch, full batch, weight decay) is trained on some subjects and tested on held-out subjects.
+attribute and view (torch, full batch, weight decay; the same body looks different from each camera, and a
+linear model shared by all views must spend its capacity on that) is trained on some subjects and tested on
+held-out subjects. `--shared-views` trains one model for all views instead.
 Prints per-attribute accuracy against the majority-class rate and balanced accuracy against 1/K.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -88,6 +91,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weight-decay", type=float, default=3e-3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shared-views", action="store_true", help="One model for all views.")
+    parser.add_argument("--cache", help="npz file to keep the features in (reused when the settings match).")
     args = parser.parse_args()
 
     import torch
@@ -104,21 +109,38 @@ def main():
     table = subject_attributes(config)
     started = time.perf_counter()
     jobs = [(config, (k.subject, k.combination, k.condition, k.view)) for k in keys]
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        features = np.stack(list(pool.map(sequence_features, jobs, chunksize=8)))
+    names = np.array([str(k) for k in keys])
+    cached = None
+    if args.cache and os.path.exists(args.cache):
+        cached = np.load(args.cache)
+        if cached["settings"].item() != repr(config) or not np.array_equal(cached["keys"], names):
+            cached = None
+    if cached is not None:
+        features = cached["features"]
+    else:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            features = np.stack(list(pool.map(sequence_features, jobs, chunksize=8)))
+        if args.cache:
+            np.savez(args.cache, features=features, keys=names, settings=np.array(repr(config)))
     render_seconds = time.perf_counter() - started
     labels = np.stack([table[(k.subject, k.combination)] for k in keys]).astype(np.int64)
     test_subjects = set(config.subject_ids[-args.test_subjects:])
     is_test = np.array([k.subject in test_subjects for k in keys])
     mean, std = features[~is_test].mean(0), features[~is_test].std(0) + 1e-3
     features = (features - mean) / std
-    heads = train_heads(features[~is_test], labels[~is_test], schema.num_classes, args.weight_decay)
-    predicted = predict(heads, features[is_test])
-    truth = labels[is_test]
+    views = np.array([k.view for k in keys])
+    predicted = np.zeros_like(labels)
+    groups = [np.ones(len(keys), bool)] if args.shared_views else [views == v for v in config.views]
+    for group in groups:
+        heads = train_heads(features[group & ~is_test], labels[group & ~is_test], schema.num_classes,
+                            args.weight_decay)
+        predicted[group & is_test] = predict(heads, features[group & is_test])
+    predicted, truth = predicted[is_test], labels[is_test]
 
     print(f"{len(keys)} sequences ({config.subjects} subjects x {len(config.combinations)} combinations x "
           f"{len(config.conditions)} conditions x {len(config.views)} views), features in {render_seconds:.0f} s; "
-          f"train {config.subjects - args.test_subjects} subjects, test {args.test_subjects} held-out subjects")
+          f"train {config.subjects - args.test_subjects} subjects, test {args.test_subjects} held-out subjects; "
+          f"{'one model for all views' if args.shared_views else 'one model per view'}")
     print(f"{'attribute':<24}{'K':>3}{'accuracy':>10}{'majority':>10}{'balanced':>10}{'1/K':>7}")
     above = 0
     for i, attribute in enumerate(schema.attributes):

@@ -95,9 +95,9 @@ def test_simulated_combinations_keep_the_body():
     assert all(len(np.unique(counts[:, i])) >= 2 for i in range(len(names)))
 
 
-@pytest.mark.parametrize("crowded", [False, True])
-def test_masks_boxes_keypoints_agree(crowded):
-    config = SynthConfig.small(distractors=int(crowded), occlusion=crowded, seconds=1.0)
+@pytest.mark.parametrize("distractors,crowded", [(0, False), (1, False), (1, True)])
+def test_masks_boxes_keypoints_agree(distractors, crowded):
+    config = SynthConfig.small(distractors=distractors, occlusion=crowded, seconds=1.0)
     key = SequenceKey("001", 0, "bg-01", 0 if crowded else 90)
     frames, truth = render_sequence(config, key)
     masks, boxes, keypoints = truth["masks"], truth["boxes"], truth["keypoints_2d"]
@@ -116,12 +116,18 @@ def test_masks_boxes_keypoints_agree(crowded):
         assert masks[t, y, x].all()
     in_frame = ((keypoints[..., 0] >= 0) & (keypoints[..., 0] <= W - 1)
                 & (keypoints[..., 1] >= 0) & (keypoints[..., 1] <= H - 1))
-    if crowded:
-        assert (keypoints[..., 2][in_frame] == 0).any(), "the post or the second walker should hide something"
-        assert np.isfinite(truth["distractor_boxes"]).all(axis=1).any()
+    if distractors:
+        other = truth["distractor_boxes"]
+        assert np.isfinite(other).all(axis=1).any()
         assert not (truth["masks"] & truth["distractor_masks"]).any()
+        overlap = ((np.minimum(boxes[:, 2], other[:, 2]) > np.maximum(boxes[:, 0], other[:, 0]))
+                   & (np.minimum(boxes[:, 3], other[:, 3]) > np.maximum(boxes[:, 1], other[:, 1])))
+        assert overlap.any() and not overlap.all(), "the passer-by crosses behind the subject once"
+    if crowded:
+        assert (keypoints[..., 2][in_frame] == 0).any(), "the post should hide part of the subject"
     else:
-        # nothing hides the subject: projection and rasterisation agree on every keypoint in the frame
+        # nothing hides the subject (the passer-by walks behind it): projection and rasterisation agree on
+        # every keypoint in the frame
         assert (keypoints[..., 2][in_frame] == 1).all()
     # 3D joints (camera frame) project through K onto the 2D keypoints of the same joints
     for coco, h36m in SHARED_JOINTS.items():

@@ -2,9 +2,10 @@
 
 `stream_sequence` streams frames (for the video writer, so a 1080p sequence never sits in memory as a whole)
 and fills the ground truth as it goes; `render_sequence` is the pure, in-memory form other modules' tests
-call. The walk itself (body, gait, light, second walker) depends on (seed, subject, combination, condition)
-only, so the 10 views are 10 cameras filming the same walk, as in RA-GAR. The background and exposure depend
-on the view; the optional post, placed to hide part of the walker, and the noise offsets on the whole key.
+call. The walk itself (body, gait, light) depends on (seed, subject, combination, condition) only, so the 10
+views are 10 cameras filming the same walk, as in RA-GAR. The background and exposure depend on the view; the
+optional post (placed to hide part of the walker), the optional passer-by (placed to cross behind it) and
+the noise offsets on the whole key.
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def _palette(parts, identity, condition: str) -> np.ndarray:
 class Walk:
     """The world-level walk shared by all views of a (subject, combination, condition)."""
 
-    walkers: list[WalkerGeometry]  # the subject, then the second walker if any
+    walkers: list[WalkerGeometry]  # the subject (a passer-by is appended per view)
     palettes: list[np.ndarray]
     labels: np.ndarray
     sun: np.ndarray
@@ -76,7 +77,7 @@ class Walk:
 
 
 def build_walk(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None = None) -> Walk:
-    """Subject (with `labels` overriding its annotation when given), light and the optional second walker."""
+    """Subject (with `labels` overriding its annotation when given) and light."""
     schema = default_schema()
     if labels is None:
         labels = simulated_labels(config.seed, key.subject, key.combination, schema)
@@ -93,20 +94,6 @@ def build_walk(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None 
     subject = walker_geometry(parameters, frames, fps, float(rng.random()), start, 0.0, key.condition, coat_length)
     walkers = [subject]
     palettes = [_palette(subject.parts, identity, key.condition)]
-    if config.distractors:
-        d_rng = stream(config.seed, "second walker", key.subject, key.combination, key.condition)
-        other_identity = subject_identity(config.seed, f"other-{key}")
-        other_labels = own_labels(config.seed, f"other-{key.subject}-{key.combination}-{key.condition}", schema)
-        other = walker_parameters(other_labels, other_identity, schema)
-        heading = float(d_rng.uniform(55, 125) + (180 if d_rng.random() < 0.5 else 0))
-        crossing_time = float(d_rng.uniform(0.3, 0.7)) * duration
-        subject_x = start[0] + parameters.speed * crossing_time
-        crossing_x = subject_x + float(d_rng.choice([-1, 1]) * d_rng.uniform(1.2, 2.0))
-        direction = np.array([np.cos(np.radians(heading)), np.sin(np.radians(heading))])
-        other_start = np.array([crossing_x, 0.0]) - direction * other.speed * crossing_time
-        walkers.append(walker_geometry(other, frames, fps, float(d_rng.random()), other_start, heading,
-                                       "nm-01"))
-        palettes.append(_palette(walkers[-1].parts, other_identity, "nm-01"))
     # light: a sunny or overcast walk; slow drift plus passing clouds within it
     base = rng.uniform(0.72, 1.18)
     time = np.arange(frames) / fps
@@ -119,6 +106,35 @@ def build_walk(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None 
     return Walk(walkers, palettes, labels, sun, gains, shade)
 
 
+def _second_walker(config: SynthConfig, key: SequenceKey, camera: Camera,
+                   subject: WalkerGeometry) -> tuple[WalkerGeometry, np.ndarray]:
+    """A passer-by for tracking tests: walks across this camera's view 2.5-4.5 m behind the subject (seen from
+    the camera) and passes behind it once, at a random moment, moving against the subject's image motion.
+    Per camera, so it never hides the subject (the subject hides it) and every view gets one crossing."""
+    schema = default_schema()
+    rng = stream(config.seed, "second walker", str(key))
+    identity = subject_identity(config.seed, f"passer-by {key}")
+    parameters = walker_parameters(own_labels(config.seed, f"passer-by {key}", schema), identity, schema)
+    parameters = with_speed(parameters, 1.15)  # a brisk passer-by: the crossing is over in about a second
+    frames, fps = config.num_frames, config.fps
+    moment = int(rng.uniform(0.3, 0.7) * (frames - 1))
+    pelvis = subject.h36m[:, 0, :2]
+    away = pelvis[moment] - camera.centre[:2]
+    away = away / np.linalg.norm(away)
+    across = np.array([-away[1], away[0]])
+    subject_motion = pelvis[-1] - pelvis[0]
+    side = -1.0 if subject_motion @ across > 0 else 1.0
+    if abs(subject_motion @ across) < 0.2:  # walking towards or away from the camera: either way
+        side = float(rng.choice([-1.0, 1.0]))
+    angle = np.arctan2(across[1], across[0]) + np.radians(rng.uniform(-20, 20))
+    heading = np.array([np.cos(angle), np.sin(angle)]) * side
+    crossing = pelvis[moment] + away * rng.uniform(2.5, 4.5)
+    start = crossing - heading * parameters.speed * moment / fps
+    geometry = walker_geometry(parameters, frames, fps, float(rng.random()), start,
+                               float(np.degrees(np.arctan2(heading[1], heading[0]))), "nm-01")
+    return geometry, _palette(geometry.parts, identity, "nm-01")
+
+
 def stream_sequence(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None = None):
     """(frames iterator, ground truth dict). The dict's per-frame arrays are filled while the iterator runs
     and are complete once it is exhausted. Masks are kept bit-packed: (T, H, ceil(W/8)) uint8."""
@@ -128,6 +144,10 @@ def stream_sequence(config: SynthConfig, key: SequenceKey, labels: np.ndarray | 
     occluder = None
     if config.occlusion:
         background, occluder = _place_post(config, key, camera, background, walk.walkers[0])
+    if config.distractors:
+        passer_by, palette = _second_walker(config, key, camera, walk.walkers[0])
+        walk.walkers.append(passer_by)
+        walk.palettes.append(palette)
     views = [view_walker(w, camera, walk.sun, palette) for w, palette in zip(walk.walkers, walk.palettes)]
     rng = stream(config.seed, "frames", str(key))
     exposure = rng.uniform(0.93, 1.07)
@@ -151,7 +171,7 @@ def stream_sequence(config: SynthConfig, key: SequenceKey, labels: np.ndarray | 
     pixels, _ = camera.project(subject.coco)
     truth["keypoints_2d"] = np.concatenate([pixels, np.zeros(pixels.shape[:-1] + (1,))], axis=-1).astype(np.float32)
     truth["keypoints_3d"] = camera.to_camera(subject.h36m).astype(np.float32)
-    if len(walk.walkers) > 1:
+    if config.distractors:
         truth["distractor_boxes"] = np.full((T, 4), np.nan, dtype=np.float32)
         truth["distractor_masks_packed"] = np.zeros((T, H, packed_width), dtype=np.uint8)
 
