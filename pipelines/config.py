@@ -43,6 +43,9 @@ class TrackConfig:
     track_buffer: int = 30
     match_thresh: float = 0.8
     fuse_score: bool = True
+    # ours: a background blob holding two tracked people is replaced by their predicted boxes (track.py)
+    split_merged: bool = False
+    split_coverage: float = 0.6
 
 
 @dataclass

@@ -211,7 +211,9 @@ def mask_boxes(mask: np.ndarray, min_area: float) -> np.ndarray:
     joined = cv2.dilate(mask.view(np.uint8), joiner)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     rows = []
-    for label in range(1, count):
+    for label in np.flatnonzero(stats[:, 4] >= min_area):  # joined area bounds the mask area: skip specks
+        if label == 0:
+            continue
         x, y, w, h, _ = stats[label]
         inside = mask[y:y + h, x:x + w] & (labels[y:y + h, x:x + w] == label)
         area = int(inside.sum())

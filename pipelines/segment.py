@@ -77,7 +77,7 @@ class SubjectMasks:
         return touching
 
     def canvas(self, indices: np.ndarray) -> np.ndarray:
-        """(n, h, w) uint8 0/255 masks of the given frames, each crop placed at the top left of a canvas as
+        """(n, h, w) bool masks of the given frames, each crop placed at the top left of a canvas as
         large as the largest crop.
 
         OpenGait's normalisation works per frame on the rows and columns that hold the silhouette, so moving a
@@ -85,13 +85,13 @@ class SubjectMasks:
         pixel per column here, and it saves resizing full 1080p-wide frames.
         """
         if len(indices) == 0:
-            return np.zeros((0, 1, 1), np.uint8)
+            return np.zeros((0, 1, 1), bool)
         tall = max(self.crops[i].shape[0] for i in indices)
         wide = max(self.crops[i].shape[1] for i in indices)
-        canvas = np.zeros((len(indices), max(1, tall), max(1, wide)), np.uint8)
+        canvas = np.zeros((len(indices), max(1, tall), max(1, wide)), bool)
         for row, index in enumerate(indices):
             crop = self.crops[index]
-            canvas[row, : crop.shape[0], : crop.shape[1]] = crop.view(np.uint8) * np.uint8(255)
+            canvas[row, : crop.shape[0], : crop.shape[1]] = crop
         return canvas
 
     def to_bytes(self) -> bytes:

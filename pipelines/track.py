@@ -54,7 +54,8 @@ class ByteTrackTracker:
     """ultralytics `BYTETracker`, one instance per sequence (ids start at 1 in every sequence, >= 8.4.175)."""
 
     def __init__(self, *, track_high_thresh=0.25, track_low_thresh=0.1, new_track_thresh=0.25, track_buffer=30,
-                 match_thresh=0.8, fuse_score=True):
+                 match_thresh=0.8, fuse_score=True, split_merged=False, split_coverage=0.6):
+        self.split_merged, self.split_coverage = split_merged, split_coverage
         self.args = SimpleNamespace(
             tracker_type="bytetrack", track_high_thresh=track_high_thresh, track_low_thresh=track_low_thresh,
             new_track_thresh=new_track_thresh, track_buffer=track_buffer, match_thresh=match_thresh,
@@ -71,6 +72,8 @@ class ByteTrackTracker:
         frames, ids, out_boxes, scores = [], [], [], []
         for position, detections in enumerate(boxes):
             detections = np.asarray(detections, np.float32).reshape(-1, 5)
+            if self.split_merged:
+                detections = split_merged_detections(detections, predicted_boxes(tracker), self.split_coverage)
             rows = np.concatenate([detections, np.zeros((len(detections), 1), np.float32)], axis=1)  # class 0
             output = tracker.update(Boxes(rows, (height, width)))
             if len(output) == 0:
@@ -85,6 +88,46 @@ class ByteTrackTracker:
             return Tracks(empty, empty.copy(), np.zeros((0, 4), np.float32), np.zeros(0, np.float32), len(boxes))
         return Tracks(np.concatenate(frames), np.concatenate(ids), np.concatenate(out_boxes).astype(np.float32),
                       np.concatenate(scores).astype(np.float32), len(boxes))
+
+
+def predicted_boxes(tracker) -> np.ndarray:
+    """(K, 4) next-frame boxes of the tracker's confirmed tracks, from their Kalman mean [x, y, a, h, vx, vy, va,
+    vh] (centre, aspect, height and their velocities) advanced by one step."""
+    boxes = []
+    for track in tracker.tracked_stracks:
+        if not track.is_activated or track.mean is None:
+            continue
+        x, y, aspect, height, vx, vy, va, vh = (float(v) for v in track.mean[:8])
+        height, aspect = max(height + vh, 1.0), max(aspect + va, 1e-3)
+        width = aspect * height
+        boxes.append((x + vx - width / 2, y + vy - height / 2, x + vx + width / 2, y + vy + height / 2))
+    return np.asarray(boxes, np.float32).reshape(-1, 4)
+
+
+def split_merged_detections(detections: np.ndarray, predicted: np.ndarray, coverage: float) -> np.ndarray:
+    """Replace a detection that contains two or more tracked people by their predicted boxes.
+
+    Background subtraction returns one blob when two walkers overlap in the image; without this, ByteTrack
+    gives the blob to one track, loses the other, and identities can swap when they separate. A predicted box
+    counts as contained when at least `coverage` of its area lies inside the detection; the replacements are
+    clipped to the detection and keep its score."""
+    if len(predicted) < 2 or len(detections) == 0:
+        return detections
+    rows = []
+    for detection in detections:
+        x1 = np.maximum(predicted[:, 0], detection[0])
+        y1 = np.maximum(predicted[:, 1], detection[1])
+        x2 = np.minimum(predicted[:, 2], detection[2])
+        y2 = np.minimum(predicted[:, 3], detection[3])
+        inside = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        area = (predicted[:, 2] - predicted[:, 0]) * (predicted[:, 3] - predicted[:, 1])
+        contained = np.flatnonzero(inside >= coverage * np.maximum(area, 1e-6))
+        if len(contained) < 2:
+            rows.append(detection)
+            continue
+        for index in contained:
+            rows.append((x1[index], y1[index], x2[index], y2[index], detection[4]))
+    return np.asarray(rows, np.float32).reshape(-1, 5)
 
 
 TRACKERS = {"bytetrack": ByteTrackTracker}
