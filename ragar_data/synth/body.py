@@ -28,7 +28,7 @@ PRIORS = {
     "forward_head_position": [0.7, 0.3],
     "uneven_shoulders": [0.6, 0.2, 0.2],
     "humpback": [0.75, 0.25],
-    "hands": [0.45, 0.25, 0.15, 0.15],
+    "hands": [0.5, 0.26, 0.12, 0.12],
     "arm_swing_direction": [0.4, 0.15, 0.15, 0.15, 0.15],
     "arm_swing_amplitude": [0.65, 0.35],
     "upper_arm_movement": [0.7, 0.3],
@@ -208,9 +208,9 @@ def walker_parameters(labels: np.ndarray, identity: Identity, schema: AttributeS
     # arm swing direction: a swing centre moved forward or backward, an abducted swing, or a forearm
     # crossing in front of the body; offsets in degrees so the direction shows at small amplitudes too
     direction = a["arm_swing_direction"]
-    arm_offset = 4.0 + {3: 0.5 * amplitude + 14.0, 4: -0.5 * amplitude - 12.0}.get(direction, 0.0)
-    arm_abduction = 6.0 + (20.0 if direction == 2 else 0.0) + 4.0 * (girth - 1.0) * 4
-    arm_cross = {1: 35.0, 2: -14.0}.get(direction, 0.0)
+    arm_offset = 4.0 + {3: 0.5 * amplitude + 20.0, 4: -0.5 * amplitude - 18.0}.get(direction, 0.0)
+    arm_abduction = 6.0 + {1: -5.0, 2: 26.0}.get(direction, 0.0) + 4.0 * (girth - 1.0) * 4
+    arm_cross = {1: 50.0, 2: -14.0}.get(direction, 0.0)
     return WalkerParameters(
         stature=stature, leg_fraction=leg_fraction, head_radius=head_radius,
         shoulder_half_width=shoulder_half, hip_half_width=hip_half, girth=girth,

@@ -7,7 +7,7 @@ independent of call order, process and thread count, so any sequence renders the
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -39,7 +39,6 @@ class SynthConfig:
     crf: int = 20
     preset: str = "ultrafast"  # x264 preset; veryfast gives ~5x smaller files at ~1/3 the speed
     first_subject: int = 1
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
         object.__setattr__(self, "views", tuple(int(v) for v in self.views))

@@ -179,8 +179,8 @@ def walker_geometry(p: WalkerParameters, frames: int, fps: float, phase0: float,
         flex = p.arm_offset + shoulder_swing * forward
         # an upper arm held still: kept close to the trunk while the forearm swings from the elbow
         # (elbow bent, forearm carried forward)
-        forearm_swing = 1.0 * max(p.arm_amplitude, 22.0) * p.upper_arm_still
-        elbow = (10.0 + 4.0 * g + 35.0 * p.upper_arm_still
+        forearm_swing = 0.7 * max(p.arm_amplitude, 22.0) * p.upper_arm_still
+        elbow = (10.0 + 4.0 * g + 50.0 * p.upper_arm_still
                  + (0.45 * shoulder_swing + forearm_swing) * (forward + 1) / 2)
         abduction = p.arm_abduction * (1.0 - 0.6 * p.upper_arm_still) + (6.0 * np.abs(forward) if p.arm_abduction > 20 else 0.0)
         cross = p.arm_cross * (0.5 + 0.5 * np.clip(forward, 0, None))

@@ -30,7 +30,7 @@ from ragar_data.synth.sequence import stream_sequence
 from ragar_data.synth.video import available_codec, write_video
 
 # fields that only select which sequences exist; every other field changes the rendered pixels
-SELECTION_FIELDS = ("subjects", "first_subject", "views", "combinations", "conditions", "extra")
+SELECTION_FIELDS = ("subjects", "first_subject", "views", "combinations", "conditions")
 
 
 def sequence_keys(config: SynthConfig) -> list[SequenceKey]:
