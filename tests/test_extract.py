@@ -23,11 +23,11 @@ QUIET = dict(log=lambda line: None)
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    """2 subjects x 3 combinations x 2 conditions x 2 lateral views, 1 s of 320x180, with a second walker."""
+    """2 subjects x 2 conditions x 2 lateral views, 2 s of 320x180, with a second walker."""
     from ragar_data.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("synth")
-    generate(root, SynthConfig.small(distractors=1, views=(90, 270)), progress=False)
+    generate(root, SynthConfig.small(distractors=1, views=(90, 270), seconds=2.0, combinations=(0,)), progress=False)
     return root
 
 
@@ -45,14 +45,14 @@ def shard_bytes(out: Path) -> dict:
 
 def test_extract_writes_labelled_shards(synth, baseline):
     out, summary = baseline
-    assert summary.sequences == summary.processed == 24 and summary.failed == 0
+    assert summary.sequences == summary.processed == 8 and summary.failed == 0
     dataset = ShardDataset(out)
-    assert len(dataset) == 24 and read_index(out)["sequences"] == 24
+    assert len(dataset) == 8 and read_index(out)["sequences"] == 8
     from ragar_data.annotations import read_annotations
 
     labels = read_annotations(synth / "annotations.csv")
-    record = dataset.read_record("001-c1-nm-01-090")
-    assert np.array_equal(record["labels"], labels[("001", 1)])
+    record = dataset.read_record("002-c0-nm-01-090")
+    assert np.array_equal(record["labels"], labels[("002", 0)])
     assert record["silhouettes"].shape[1:] == (64, 64) and record["num_silhouettes"] >= 20
     assert record["keypoints_2d"] is None and record["boxes"].shape == (record["num_frames"], 4)
     assert record["pipeline_hash"] == summary.config_hash and record["image_width"] == 320
@@ -64,14 +64,13 @@ def test_qa_on_tiny_set(synth, baseline):
     out, _ = baseline
     report = run_qa(out, synth)
     s = report.summary
-    assert s["sequences"] == 24
-    # measured on this set with the default preset: IoU 0.60, recall 0.92, subject found 24/24, 1 switch.
-    # The passer-by walks right behind the subject for most of these 1-second clips and background subtraction
-    # merges the two: the ISSUE's 0.90 IoU target is not reached (see the closing note).
-    assert s["subject_found"] == 24
-    assert s["mean_silhouette_iou"] > 0.5 and s["subject_track_recall"] > 0.8
-    assert s["identity_switches"] <= 4
-    assert json.loads((out / "extract" / "qa.json").read_text())["summary"]["sequences"] == 24
+    assert s["sequences"] == 8
+    # measured on this set with the default preset: IoU 0.76, recall 0.95, subject found 8/8, 0 switches.
+    # The passer-by walks right behind the subject and background subtraction merges the two while they
+    # overlap: the ISSUE's 0.90 IoU target is not reached here (see the closing note).
+    assert s["subject_found"] == 8 and s["identity_switches"] == 0
+    assert s["mean_silhouette_iou"] > 0.7 and s["subject_track_recall"] > 0.9
+    assert json.loads((out / "extract" / "qa.json").read_text())["summary"]["sequences"] == 8
 
 
 def test_rerun_skips_and_force_redoes(synth, baseline, tmp_path):
@@ -80,12 +79,12 @@ def test_rerun_skips_and_force_redoes(synth, baseline, tmp_path):
     shutil.copytree(out, copy)
     again = extract(copy, load_preset(), videos=synth / "videos", annotations=synth / "annotations.csv",
                     options=RunOptions(progress=False, keep_masks=True), **QUIET)
-    assert again.processed == 0 and again.reused == 24
+    assert again.processed == 0 and again.reused == 8
     assert shard_bytes(copy) == shard_bytes(out)
     changed = apply_overrides(load_preset(), ["quality.min_valid_frames=25"])
     redo = extract(copy, changed, videos=synth / "videos", annotations=synth / "annotations.csv",
                    options=RunOptions(progress=False), **QUIET)
-    assert redo.processed == 24 and redo.config_hash != again.config_hash  # a new config hash redoes everything
+    assert redo.processed == 8 and redo.config_hash != again.config_hash  # a new config hash redoes everything
 
 
 def _bad_inputs(synth: Path, root: Path) -> Path:
@@ -139,7 +138,7 @@ def test_sigkill_and_resume_give_identical_shards(synth, baseline, tmp_path):
     kills = 0
     for _ in range(3):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.5, 5.0))  # interpreter + imports take ~2 s; then sequences finish every ~0.1 s
+        time.sleep(rng.uniform(1.5, 4.0))  # interpreter + imports take ~2 s; then a sequence finishes every ~0.5 s
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             kills += 1
@@ -158,5 +157,5 @@ def test_ray_engine_matches_local(synth, baseline, tmp_path):
     summary = extract(tmp_path / "ray", load_preset(), videos=synth / "videos",
                       annotations=synth / "annotations.csv",
                       options=RunOptions(progress=False, engine="ray", workers=2, keep_masks=True), **QUIET)
-    assert summary.processed == 24
+    assert summary.processed == 8
     assert shard_bytes(tmp_path / "ray") == shard_bytes(out)
