@@ -99,8 +99,11 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """sha256 (16 hex digits) of the canonical JSON of every field."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """sha256 (16 hex digits) of the canonical JSON of every field and the ragar-data version (another
+        release may extract differently, so its runs do not reuse this one's finished sequences)."""
+        from ragar_data import __version__
+
+        text = json.dumps({"config": self.to_dict(), "version": __version__}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -73,6 +73,21 @@ def test_qa_on_tiny_set(synth, baseline):
     assert json.loads((out / "extract" / "qa.json").read_text())["summary"]["sequences"] == 8
 
 
+def test_viz_draws_overlays(synth, baseline, tmp_path):
+    import cv2
+
+    from ragar_data.viz import write_visualisation
+
+    out, _ = baseline
+    png = write_visualisation(out, "001-c0-nm-01-090", synth / "videos", tmp_path / "strip.png", frames=4, height=90)
+    strip = cv2.imread(str(png))
+    assert strip.shape == (90, 4 * 160, 3)
+    green = (strip[..., 1] > 200) & (strip[..., 0] < 80) & (strip[..., 2] < 80)  # the subject's box colour
+    assert green.sum() > 50
+    clip = write_visualisation(out, "001-c0-nm-01-090", synth / "videos", tmp_path / "clip.mp4")
+    assert clip.stat().st_size > 1000
+
+
 def test_rerun_skips_and_force_redoes(synth, baseline, tmp_path):
     out, _ = baseline
     copy = tmp_path / "copy"
