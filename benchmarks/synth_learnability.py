@@ -1,6 +1,6 @@
 """Are the synthetic attributes learnable? A simple classifier on normalised ground-truth silhouettes.
 
-    python benchmarks/synth_learnability.py [--subjects 40] [--test-subjects 12] [--views 0,36,72,108,144,180]
+    python benchmarks/synth_learnability.py [--subjects 48] [--folds 4] [--views 0,36,72,108,144,180]
 
 Renders the ground-truth masks of every subject x combination x condition x view (no video), normalises them
 with `ragar_data.silhouettes` (OpenGait pretreatment, 64x64 cut to 64x44), and describes each sequence by
@@ -8,8 +8,10 @@ its gait-energy image, its temporal standard deviation image (both 32x22) and th
 the silhouette's width and centroid over time (gait rhythm, limp asymmetry). One linear softmax head per
 attribute and view (torch, full batch, weight decay; the same body looks different from each camera, and a
 linear model shared by all views must spend its capacity on that) is trained on some subjects and tested on
-held-out subjects. `--shared-views` trains one model for all views instead.
-Prints per-attribute accuracy against the majority-class rate and balanced accuracy against 1/K.
+held-out subjects, in k-fold cross-validation over subjects (every subject is tested once by a model that never
+saw it). `--shared-views` trains one model for all views instead.
+Prints per-attribute accuracy against the majority-class rate (the training folds' majority class) and
+balanced accuracy (mean per-class recall) against 1/K.
 """
 from __future__ import annotations
 
@@ -81,8 +83,8 @@ def predict(heads, features):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subjects", type=int, default=40)
-    parser.add_argument("--test-subjects", type=int, default=12)
+    parser.add_argument("--subjects", type=int, default=48)
+    parser.add_argument("--folds", type=int, default=4, help="Cross-validation folds over subjects.")
     parser.add_argument("--views", default="0,36,72,108,144,180")
     parser.add_argument("--conditions", default="nm-01,bg-01,cl-01")
     parser.add_argument("--seconds", type=float, default=1.2)
@@ -124,29 +126,34 @@ def main():
             np.savez(args.cache, features=features, keys=names, settings=np.array(repr(config)))
     render_seconds = time.perf_counter() - started
     labels = np.stack([table[(k.subject, k.combination)] for k in keys]).astype(np.int64)
-    test_subjects = set(config.subject_ids[-args.test_subjects:])
-    is_test = np.array([k.subject in test_subjects for k in keys])
-    mean, std = features[~is_test].mean(0), features[~is_test].std(0) + 1e-3
-    features = (features - mean) / std
     views = np.array([k.view for k in keys])
+    subject_index = np.array([config.subject_ids.index(k.subject) for k in keys])
+    fold_of_subject = np.random.default_rng(args.seed).permutation(config.subjects) % args.folds
+    fold = fold_of_subject[subject_index]
     predicted = np.zeros_like(labels)
+    majority_guess = np.zeros_like(labels)  # the majority class of each fold's training subjects
     groups = [np.ones(len(keys), bool)] if args.shared_views else [views == v for v in config.views]
-    for group in groups:
-        heads = train_heads(features[group & ~is_test], labels[group & ~is_test], schema.num_classes,
-                            args.weight_decay)
-        predicted[group & is_test] = predict(heads, features[group & is_test])
-    predicted, truth = predicted[is_test], labels[is_test]
+    for k in range(args.folds):
+        is_test = fold == k
+        mean, std = features[~is_test].mean(0), features[~is_test].std(0) + 1e-3
+        normalised = (features - mean) / std
+        for group in groups:
+            heads = train_heads(normalised[group & ~is_test], labels[group & ~is_test], schema.num_classes,
+                                args.weight_decay)
+            predicted[group & is_test] = predict(heads, normalised[group & is_test])
+        for i, classes in enumerate(schema.num_classes):
+            majority_guess[is_test, i] = np.bincount(labels[~is_test, i], minlength=classes).argmax()
+    truth = labels
 
     print(f"{len(keys)} sequences ({config.subjects} subjects x {len(config.combinations)} combinations x "
           f"{len(config.conditions)} conditions x {len(config.views)} views), features in {render_seconds:.0f} s; "
-          f"train {config.subjects - args.test_subjects} subjects, test {args.test_subjects} held-out subjects; "
-          f"{'one model for all views' if args.shared_views else 'one model per view'}")
+          f"{args.folds}-fold cross-validation over subjects (every subject tested once, never seen in "
+          f"training); {'one model for all views' if args.shared_views else 'one model per view'}")
     print(f"{'attribute':<24}{'K':>3}{'accuracy':>10}{'majority':>10}{'balanced':>10}{'1/K':>7}")
     above = 0
     for i, attribute in enumerate(schema.attributes):
-        majority = np.bincount(labels[~is_test, i], minlength=attribute.num_classes).argmax()
         accuracy = (predicted[:, i] == truth[:, i]).mean()
-        chance = (truth[:, i] == majority).mean()
+        chance = (majority_guess[:, i] == truth[:, i]).mean()
         present = np.unique(truth[:, i])
         balanced = np.mean([(predicted[truth[:, i] == c, i] == c).mean() for c in present])
         above += accuracy > chance

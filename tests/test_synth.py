@@ -202,3 +202,13 @@ def test_cli_writes_tree_and_preview(tmp_path):
     assert sheet.shape == (2 * 180, 2 * 320, 3)
     result = CliRunner().invoke(cli, ["synth", str(tmp_path / "x"), "--conditions", "zz-01"])
     assert result.exit_code != 0 and "conditions" in result.output
+
+
+def test_missing_codec_falls_back_with_a_message(tmp_path, capsys):
+    config = SynthConfig.small(width=160, height=90, seconds=0.3)
+    frames, _ = render_sequence(config, SequenceKey("001", 0, "nm-01", 0))
+    path = write_video(tmp_path / "v.mp4", iter(frames), config.fps, config.width, config.height,
+                       codec="no-such-codec")
+    assert "no-such-codec" in capsys.readouterr().err
+    decoded = read_video(path)
+    assert decoded.shape == frames.shape and np.abs(decoded.astype(float) - frames).mean() < 8.0

@@ -31,7 +31,7 @@ PRIORS = {
     "hands": [0.5, 0.26, 0.12, 0.12],
     "arm_swing_direction": [0.4, 0.15, 0.15, 0.15, 0.15],
     "arm_swing_amplitude": [0.65, 0.35],
-    "upper_arm_movement": [0.7, 0.3],
+    "upper_arm_movement": [0.6, 0.4],
     "toe": [0.5, 0.25, 0.25],
     "drag_feet": [0.75, 0.25],
     "limping": [0.75, 0.25],
