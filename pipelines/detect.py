@@ -144,7 +144,10 @@ class BackgroundDetector:
         foreground = self._classify(small, gains, background, threshold)
         if self.refine_passes:
             for _ in range(self.refine_passes):
-                background = self._clean_background(small, gains, foreground, sample, background)
+                refined = self._clean_background(small, gains, foreground, sample, background)
+                if refined is background:  # the median was reliable everywhere: nothing to redo
+                    break
+                background = refined
                 foreground = self._classify(small, gains, background, threshold)
         return BackgroundModel(background, gains, foreground, threshold, self.shadow)
 
