@@ -33,7 +33,7 @@ def _list(value: str, convert, name: str, allowed=None):
 @click.option("--distractors", type=click.IntRange(0, 1), default=0, show_default=True,
               help="1: a second walker crosses the scene.")
 @click.option("--occlusion/--no-occlusion", default=False, show_default=True,
-              help="A post in front of each camera partly hides the walker.")
+              help="A post between camera and path hides part of the walker for part of each sequence.")
 @click.option("--crf", type=int, default=20, show_default=True, help="H.264 constant rate factor.")
 @click.option("--preset", default="ultrafast", show_default=True, help="x264 preset (veryfast: smaller, slower).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Rendering processes.")
