@@ -7,6 +7,7 @@ walker: `ragar-data synth` -> `extract --keep-masks` -> `qa`, with the summary a
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ragar_data.identity import SequenceKey
-from ragar_data.pipelines.config import load_preset
+from ragar_data.pipelines.config import apply_overrides, load_preset
 from ragar_data.pipelines.runner import RunOptions, extract
 from ragar_data.qa import run_qa
 from ragar_data.synth import SynthConfig, generate
@@ -31,7 +32,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--preset", default="default")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--data", type=Path, help="keep the synthetic set and the run here")
+    parser.add_argument("--data", type=Path, help="keep the synthetic set and the run here (a set there is reused)")
+    parser.add_argument("--worst", type=int, default=5, help="list this many sequences with the lowest IoU")
+    parser.add_argument("--set", action="append", default=[], help="preset override section.field=value")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = args.data or Path(scratch)
@@ -39,12 +42,16 @@ def main():
                              combinations=(0,), conditions=tuple(args.conditions.split(",")), seconds=args.seconds,
                              width=args.width, height=args.height, distractors=1)
         started = time.perf_counter()
-        generate(root / "synth", config, workers=args.workers, progress=False)
-        print(f"synth: {time.perf_counter() - started:.0f} s")
-        summary = extract(root / "run", load_preset(args.preset), videos=root / "synth" / "videos",
+        if not (root / "synth" / "synth.json").is_file():  # --data: a set generated before is reused
+            generate(root / "synth", config, workers=args.workers, progress=False)
+            print(f"synth: {time.perf_counter() - started:.0f} s")
+        started = time.perf_counter()
+        shutil.rmtree(root / "run", ignore_errors=True)  # measure a fresh run (a kept run would be reused)
+        summary = extract(root / "run", apply_overrides(load_preset(args.preset), args.set), videos=root / "synth" / "videos",
                           options=RunOptions(workers=args.workers, keep_masks=True, progress=False),
                           log=lambda line: None)
         print("\n".join(summary.lines()))
+        print(f"extract: {time.perf_counter() - started:.0f} s")
         report = run_qa(root / "run", root / "synth")
     s = report.summary
     print(f"\n{s['sequences']} sequences ({args.subjects} subjects, {args.width}x{args.height}, {args.seconds} s, "
@@ -62,6 +69,10 @@ def main():
         rows = by_view[view]
         print(f"{view:>5}{np.mean([r.silhouette_iou for r in rows]):8.3f}{np.mean([r.recall for r in rows]):8.3f}"
               f"{sum(r.found for r in rows):>5}/{len(rows):<2}{sum(r.identity_switches for r in rows):>10}")
+    worst = sorted(report.sequences, key=lambda r: (r.silhouette_iou or 0.0, -r.identity_switches))[:args.worst]
+    if worst:
+        print("\nworst sequences: " + ", ".join(f"{r.key} IoU {r.silhouette_iou or 0:.2f} switches "
+                                                f"{r.identity_switches}" for r in worst))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,9 @@ class BackgroundDetector:
 
     def __init__(self, *, background_frames: int = 24, threshold_sigmas: float = 5.0, min_threshold: float = 8.0,
                  shadow_min_ratio: float = 0.35, shadow_max_ratio: float = 0.92, shadow_max_chroma: float = 0.05,
-                 min_area_fraction: float = 0.002, refine_passes: int = 1, **unknown):
+                 min_area_fraction: float = 0.002, refine_passes: int = 1, camera_plates: bool = True,
+                 plate_min_sequences: int = 4, plate_max_sequences: int = 16, plate_frames: int = 8,
+                 plate_tolerance: float = 14.0, **unknown):
         if unknown:
             raise ValueError(f"background detector: unknown option(s) {sorted(unknown)}")
         self.background_frames = background_frames
@@ -121,6 +123,9 @@ class BackgroundDetector:
         self.shadow = (shadow_min_ratio, shadow_max_ratio, shadow_max_chroma)
         self.min_area_fraction = min_area_fraction
         self.refine_passes = refine_passes
+        # per-camera background plates (`plates.camera_plates`), estimated by the runner before the main pass
+        self.plate_options = dict(min_sequences=plate_min_sequences, max_sequences=plate_max_sequences,
+                                  frames_per_sequence=plate_frames, tolerance=plate_tolerance) if camera_plates else None
 
     def _classify(self, small, gains, background, threshold) -> np.ndarray:
         count, height, width, _ = small.shape
@@ -131,10 +136,13 @@ class BackgroundDetector:
         clean_masks(foreground, width)
         return foreground
 
-    def background_model(self, small: np.ndarray) -> BackgroundModel:
+    def background_model(self, small: np.ndarray, plate: np.ndarray | None = None) -> BackgroundModel:
+        """The sequence's background model; `plate` (h, w, 3) uint8 is its camera's background plate, used
+        instead of the per-sequence temporal median (and its re-estimation) when given at the clip's size."""
         count, height, width, _ = small.shape
         sample = np.unique(np.linspace(0, count - 1, min(count, self.background_frames)).round().astype(int))
-        background = temporal_median(small[sample])
+        use_plate = plate is not None and plate.shape == small.shape[1:]
+        background = plate if use_plate else temporal_median(small[sample])
         gains = frame_gains(small, background)
         # noise level from a few sampled frames: most pixels are background, so the median distance is noise
         probe = sample[:: max(1, len(sample) // 4)]
@@ -142,7 +150,7 @@ class BackgroundDetector:
         distance = np.sqrt(((normalised[:, ::2, ::2] - background[::2, ::2]) ** 2).mean(axis=-1))
         threshold = max(self.min_threshold, self.threshold_sigmas * 1.4826 * float(np.median(distance)))
         foreground = self._classify(small, gains, background, threshold)
-        if self.refine_passes:
+        if self.refine_passes and not use_plate:
             for _ in range(self.refine_passes):
                 refined = self._clean_background(small, gains, foreground, sample, background)
                 if refined is background:  # the median was reliable everywhere: nothing to redo
@@ -186,8 +194,8 @@ class BackgroundDetector:
             background = cv2.inpaint(background, never, 3, cv2.INPAINT_TELEA)
         return background
 
-    def detect_sequence(self, clip: Clip) -> Detections:
-        model = self.background_model(clip.small)
+    def detect_sequence(self, clip: Clip, plate: np.ndarray | None = None) -> Detections:
+        model = self.background_model(clip.small, plate)
         height, width = model.foreground.shape[1:]
         min_area = self.min_area_fraction * height * width
         boxes = [mask_boxes(mask, min_area) / np.float32([clip.scale] * 4 + [1.0]) for mask in model.foreground]

@@ -29,11 +29,11 @@ def run_groups_on_ray(groups: list, config_json: str, stage_args: tuple, kwargs:
         limit = max_in_flight or 2 * max(1, int(ray.cluster_resources().get("CPU", num_cpus)))
         pending, queue = [], list(groups)
         labels, config_hash, keep_masks = kwargs["labels"], kwargs["config_hash"], kwargs["keep_masks"]
-        labels_ref = ray.put(labels)
+        labels_ref, plates_ref = ray.put(labels), ray.put(kwargs.get("plates") or {})
         while queue or pending:
             while queue and len(pending) < limit:  # bounded: each finished task returns masks and records
                 pending.append(task.remote(config_json, stage_args, queue.pop(0), labels_ref, config_hash,
-                                           keep_masks))
+                                           keep_masks, plates_ref))
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
     finally:

@@ -8,6 +8,7 @@ Run folder (the output dataset folder, OUT):
     OUT/extract/<hash>/parts/<key>.parquet       one finished sequence (one-row shard), written atomically
     OUT/extract/<hash>/tracks/<key>.npz          every track of the clip (QA: identity switches)
     OUT/extract/<hash>/masks/<key>.npz           the subject's full-resolution masks (`keep_masks`; QA, viz)
+    OUT/extract/<hash>/backgrounds/<view>.npz    per-camera background plates (`plates`), computed once per run
 
 A sequence is finished when its part file exists under the current config hash: reruns skip it (`force`
 redoes it). Shards are rebuilt from the part files sorted by key, `rows_per_shard` rows each, so a run that was
@@ -145,13 +146,14 @@ def _cached_stages(config_json: str, models_dir, device: str, batch_size: int):
 
 
 def process_in_worker(config_json: str, stage_args: tuple, units: list[WorkUnit], labels: dict, config_hash: str,
-                      keep_masks: bool) -> list[UnitResult]:
+                      keep_masks: bool, plates: dict | None = None) -> list[UnitResult]:
     """Entry point of a worker process or Ray task: stages are built once per process and reused."""
     import warnings
 
     warnings.filterwarnings("ignore", module="ultralytics")
     stages = _cached_stages(config_json, *stage_args)
-    return process_group(stages, units, labels=labels, config_hash=config_hash, keep_masks=keep_masks)
+    return process_group(stages, units, labels=labels, config_hash=config_hash, keep_masks=keep_masks,
+                         plates=plates)
 
 
 def _store(result: UnitResult, folder: RunFolder) -> None:
@@ -206,13 +208,20 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
     atomic_write_bytes(folder.failures, b"")
     todo = [u for u in units if options.force or not folder.done(str(u.key), options.keep_masks)]
     reused = len(units) - len(todo)
+    plates = {}
+    plate_options = getattr(stages.detector, "plate_options", None)
+    if plate_options and todo:  # from every sequence of a camera (finished ones too): same plate on resume
+        from ragar_data.pipelines.plates import camera_plates
+
+        plates = camera_plates(units, folder.hash_dir, stages.decoder, work_width=config.detect.work_width,
+                               log=log, **plate_options)
     groups = [todo[i:i + max(1, options.group_size)] for i in range(0, len(todo), max(1, options.group_size))]
 
     started = time.perf_counter()
     frames = failed = quality_failed = processed = 0
     with _progress(options.progress, len(units)) as progress, open(folder.failures, "a") as failures_log:
         task = progress.add_task("", total=len(units), completed=reused)
-        for results in _run_groups(groups, stages, options, config, stage_args, labels, config_hash):
+        for results in _run_groups(groups, stages, options, config, stage_args, labels, config_hash, plates):
             for result in results:
                 frames += result.num_frames
                 if result.error is not None:
@@ -239,11 +248,11 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
     return summary
 
 
-def _run_groups(groups, stages, options: RunOptions, config: PipelineConfig, stage_args, labels, config_hash
-                ) -> Iterator[list[UnitResult]]:
+def _run_groups(groups, stages, options: RunOptions, config: PipelineConfig, stage_args, labels, config_hash,
+                plates) -> Iterator[list[UnitResult]]:
     if not groups:
         return
-    kwargs = dict(labels=labels, config_hash=config_hash, keep_masks=options.keep_masks)
+    kwargs = dict(labels=labels, config_hash=config_hash, keep_masks=options.keep_masks, plates=plates)
     config_json = json.dumps(config.to_dict(), sort_keys=True)
     if options.engine == "ray":
         from ragar_data.pipelines.ray_engine import run_groups_on_ray
@@ -256,6 +265,6 @@ def _run_groups(groups, stages, options: RunOptions, config: PipelineConfig, sta
         context = multiprocessing.get_context("spawn")  # no fork of a process holding threads and models
         with ProcessPoolExecutor(options.workers, mp_context=context) as pool:
             futures = [pool.submit(process_in_worker, config_json, stage_args, units, labels, config_hash,
-                                   options.keep_masks) for units in groups]
+                                   options.keep_masks, plates) for units in groups]
             for future in as_completed(futures):
                 yield future.result()

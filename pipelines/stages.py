@@ -24,6 +24,7 @@ from ragar_data.pipelines import decode as decode_stage
 from ragar_data.pipelines.config import PipelineConfig, parse_resolution, resolve_backend
 from ragar_data.pipelines.detect import DETECTORS
 from ragar_data.pipelines.lift3d import LIFTERS
+from ragar_data.pipelines.plates import camera_of
 from ragar_data.pipelines.pose2d import POSE_ESTIMATORS
 from ragar_data.pipelines.quality import assess_quality
 from ragar_data.pipelines.segment import SEGMENTERS, ForegroundSegmenter, SubjectMasks
@@ -225,9 +226,10 @@ def _run_model_stage(name: str, stage_call: AdaptiveBatches, works: list[_Work],
 
 
 def process_group(stages: Stages, units: list[WorkUnit], *, labels: dict, config_hash: str,
-                  keep_masks: bool = False, decoded: list | None = None) -> list[UnitResult]:
+                  keep_masks: bool = False, decoded: list | None = None, plates: dict | None = None
+                  ) -> list[UnitResult]:
     """Run every stage over `units`; one UnitResult per unit, in order. `decoded` may hold clips (or errors)
-    already decoded by a prefetching caller."""
+    already decoded by a prefetching caller; `plates` maps a camera to its background plate (`plates`)."""
     config = stages.config
     failed: dict = {}
     works = []
@@ -247,7 +249,9 @@ def process_group(stages: Stages, units: list[WorkUnit], *, labels: dict, config
     if stages.sequence_detector:
         for work in alive():
             try:
-                work.detections = stages.detector.detect_sequence(work.clip)
+                plate = (plates or {}).get(camera_of(work.unit))
+                work.detections = (stages.detector.detect_sequence(work.clip, plate) if plate is not None
+                                   else stages.detector.detect_sequence(work.clip))
             except Exception as error:
                 failed[work.unit.key] = _Failed("detect", error)
     else:

@@ -1,0 +1,155 @@
+"""Per-camera background plates: the background of a fixed camera estimated across all its sequences of a run.
+
+A per-sequence temporal median fails where the walker covers the same pixels for most of the sequence (frontal
+and back views: the walker stays in the image centre). RA-GAR's cameras are fixed, so every sequence of a camera
+shows the same background, and walkers of different sequences wear different clothes and are at different places
+at the same moment: across sequences the background is the value seen most often. A camera is a view (the view
+folder of the raw layout, the `view` column of a manifest).
+
+Estimation (deterministic, at the detector's working resolution):
+1. at most `max_sequences` sequences of the camera, spread over its key-sorted list, each give
+   `frames_per_sequence` frames spread over the sequence;
+2. each sample is divided by its illumination gain against the median of all samples (slow illumination drift
+   and per-sequence exposure);
+3. per pixel, the mode: the sample with the most other samples within `tolerance` grey levels (RMS over
+   channels), chosen on 4x4 blocks, and the plate is the mean of the samples within `tolerance` of it;
+4. where even the mode has little support (every walker covers the region at every sampled moment), the plate
+   is inpainted from its surroundings.
+
+Plates are part of the run state: stored in `OUT/extract/<hash>/backgrounds/<view>.npz` with the keys they were
+estimated from, reused by reruns and resumed runs, recomputed when the set of sequences changes. A camera with
+fewer than `min_sequences` sequences gets no plate (its sequences use the per-sequence model).
+"""
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ragar_data.pipelines.decode import decode_clip
+
+PLATE_FOLDER = "backgrounds"
+
+
+def camera_of(unit) -> int:
+    """Camera identity of a work unit: its view angle (one fixed camera per view folder)."""
+    return int(unit.key.view)
+
+
+def sample_sequence(unit, decoder, work_width: int, frames_per_sequence: int) -> np.ndarray:
+    """(k, h, w, 3) uint8 reduced-resolution frames spread over one sequence."""
+    clip = decode_clip(unit.video, decoder, start_frame=unit.start_frame, end_frame=unit.end_frame,
+                       work_width=work_width, keep_frames=False)
+    count = len(clip.small)
+    positions = np.unique(np.linspace(0, count - 1, min(count, frames_per_sequence)).round().astype(int))
+    return clip.small[positions]
+
+
+def sample_gains(samples: np.ndarray, step: int = 4) -> np.ndarray:
+    """(n,) brightness of each sample relative to the per-pixel median of all samples (pixel grid of `step`)."""
+    grid = samples[:, ::step, ::step].astype(np.float32).sum(axis=-1)
+    reference = np.median(grid, axis=0) + 1.0
+    return np.clip(np.median((grid / reference).reshape(len(samples), -1), axis=1), 0.2, 5.0).astype(np.float32)
+
+
+def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support: float = 0.35) -> np.ndarray:
+    """(h, w, 3) uint8 per-pixel mode of gain-normalised samples (n, h, w, 3) uint8; see the module docstring.
+
+    Where even the mode is seen in under `min_support` of the samples, no value is the background (a region
+    that every walker covers at every sampled moment): it is inpainted from its surroundings (Telea)."""
+    gains = sample_gains(samples)
+    normalised = np.stack([cv2.convertScaleAbs(s, alpha=1.0 / float(g)) for s, g in zip(samples, gains)])
+    count, height, width, _ = normalised.shape
+    coarse_size = (max(1, width // 4), max(1, height // 4))
+    coarse = np.stack([cv2.resize(s, coarse_size, interpolation=cv2.INTER_AREA) for s in normalised])
+    coarse = coarse.astype(np.float32).reshape(count, -1, 3)
+    limit = 3.0 * tolerance * tolerance  # squared distance summed over the three channels
+    support = np.zeros((count, coarse.shape[1]), np.int32)
+    for index in range(count):  # n passes over (n, h/4, w/4, 3): the mode is chosen on 4x4 blocks
+        difference = coarse - coarse[index]
+        support[index] = (np.einsum("npc,npc->np", difference, difference) <= limit).sum(axis=0)
+    winner = support.argmax(axis=0)  # ties: the earliest sample (deterministic)
+    reliable = support[winner, np.arange(len(winner))] >= min_support * count
+    # the block's background samples: those near the mode; the plate is their mean, trimmed once per pixel
+    # (a limb or a shadow edge inside a block that matched as a whole)
+    difference = coarse - coarse[winner, np.arange(len(winner))]
+    block_members = np.einsum("npc,npc->np", difference, difference) <= limit
+    block_members = block_members.reshape(count, coarse_size[1], coarse_size[0]).astype(np.uint8)
+    upsampled = [cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in block_members]
+    plate = None
+    for _ in range(2):
+        total = np.zeros((height, width, 3), np.float32)
+        members = np.zeros((height, width), np.float32)
+        for sample, member in zip(normalised, upsampled):
+            if plate is not None:
+                pixel_difference = sample.astype(np.float32) - plate
+                member = member & (np.einsum("hwc,hwc->hw", pixel_difference, pixel_difference) <= limit)
+                member = member.astype(np.uint8)
+            cv2.accumulate(sample.astype(np.float32), total, mask=member)
+            members += member
+        mean = total / np.maximum(members, 1)[..., None]
+        plate = mean if plate is None else np.where(members[..., None] > 0, mean, plate)
+    plate = np.clip(np.round(plate), 0, 255).astype(np.uint8)
+    unknown = cv2.resize((~reliable).reshape(coarse_size[1], coarse_size[0]).astype(np.uint8), (width, height),
+                         interpolation=cv2.INTER_NEAREST)
+    if unknown.any():
+        plate = cv2.inpaint(plate, cv2.dilate(unknown, np.ones((3, 3), np.uint8)), 3, cv2.INPAINT_TELEA)
+    return plate
+
+
+def _read_plate(path: Path, keys: list[str]) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        if [str(k) for k in stored["keys"]] != keys:
+            return None
+        return stored["plate"].copy()
+
+
+def _write_plate(path: Path, plate: np.ndarray, keys: list[str]) -> None:
+    from ragar_data.shards import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, plate=plate, keys=np.asarray(keys))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_sequences: int = 4,
+                  max_sequences: int = 16, frames_per_sequence: int = 8, tolerance: float = 14.0,
+                  log=print) -> dict[int, np.ndarray]:
+    """{camera: plate} for every camera of `units` with at least `min_sequences` sequences; plates already in
+    `folder` for the same sequences are reused. A sequence that cannot be decoded, or whose size differs from
+    the camera's majority, is left out of the plate (the main pass reports its error)."""
+    by_camera = defaultdict(list)
+    for unit in sorted(units, key=lambda u: u.key):
+        by_camera[camera_of(unit)].append(unit)
+    plates = {}
+    for camera, members in sorted(by_camera.items()):
+        if len(members) < min_sequences:
+            continue
+        chosen = [members[i] for i in np.unique(np.linspace(0, len(members) - 1, min(len(members), max_sequences))
+                                                .round().astype(int))]
+        keys = [str(u.key) for u in chosen]
+        path = Path(folder) / PLATE_FOLDER / f"{camera:03d}.npz"
+        plate = _read_plate(path, keys)
+        if plate is None:
+            samples = []
+            for unit in chosen:
+                try:
+                    samples.append(sample_sequence(unit, decoder, work_width, frames_per_sequence))
+                except Exception as error:  # the main pass logs this sequence's failure
+                    log(f"background plate of camera {camera}: {unit.key} left out: {error}")
+            shapes = [s.shape[1:] for s in samples]
+            if not shapes:
+                continue
+            common = max(set(shapes), key=lambda s: (shapes.count(s), s))
+            samples = [s for s in samples if s.shape[1:] == common]
+            if len(samples) < min_sequences:
+                continue
+            plate = plate_from_samples(np.concatenate(samples), tolerance)
+            _write_plate(path, plate, keys)
+        plates[camera] = plate
+    return plates
