@@ -55,6 +55,9 @@ class SelectConfig:
     walking_scale_change: float = 0.1  # or relative box-height change (frontal views walk towards the camera)
     walking_bonus: float = 0.5
     centrality_weight: float = 1.0
+    # a subject box wider than this times the track's median width/height is a passer-by merged into the blob:
+    # its centre is interpolated from the neighbouring frames and its width capped (0 disables)
+    merged_aspect: float = 1.35
 
 
 @dataclass

@@ -111,7 +111,7 @@ class BackgroundDetector:
     """
 
     def __init__(self, *, background_frames: int = 24, threshold_sigmas: float = 5.0, min_threshold: float = 8.0,
-                 shadow_min_ratio: float = 0.35, shadow_max_ratio: float = 0.92, shadow_max_chroma: float = 0.05,
+                 shadow_min_ratio: float = 0.35, shadow_max_ratio: float = 0.92, shadow_max_chroma: float = 0.03,
                  min_area_fraction: float = 0.002, refine_passes: int = 1, camera_plates: bool = True,
                  plate_min_sequences: int = 4, plate_max_sequences: int = 16, plate_frames: int = 8,
                  plate_tolerance: float = 14.0, **unknown):

@@ -11,6 +11,11 @@ The rule, in order:
    from the image centre, in half image widths, over the middle third of the clip (0 when the track is not
    there then). Ties go to the lower track id.
 
+Merged blobs: background subtraction returns one blob while a passer-by overlaps the subject in the image, and
+the subject's detection box then spans both. Such frames (box width/height above `merged_aspect` times the
+track's median) get the subject's box back: centre interpolated from the unmerged frames around them, width the
+90th percentile of the unmerged widths/heights times the box height, so the silhouette crop leaves the passer-by out.
+
 RA-GAR's cameras are aimed at the middle of the subject's path and a sequence is cut around the subject's walk,
 so the subject passes the image centre mid-sequence, while a passer-by crosses elsewhere or at another time.
 Length demotes short fragments (a jittering fragment may look like walking), walking demotes static clutter
@@ -48,7 +53,8 @@ def _walks(boxes: np.ndarray, displacement: float, scale_change: float) -> bool:
 
 def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: int = 5,
                    walking_displacement: float = 0.25, walking_scale_change: float = 0.1,
-                   walking_bonus: float = 0.5, centrality_weight: float = 1.0) -> SubjectTrack | None:
+                   walking_bonus: float = 0.5, centrality_weight: float = 1.0,
+                   merged_aspect: float = 1.35) -> SubjectTrack | None:
     """The subject's track by the rule in the module docstring, or None when no track qualifies."""
     width, _ = image_size
     middle = (tracks.num_frames / 3.0, 2.0 * tracks.num_frames / 3.0)
@@ -66,4 +72,22 @@ def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: i
         candidates.append(SubjectTrack(track_id, frame, boxes, score, walking))
     if not candidates:
         return None
-    return max(candidates, key=lambda c: (c.score, -c.track_id))
+    subject = max(candidates, key=lambda c: (c.score, -c.track_id))
+    if merged_aspect > 0:
+        subject.boxes = unmerged_boxes(subject.frame, subject.boxes, merged_aspect)
+    return subject
+
+
+def unmerged_boxes(frame: np.ndarray, boxes: np.ndarray, merged_aspect: float) -> np.ndarray:
+    """Boxes with the merged frames (see the module docstring) replaced by the subject's own box."""
+    boxes = np.asarray(boxes, np.float32).copy()
+    widths, heights = boxes[:, 2] - boxes[:, 0], np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    aspects = widths / heights
+    merged = aspects > merged_aspect * float(np.median(aspects))
+    if not merged.any() or merged.all():
+        return boxes
+    centres = (boxes[:, 0] + boxes[:, 2]) / 2
+    centre = np.interp(frame[merged], frame[~merged], centres[~merged])
+    width = np.minimum(widths[merged], float(np.percentile(aspects[~merged], 90)) * heights[merged])
+    boxes[merged, 0], boxes[merged, 2] = centre - width / 2, centre + width / 2
+    return boxes
