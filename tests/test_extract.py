@@ -56,6 +56,9 @@ def test_extract_writes_labelled_shards(synth, baseline):
     assert record["silhouettes"].shape[1:] == (64, 64) and record["num_silhouettes"] >= 20
     assert record["keypoints_2d"] is None and record["boxes"].shape == (record["num_frames"], 4)
     assert record["pipeline_hash"] == summary.config_hash and record["image_width"] == 320
+    # one background plate per camera (4 sequences each), kept in the run state for reruns and resumes
+    plates = sorted(p.name for p in (out / "extract" / summary.config_hash / "backgrounds").glob("*.npz"))
+    assert plates == ["090.npz", "270.npz"]
 
 
 def test_qa_on_tiny_set(synth, baseline):
@@ -65,11 +68,12 @@ def test_qa_on_tiny_set(synth, baseline):
     report = run_qa(out, synth)
     s = report.summary
     assert s["sequences"] == 8
-    # measured on this set with the default preset: IoU 0.76, recall 0.95, subject found 8/8, 0 switches.
-    # The passer-by walks right behind the subject and background subtraction merges the two while they
-    # overlap: the ISSUE's 0.90 IoU target is not reached here (see the closing note).
+    # measured on this set with the default preset (per-camera background plates, merged passer-by cut from
+    # the subject box): IoU 0.84 (was 0.76), recall 1.00, subject found 8/8, 0 switches. At 320x180 the
+    # silhouettes are ~80 px tall and boundary pixels weigh heavily; the ISSUE's 0.90 is measured at 640x360 on
+    # benchmarks/extract_quality.py (0.916 over 120 sequences, frontal and back views included).
     assert s["subject_found"] == 8 and s["identity_switches"] == 0
-    assert s["mean_silhouette_iou"] > 0.7 and s["subject_track_recall"] > 0.9
+    assert s["mean_silhouette_iou"] > 0.8 and s["subject_track_recall"] > 0.95
     assert json.loads((out / "extract" / "qa.json").read_text())["summary"]["sequences"] == 8
 
 
