@@ -9,46 +9,49 @@ NAMING_HELP = ("Type folder names: 'key' = c<combination>-<condition>; 'ragar' =
                "release naming OpenGait's RAGAR attribute probe reads labels from.")
 
 
+def _tree_options(command):
+    """The arguments and options both tree exporters take."""
+    for decorator in reversed([
+        click.argument("dataset", type=click.Path(file_okay=False, exists=True)),
+        click.argument("out", type=click.Path(file_okay=False)),
+        click.option("--naming", type=click.Choice(["key", "ragar"]), default="key", show_default=True,
+                     help=NAMING_HELP),
+        click.option("--split", "partition", type=click.Path(dir_okay=False, exists=True),
+                     help="Partition JSON to copy into OUT [default: DATASET/partition.json when present]."),
+        click.option("--overwrite", is_flag=True, help="Rewrite pickles that already exist (default: resume)."),
+        click.option("--include-failed", is_flag=True, help="Also export sequences failing the quality filter."),
+    ]):
+        command = decorator(command)
+    return command
+
+
+def _run(exporter, dataset, out, naming, partition, overwrite, include_failed):
+    try:
+        summary = exporter(dataset, out, naming=naming, partition=partition, overwrite=overwrite,
+                           include_failed=include_failed)
+    except RagarDataError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(str(summary))
+
+
 @click.group(short_help="Export shards to OpenGait silhouette or pose pickle trees.")
 def export():
     """Export a dataset's shards to the pickle trees OpenGait and FastPoseGait read."""
 
 
 @export.command("opengait")
-@click.argument("dataset", type=click.Path(file_okay=False, exists=True))
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--naming", type=click.Choice(["key", "ragar"]), default="key", show_default=True, help=NAMING_HELP)
-@click.option("--split", "partition", type=click.Path(dir_okay=False, exists=True),
-              help="Partition JSON to copy into OUT [default: DATASET/partition.json when present].")
-@click.option("--overwrite", is_flag=True, help="Rewrite pickles that already exist (default: resume).")
-@click.option("--include-failed", is_flag=True, help="Also export sequences failing the quality filter.")
+@_tree_options
 def opengait(dataset, out, naming, partition, overwrite, include_failed):
     """Write OUT/<id>/<type>/<view>/<view>.pkl (uint8 S x 64 x 64, as OpenGait's pretreatment) + partition."""
     from ragar_data.opengait import export_opengait
 
-    try:
-        summary = export_opengait(dataset, out, naming=naming, partition=partition, overwrite=overwrite,
-                                  include_failed=include_failed)
-    except RagarDataError as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(str(summary))
+    _run(export_opengait, dataset, out, naming, partition, overwrite, include_failed)
 
 
 @export.command("pose")
-@click.argument("dataset", type=click.Path(file_okay=False, exists=True))
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--naming", type=click.Choice(["key", "ragar"]), default="key", show_default=True, help=NAMING_HELP)
-@click.option("--split", "partition", type=click.Path(dir_okay=False, exists=True),
-              help="Partition JSON to copy into OUT [default: DATASET/partition.json when present].")
-@click.option("--overwrite", is_flag=True, help="Rewrite pickles that already exist (default: resume).")
-@click.option("--include-failed", is_flag=True, help="Also export sequences failing the quality filter.")
+@_tree_options
 def pose(dataset, out, naming, partition, overwrite, include_failed):
     """Write OUT/<id>/<type>/<view>/<view>.pkl: float32 T x 17 x 3 COCO-17 x, y (pixels), confidence."""
     from ragar_data.pose_export import export_pose
 
-    try:
-        summary = export_pose(dataset, out, naming=naming, partition=partition, overwrite=overwrite,
-                              include_failed=include_failed)
-    except RagarDataError as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(str(summary))
+    _run(export_pose, dataset, out, naming, partition, overwrite, include_failed)
