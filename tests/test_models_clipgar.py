@@ -8,7 +8,8 @@ import torch
 from ragar_data.attributes import default_schema
 from ragar_data.models.clipgar import CLIPGAR, FusionHead
 from ragar_data.models.deepgaitv2 import DeepGaitV2Encoder
-from ragar_data.models.losses import align_kl_loss, attribute_cross_entropy, masked_bce_loss
+from ragar_data.models.losses import (align_kl_loss, attribute_cross_entropy, masked_bce_loss,
+                                      positive_ratio_weights)
 from ragar_data.models.scores import argmax_one_hot, block_softmax, known_label_mask
 from ragar_data.models.text_encoders import build_text_features
 
@@ -94,6 +95,31 @@ def test_bce_and_ce_ignore_unknown_attributes():
     logits[0, offset: offset + SCHEMA.num_classes[3]] = 50.0  # garbage on the unknown block
     assert float(masked_bce_loss(logits, one_hot, labels, SCHEMA)) < 1e-6
     assert float(attribute_cross_entropy(logits, labels, SCHEMA)) < 1e-6
+
+
+def test_positive_ratio_weights_and_weighted_bce_by_hand():
+    # Four items: attribute 0 is class 0 for three of them and class 1 for one; attribute 1 unknown on item 3.
+    labels = torch.zeros(4, 15, dtype=torch.long)
+    labels[3, 0] = 1
+    labels[3, 1] = -1
+    one_hot = SCHEMA.to_one_hot(labels.numpy())
+    positive, negative = positive_ratio_weights(one_hot, labels.numpy(), SCHEMA)
+    r = torch.zeros(45)
+    r[SCHEMA.offsets[0]], r[SCHEMA.offsets[0] + 1] = 0.75, 0.25
+    r[SCHEMA.offsets[1]] = 1.0  # the three items whose attribute 1 is known all have class 0
+    for m in range(2, 15):
+        r[SCHEMA.offsets[m]] = 1.0
+    assert torch.allclose(positive, torch.exp(1 - r)) and torch.allclose(negative, torch.exp(r))
+    # zero logits: every term is log 2, weighted by its side's weight, averaged over the known terms
+    logits = torch.zeros(4, 45)
+    target = torch.from_numpy(one_hot)
+    mask = known_label_mask(labels, SCHEMA)
+    expected = (math.log(2) * (target * positive + (1 - target) * negative) * mask).sum() / mask.sum()
+    weighted = masked_bce_loss(logits, target, labels, SCHEMA, (positive, negative))
+    assert float(weighted) == pytest.approx(float(expected), rel=1e-6)
+    assert float(masked_bce_loss(logits, target, labels, SCHEMA)) == pytest.approx(math.log(2), rel=1e-6)
+    with pytest.raises(ValueError, match="no training item"):
+        positive_ratio_weights(one_hot[:, :], np.full((4, 15), -1), SCHEMA)
 
 
 def test_cross_entropy_matches_torch_per_block():

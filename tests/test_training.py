@@ -19,6 +19,7 @@ class InMemorySequences(Dataset):
     def __init__(self, count=12, frames=6):
         rng = np.random.default_rng(0)
         self.labels = np.stack([rng.integers(0, n, count) for n in SCHEMA.num_classes], 1)
+        self.one_hot = SCHEMA.to_one_hot(self.labels)
         self.frames, self.epoch = frames, 0
 
     def __len__(self):
@@ -120,3 +121,18 @@ def test_checkpoints_are_complete_and_load_for_inference(tmp_path):
     torch.testing.assert_close(model.align_head.theta.weight, state["model"]["align_head.theta.weight"])
     classification = train_classification(config, dataset, progress=False)
     assert read_checkpoint(classification.checkpoint)["kind"] == "classification"
+
+
+def test_bce_weighting_option(tmp_path):
+    torch.set_num_threads(1)
+    dataset = InMemorySequences()
+    settings = ["train.classification_iterations=2", "train.checkpoint_every=2"]
+    plain = train_classification(tiny_config(tmp_path / "plain", *settings), dataset, progress=False)
+    weighted = train_classification(tiny_config(tmp_path / "weighted", *settings, "model.bce_weighting=positive_ratio"),
+                                    dataset, progress=False)
+    assert load_config("clipgar").model.bce_weighting == "plain"  # the paper's BCE stays the default
+    # same seed and batch: the first loss differs only by the label weights, which are all above 1
+    assert weighted.losses[1] > plain.losses[1] * 1.05
+    with pytest.raises(Exception, match="model.bce_weighting: expected one of"):
+        train_classification(tiny_config(tmp_path / "bad", *settings, "model.bce_weighting=focal"), dataset,
+                             progress=False)

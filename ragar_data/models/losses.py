@@ -14,6 +14,7 @@ Align loss, per attribute m over the items of the batch whose label of m is know
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -47,11 +48,37 @@ def align_kl_loss(similarity: torch.Tensor, logit_scale: torch.Tensor, labels: t
 
 
 def masked_bce_loss(logits: torch.Tensor, one_hot: torch.Tensor, labels: torch.Tensor,
-                    schema: AttributeSchema) -> torch.Tensor:
-    """Binary cross-entropy over the 45 labels; the blocks of unknown attributes do not count."""
+                    schema: AttributeSchema, label_weights: tuple[torch.Tensor, torch.Tensor] | None = None
+                    ) -> torch.Tensor:
+    """Binary cross-entropy over the 45 labels; the blocks of unknown attributes do not count.
+
+    ``label_weights`` = (positive weights (45,), negative weights (45,)) weighs each term by its label's
+    weight for the target's side (e.g. `positive_ratio_weights`); None is the paper's plain BCE.
+    """
     mask = known_label_mask(labels, schema)
-    per_label = F.binary_cross_entropy_with_logits(logits.float(), one_hot.float(), reduction="none")
+    target = one_hot.float()
+    per_label = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    if label_weights is not None:
+        positive, negative = (w.to(per_label.device, per_label.dtype) for w in label_weights)
+        per_label = per_label * (target * positive + (1.0 - target) * negative)
     return (per_label * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def positive_ratio_weights(one_hot: np.ndarray, labels: np.ndarray, schema: AttributeSchema
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighted BCE of the pedestrian-attribute literature (DeepMAR; Jia et al., "Rethinking of
+    pedestrian attribute recognition"): for label j with positive ratio r_j among the training items whose
+    attribute is known, positives weigh exp(1 - r_j) and negatives exp(r_j), so rare classes are not simply
+    predicted absent. Returns (positive (45,), negative (45,)) float32 tensors.
+    """
+    mask = known_label_mask(torch.as_tensor(np.asarray(labels)), schema).numpy().astype(np.float64)
+    known = mask.sum(0)
+    if (known == 0).any():
+        missing = [schema.label_names()[j] for j in np.flatnonzero(known == 0)]
+        raise ValueError(f"positive_ratio_weights: no training item with a known label for {missing}")
+    ratio = (np.asarray(one_hot, dtype=np.float64) * mask).sum(0) / known
+    return (torch.as_tensor(np.exp(1.0 - ratio), dtype=torch.float32),
+            torch.as_tensor(np.exp(ratio), dtype=torch.float32))
 
 
 def attribute_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, schema: AttributeSchema) -> torch.Tensor:

@@ -46,6 +46,9 @@ class ModelConfig:
     fusion_mlp_ratio: float = 4.0
     fusion_dropout: float = 0.1
     classification_loss: str = "bce"  # baseline head loss: "bce" over 45 labels or "ce" per attribute
+    # BCE of the fusion heads and the BCE classifier: "plain" (the paper) or "positive_ratio" (the weighted BCE
+    # of the pedestrian-attribute literature, weights from the training labels; an option for small datasets)
+    bce_weighting: str = "plain"
 
 
 @dataclass

@@ -17,7 +17,8 @@ from ragar_data.errors import RagarDataError
 from ragar_data.models.baselines import AttributeClassifier
 from ragar_data.models.clipgar import CLIPGAR
 from ragar_data.models.deepgaitv2 import parameter_count, upstream_backbone_parameter_count
-from ragar_data.models.losses import align_kl_loss, attribute_cross_entropy, masked_bce_loss
+from ragar_data.models.losses import (align_kl_loss, attribute_cross_entropy, masked_bce_loss,
+                                      positive_ratio_weights)
 from ragar_data.training.build import build_classifier, build_clipgar, check_schema, read_checkpoint
 from ragar_data.training.config import Config
 from ragar_data.training.data import resolve_partition, side_keys, silhouette_dataset
@@ -60,6 +61,7 @@ class FusionTask:
     model: CLIPGAR
     kind: str = "clipgar"
     stage: str = "fusion"
+    label_weights: tuple | None = None  # (positive (45,), negative (45,)) BCE weights; None = plain BCE
 
     def prepare(self) -> None:
         _freeze(self.model, False)
@@ -69,7 +71,8 @@ class FusionTask:
 
     def loss(self, model: nn.Module, batch: dict):
         logits = model(batch["silhouettes"], stage="fusion")
-        return masked_bce_loss(logits, batch["one_hot"], batch["labels"], self.model.schema), {}
+        return masked_bce_loss(logits, batch["one_hot"], batch["labels"], self.model.schema,
+                               self.label_weights), {}
 
 
 @dataclass
@@ -77,6 +80,7 @@ class ClassificationTask:
     model: AttributeClassifier
     kind: str = "classification"
     stage: str = "classification"
+    label_weights: tuple | None = None  # as FusionTask's, for the BCE head
 
     def prepare(self) -> None:
         _freeze(self.model, True)
@@ -87,7 +91,7 @@ class ClassificationTask:
         schema = self.model.schema
         if self.model.loss == "ce":
             return attribute_cross_entropy(logits, batch["labels"], schema), {}
-        return masked_bce_loss(logits, batch["one_hot"], batch["labels"], schema), {}
+        return masked_bce_loss(logits, batch["one_hot"], batch["labels"], schema, self.label_weights), {}
 
 
 def describe(config: Config) -> str:
@@ -117,6 +121,19 @@ def training_dataset(config: Config):
     return silhouette_dataset(config.data.dataset, keys, config, train=True, seed=config.train.seed)
 
 
+BCE_WEIGHTINGS = ("plain", "positive_ratio")
+
+
+def bce_label_weights(config: Config, dataset, schema: AttributeSchema):
+    """None for the paper's plain BCE, else (positive, negative) weights from the training set's labels."""
+    weighting = config.model.bce_weighting
+    if weighting not in BCE_WEIGHTINGS:
+        raise RagarDataError(f"model.bce_weighting: expected one of {list(BCE_WEIGHTINGS)}, got {weighting!r}")
+    if weighting == "plain":
+        return None
+    return positive_ratio_weights(dataset.one_hot, dataset.labels, schema)
+
+
 def load_weights(model: nn.Module, checkpoint_path: Path, schema: AttributeSchema) -> None:
     checkpoint = read_checkpoint(checkpoint_path)
     check_schema(checkpoint, schema, str(checkpoint_path))
@@ -143,7 +160,8 @@ def train_clipgar(config: Config, stages=STAGES, dataset=None, resume: bool = Tr
         if not align_final.is_file():
             raise RagarDataError(f"fusion needs the align stage's final checkpoint {align_final}: run --stage align first")
         load_weights(model, align_final, schema)
-        results["fusion"] = train_stage(FusionTask(model), dataset, config, run_dir / "fusion",
+        task = FusionTask(model, label_weights=bce_label_weights(config, dataset, schema))
+        results["fusion"] = train_stage(task, dataset, config, run_dir / "fusion",
                                         config.train.fusion_iterations, schema.label_names(), resume,
                                         progress=progress)
     return results
@@ -154,7 +172,8 @@ def train_classification(config: Config, dataset=None, resume: bool = True,
     schema = schema or default_schema()
     dataset = dataset if dataset is not None else training_dataset(config)
     model = build_classifier(config, schema)
-    return train_stage(ClassificationTask(model), dataset, config, Path(config.train.output_dir) / "classification",
+    task = ClassificationTask(model, label_weights=bce_label_weights(config, dataset, schema))
+    return train_stage(task, dataset, config, Path(config.train.output_dir) / "classification",
                        config.train.classification_iterations, schema.label_names(), resume, progress=progress)
 
 
