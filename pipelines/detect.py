@@ -57,14 +57,14 @@ def classify_foreground(frame: np.ndarray, gain: float, background: np.ndarray, 
     the rest on single-channel float32 planes (10x faster than numpy (h, w, 3) temporaries).
     """
     normalised = cv2.convertScaleAbs(frame, alpha=1.0 / gain) if gain != 1.0 else frame
-    difference = cv2.absdiff(normalised, background)
-    distance2 = cv2.transform(cv2.multiply(difference, difference, dtype=cv2.CV_32F), _MEAN_OF_CHANNELS)
-    candidates = distance2 > threshold * threshold
+    # three channel sums of uint8 products, exact in float32: I.B, |B|^2, |I|^2; the colour distance follows
+    # as |I - B|^2 = |I|^2 - 2 I.B + |B|^2 (no difference image, no float copies of the frames)
+    dot = cv2.transform(cv2.multiply(normalised, background, dtype=cv2.CV_32F), _SUM_OF_CHANNELS)
+    reference2 = cv2.transform(cv2.multiply(background, background, dtype=cv2.CV_32F), _SUM_OF_CHANNELS)
+    pixels2 = cv2.transform(cv2.multiply(normalised, normalised, dtype=cv2.CV_32F), _SUM_OF_CHANNELS)
+    candidates = cv2.addWeighted(pixels2, 1.0, dot, -2.0, 0.0) + reference2 > 3.0 * threshold * threshold
     min_ratio, max_ratio, max_chroma = shadow
-    pixels, reference = normalised.astype(np.float32), background.astype(np.float32)
-    dot = cv2.transform(cv2.multiply(pixels, reference), _SUM_OF_CHANNELS)
-    reference2 = cv2.transform(cv2.multiply(reference, reference), _SUM_OF_CHANNELS) + 1e-3
-    pixels2 = cv2.transform(cv2.multiply(pixels, pixels), _SUM_OF_CHANNELS)
+    reference2 += 1e-3
     ratio = dot / reference2
     # |I - ratio B|^2 = |I|^2 - ratio (I.B); compared with (max_chroma |B|)^2
     chroma2 = pixels2 - ratio * dot
@@ -73,7 +73,6 @@ def classify_foreground(frame: np.ndarray, gain: float, background: np.ndarray, 
 
 
 _SUM_OF_CHANNELS = np.ones((1, 3), np.float32)
-_MEAN_OF_CHANNELS = np.full((1, 3), 1.0 / 3.0, np.float32)
 
 
 def temporal_median(frames: np.ndarray) -> np.ndarray:
@@ -127,14 +126,19 @@ class BackgroundDetector:
         self.plate_options = dict(min_sequences=plate_min_sequences, max_sequences=plate_max_sequences,
                                   frames_per_sequence=plate_frames, tolerance=plate_tolerance) if camera_plates else None
 
-    def _classify(self, small, gains, background, threshold) -> np.ndarray:
+    def _classify(self, small, gains, background, threshold, raw=None, region=None) -> tuple[np.ndarray, np.ndarray]:
+        """(cleaned, raw) foreground masks. With `raw` masks of an earlier pass and a `region` (x0, y0, x1, y1),
+        only that region is classified again (the background changed only there)."""
         count, height, width, _ = small.shape
-        foreground = np.empty((count, height, width), bool)
+        x0, y0, x1, y1 = region if region is not None else (0, 0, width, height)
+        raw = np.empty((count, height, width), bool) if raw is None else raw.copy()
+        window = np.ascontiguousarray(background[y0:y1, x0:x1])
         for position in range(count):  # one frame at a time: OpenCV kernels, measured ~0.3 ms at 480x270
-            foreground[position] = classify_foreground(small[position], float(gains[position]), background,
-                                                       threshold, self.shadow)
+            raw[position, y0:y1, x0:x1] = classify_foreground(np.ascontiguousarray(small[position, y0:y1, x0:x1]),
+                                                              float(gains[position]), window, threshold, self.shadow)
+        foreground = raw.copy()
         clean_masks(foreground, width)
-        return foreground
+        return foreground, raw
 
     def background_model(self, small: np.ndarray, plate: np.ndarray | None = None) -> BackgroundModel:
         """The sequence's background model; `plate` (h, w, 3) uint8 is its camera's background plate, used
@@ -149,14 +153,21 @@ class BackgroundDetector:
         normalised = small[probe].astype(np.float32) / gains[probe, None, None, None]
         distance = np.sqrt(((normalised[:, ::2, ::2] - background[::2, ::2]) ** 2).mean(axis=-1))
         threshold = max(self.min_threshold, self.threshold_sigmas * 1.4826 * float(np.median(distance)))
-        foreground = self._classify(small, gains, background, threshold)
+        foreground, raw = self._classify(small, gains, background, threshold)
         if self.refine_passes and not use_plate:
             for _ in range(self.refine_passes):
                 refined = self._clean_background(small, gains, foreground, sample, background)
                 if refined is background:  # the median was reliable everywhere: nothing to redo
                     break
+                changed = np.flatnonzero((refined != background).any(axis=-1).ravel())
                 background = refined
-                foreground = self._classify(small, gains, background, threshold)
+                if changed.size == 0:
+                    break
+                rows, cols = np.divmod(changed, width)
+                margin = 4  # the mask cleaning looks this far
+                region = (max(0, cols.min() - margin), max(0, rows.min() - margin),
+                          min(width, cols.max() + 1 + margin), min(height, rows.max() + 1 + margin))
+                foreground, raw = self._classify(small, gains, background, threshold, raw, region)
         return BackgroundModel(background, gains, foreground, threshold, self.shadow)
 
     def _clean_background(self, small, gains, foreground, sample, median) -> np.ndarray:
