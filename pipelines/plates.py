@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ragar_data.pipelines.decode import decode_clip
+from ragar_data.pipelines.decode import PyAVDecoder, decode_clip, work_scale
 
 PLATE_FOLDER = "backgrounds"
 
@@ -40,12 +40,46 @@ def camera_of(unit) -> int:
 
 
 def sample_sequence(unit, decoder, work_width: int, frames_per_sequence: int) -> np.ndarray:
-    """(k, h, w, 3) uint8 reduced-resolution frames spread over one sequence."""
+    """(k, h, w, 3) uint8 reduced-resolution frames spread over one sequence.
+
+    With PyAV and a known frame count, only the sampled frames are converted to RGB and resized (the others
+    are decoded and dropped: a third of the cost of a full decode); otherwise the whole clip is decoded."""
+    if isinstance(decoder, PyAVDecoder):
+        samples = _sample_with_pyav(Path(unit.video), unit.start_frame, unit.end_frame, work_width,
+                                    frames_per_sequence, decoder.threads)
+        if samples is not None:
+            return samples
     clip = decode_clip(unit.video, decoder, start_frame=unit.start_frame, end_frame=unit.end_frame,
                        work_width=work_width, keep_frames=False)
     count = len(clip.small)
     positions = np.unique(np.linspace(0, count - 1, min(count, frames_per_sequence)).round().astype(int))
     return clip.small[positions]
+
+
+def _sample_with_pyav(path: Path, start: int, end: int | None, work_width: int, count: int, threads: int):
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        total = int(stream.frames or 0)
+        if total <= 0:
+            return None
+        stop = min(total, end) if end is not None else total
+        if stop <= start:
+            return None
+        wanted = set((start + np.unique(np.linspace(0, stop - start - 1, min(stop - start, count)).round()
+                                        .astype(int))).tolist())
+        stream.thread_type, stream.thread_count = "AUTO", threads
+        scale = work_scale(stream.codec_context.width, work_width)
+        size = (max(1, round(stream.codec_context.width * scale)), max(1, round(stream.codec_context.height * scale)))
+        samples = []
+        for index, frame in enumerate(container.decode(stream)):
+            if index in wanted:
+                rgb = frame.to_ndarray(format="rgb24")
+                samples.append(rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+            if index + 1 >= stop:
+                break
+    return np.stack(samples) if len(samples) == len(wanted) else None
 
 
 def sample_gains(samples: np.ndarray, step: int = 4) -> np.ndarray:
@@ -117,16 +151,24 @@ def _write_plate(path: Path, plate: np.ndarray, keys: list[str]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _sample_or_error(unit, decoder, work_width: int, frames_per_sequence: int):
+    try:
+        return sample_sequence(unit, decoder, work_width, frames_per_sequence)
+    except Exception as error:  # the main pass reports this sequence's failure; the plate goes on without it
+        return error
+
+
 def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_sequences: int = 4,
                   max_sequences: int = 16, frames_per_sequence: int = 8, tolerance: float = 14.0,
-                  log=print) -> dict[int, np.ndarray]:
+                  map_function=map, log=print) -> dict[int, np.ndarray]:
     """{camera: plate} for every camera of `units` with at least `min_sequences` sequences; plates already in
     `folder` for the same sequences are reused. A sequence that cannot be decoded, or whose size differs from
-    the camera's majority, is left out of the plate (the main pass reports its error)."""
+    the camera's majority, is left out of the plate (the main pass reports its error). `map_function` (e.g. a
+    process pool's map) samples the sequences; plates do not depend on it."""
     by_camera = defaultdict(list)
     for unit in sorted(units, key=lambda u: u.key):
         by_camera[camera_of(unit)].append(unit)
-    plates = {}
+    plates, todo = {}, {}
     for camera, members in sorted(by_camera.items()):
         if len(members) < min_sequences:
             continue
@@ -136,20 +178,29 @@ def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_se
         path = Path(folder) / PLATE_FOLDER / f"{camera:03d}.npz"
         plate = _read_plate(path, keys)
         if plate is None:
-            samples = []
-            for unit in chosen:
-                try:
-                    samples.append(sample_sequence(unit, decoder, work_width, frames_per_sequence))
-                except Exception as error:  # the main pass logs this sequence's failure
-                    log(f"background plate of camera {camera}: {unit.key} left out: {error}")
-            shapes = [s.shape[1:] for s in samples]
-            if not shapes:
+            todo[camera] = (chosen, keys, path)
+        else:
+            plates[camera] = plate
+    flat = [(camera, unit) for camera, (chosen, _, _) in todo.items() for unit in chosen]
+    sampled = list(map_function(_sample_or_error, [u for _, u in flat], [decoder] * len(flat),
+                                [work_width] * len(flat), [frames_per_sequence] * len(flat)))
+    for camera, (chosen, keys, path) in todo.items():
+        samples = []
+        for (owner, unit), result in zip(flat, sampled):
+            if owner != camera:
                 continue
-            common = max(set(shapes), key=lambda s: (shapes.count(s), s))
-            samples = [s for s in samples if s.shape[1:] == common]
-            if len(samples) < min_sequences:
-                continue
-            plate = plate_from_samples(np.concatenate(samples), tolerance)
-            _write_plate(path, plate, keys)
+            if isinstance(result, Exception):
+                log(f"background plate of camera {camera}: {unit.key} left out: {result}")
+            else:
+                samples.append(result)
+        shapes = [s.shape[1:] for s in samples]
+        if not shapes:
+            continue
+        common = max(set(shapes), key=lambda s: (shapes.count(s), s))
+        samples = [s for s in samples if s.shape[1:] == common]
+        if len(samples) < min_sequences:
+            continue
+        plate = plate_from_samples(np.concatenate(samples), tolerance)
+        _write_plate(path, plate, keys)
         plates[camera] = plate
-    return plates
+    return dict(sorted(plates.items()))

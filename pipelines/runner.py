@@ -213,8 +213,12 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
     if plate_options and todo:  # from every sequence of a camera (finished ones too): same plate on resume
         from ragar_data.pipelines.plates import camera_plates
 
-        plates = camera_plates(units, folder.hash_dir, stages.decoder, work_width=config.detect.work_width,
-                               log=log, **plate_options)
+        plate_args = dict(work_width=config.detect.work_width, log=log, **plate_options)
+        if options.workers > 1 and options.engine == "local":  # sampling = decoding: spread over the workers
+            with ProcessPoolExecutor(options.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                plates = camera_plates(units, folder.hash_dir, stages.decoder, map_function=pool.map, **plate_args)
+        else:
+            plates = camera_plates(units, folder.hash_dir, stages.decoder, **plate_args)
     groups = [todo[i:i + max(1, options.group_size)] for i in range(0, len(todo), max(1, options.group_size))]
 
     started = time.perf_counter()
