@@ -131,6 +131,8 @@ def test_bce_weighting_option(tmp_path):
     weighted = train_classification(tiny_config(tmp_path / "weighted", *settings, "model.bce_weighting=positive_ratio"),
                                     dataset, progress=False)
     assert load_config("clipgar").model.bce_weighting == "plain"  # the paper's BCE stays the default
+    short = load_config("table5_cpu")
+    assert (short.model.bce_weighting, short.optim.scheduler) == ("positive_ratio", "cosine")
     # same seed and batch: the first loss differs only by the label weights, which are all above 1
     assert weighted.losses[1] > plain.losses[1] * 1.05
     with pytest.raises(Exception, match="model.bce_weighting: expected one of"):
