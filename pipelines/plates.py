@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ragar_data.pipelines.decode import PyAVDecoder, decode_clip, work_scale
+from ragar_data.pipelines.decode import PyAVDecoder, decode_clip, reduce_frame, work_scale
 
 PLATE_FOLDER = "backgrounds"
 
@@ -76,7 +76,7 @@ def _sample_with_pyav(path: Path, start: int, end: int | None, work_width: int, 
         for index, frame in enumerate(container.decode(stream)):
             if index in wanted:
                 rgb = frame.to_ndarray(format="rgb24")
-                samples.append(rgb if scale == 1.0 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+                samples.append(rgb if scale == 1.0 else reduce_frame(rgb, size))
             if index + 1 >= stop:
                 break
     return np.stack(samples) if len(samples) == len(wanted) else None
