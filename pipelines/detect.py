@@ -235,7 +235,16 @@ def mask_boxes(mask: np.ndarray, min_area: float) -> np.ndarray:
     """
     height, width = mask.shape
     joiner = cv2.getStructuringElement(cv2.MORPH_RECT, (3, max(3, height // 40 * 2 + 1)))
-    joined = cv2.dilate(mask.view(np.uint8), joiner)
+    # work inside the foreground's bounding rectangle (grown by the joiner's reach): same components, a
+    # fraction of the pixels
+    bx, by, bw, bh = cv2.boundingRect(mask.view(np.uint8))
+    if bw == 0 or bh == 0:
+        return np.zeros((0, 5), np.float32)
+    reach_x, reach_y = joiner.shape[1] // 2 + 1, joiner.shape[0] // 2 + 1
+    # even offsets: OpenCV labels 2x2 blocks in raster order, so the components keep the full frame's order
+    ox, oy = max(0, bx - reach_x) & ~1, max(0, by - reach_y) & ~1
+    mask = mask[oy:min(height, by + bh + reach_y), ox:min(width, bx + bw + reach_x)]
+    joined = cv2.dilate(np.ascontiguousarray(mask).view(np.uint8), joiner)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     rows = []
     for label in np.flatnonzero(stats[:, 4] >= min_area):  # joined area bounds the mask area: skip specks
@@ -249,7 +258,7 @@ def mask_boxes(mask: np.ndarray, min_area: float) -> np.ndarray:
         ys = np.flatnonzero(inside.any(axis=1))
         xs = np.flatnonzero(inside.any(axis=0))
         score = 0.5 + 0.5 * min(1.0, area / (10.0 * min_area))
-        rows.append((x + xs[0], y + ys[0], x + xs[-1] + 1, y + ys[-1] + 1, score))
+        rows.append((ox + x + xs[0], oy + y + ys[0], ox + x + xs[-1] + 1, oy + y + ys[-1] + 1, score))
     return np.asarray(rows, np.float32).reshape(-1, 5)
 
 
