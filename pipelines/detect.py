@@ -2,8 +2,9 @@
 
 Two shapes of detector fit here. A frame detector (`detect(frames) -> boxes per frame`, e.g. YOLO) sees batches
 of frames and can batch across sequences. A sequence detector (`detect_sequence(clip) -> Detections`) needs the
-whole clip: the built-in `BackgroundDetector` builds a per-sequence background model from it and also returns
-the foreground masks that the `foreground` segmenter refines at full resolution.
+whole clip: the built-in `BackgroundDetector` builds the sequence's background model (its camera's background
+plate from `plates` when the run has one, else a per-sequence model) and also returns the foreground masks that
+the `foreground` segmenter refines at full resolution.
 
 Boxes are (N, 5) float32 rows x1, y1, x2, y2, score in full-resolution pixels.
 """
@@ -95,9 +96,10 @@ def frame_gains(frames: np.ndarray, background: np.ndarray, step: int = 4) -> np
 
 
 class BackgroundDetector:
-    """Background subtraction on a fixed camera, one model per sequence, at the clip's reduced resolution.
+    """Background subtraction on a fixed camera, at the clip's reduced resolution.
 
-    - background: per-pixel temporal median of `background_frames` frames spread over the clip, robust to the
+    - background: the camera's plate (`plates.camera_plates`, estimated across all sequences of the camera in the
+      run) when given; otherwise (a camera with few sequences) the per-pixel temporal median of `background_frames` frames spread over the clip, robust to the
       subject being present in under half of them;
     - illumination drift: each frame is divided by its gain, the median ratio of its brightness to the
       background's (the subject covers a small part of the frame, so the median ignores it);
