@@ -58,6 +58,10 @@ class SelectConfig:
     # a subject box wider than this times the track's median width/height is a passer-by merged into the blob:
     # its centre is interpolated from the neighbouring frames and its width capped (0 disables)
     merged_aspect: float = 1.35
+    # frames another track took inside a gap of at most this many frames of the subject's track, overlapping
+    # its interpolated box with IoU >= stitch_iou, go back to the subject (0 disables)
+    stitch_gap: int = 30
+    stitch_iou: float = 0.5
 
 
 @dataclass

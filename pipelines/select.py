@@ -11,6 +11,9 @@ The rule, in order:
    from the image centre, in half image widths, over the middle third of the clip (0 when the track is not
    there then). Ties go to the lower track id.
 
+Gaps: frames inside a short gap of the subject's track that another track took (a merged blob handed to the
+passer-by's track for a few frames) go back to the subject (`stitch_gaps`).
+
 Merged blobs: background subtraction returns one blob while a passer-by overlaps the subject in the image, and
 the subject's detection box then spans both. Such frames (box width/height above `merged_aspect` times the
 track's median) get the subject's box back: centre interpolated from the unmerged frames around them, width the
@@ -54,8 +57,9 @@ def _walks(boxes: np.ndarray, displacement: float, scale_change: float) -> bool:
 def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: int = 5,
                    walking_displacement: float = 0.25, walking_scale_change: float = 0.1,
                    walking_bonus: float = 0.5, centrality_weight: float = 1.0,
-                   merged_aspect: float = 1.35) -> SubjectTrack | None:
-    """The subject's track by the rule in the module docstring, or None when no track qualifies."""
+                   merged_aspect: float = 1.35, stitch_gap: int = 30, stitch_iou: float = 0.5) -> SubjectTrack | None:
+    """The subject's track by the rule in the module docstring, or None when no track qualifies. Gap rows
+    taken from other tracks (see `stitch_gaps`) are reassigned to the subject's id in `tracks` itself."""
     width, _ = image_size
     middle = (tracks.num_frames / 3.0, 2.0 * tracks.num_frames / 3.0)
     candidates = []
@@ -73,9 +77,41 @@ def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: i
     if not candidates:
         return None
     subject = max(candidates, key=lambda c: (c.score, -c.track_id))
+    if stitch_gap > 0 and stitch_gaps(tracks, subject.track_id, stitch_gap, stitch_iou):
+        subject.frame, subject.boxes = tracks.of(subject.track_id)
     if merged_aspect > 0:
         subject.boxes = unmerged_boxes(subject.frame, subject.boxes, merged_aspect)
     return subject
+
+
+def stitch_gaps(tracks: Tracks, subject_id: int, max_gap: int, min_iou: float) -> int:
+    """Give the subject's track back the frames another track took from it inside a gap; returns how many.
+
+    While a passer-by's blob merges with the subject's, ByteTrack may hand the merged detection to the
+    passer-by's (predicted) track for a few frames and back afterwards: an identity switch there and back. In a
+    gap of at most `max_gap` frames of the subject's track, a row of another track whose box overlaps the
+    subject's box interpolated across the gap with IoU >= `min_iou` is the subject's (the best one per frame)."""
+    from ragar_data.qa import box_iou
+
+    frame, boxes = tracks.of(subject_id)
+    if len(frame) < 2:
+        return 0
+    stitched = 0
+    for before, after in zip(np.flatnonzero(np.diff(frame) > 1), np.flatnonzero(np.diff(frame) > 1) + 1):
+        start, stop = int(frame[before]), int(frame[after])
+        if stop - start - 1 > max_gap:
+            continue
+        for position in range(start + 1, stop):
+            weight = (position - start) / (stop - start)
+            expected = (1 - weight) * boxes[before] + weight * boxes[after]
+            rows = np.flatnonzero((tracks.frame == position) & (tracks.track_id != subject_id))
+            if rows.size == 0:
+                continue
+            overlaps = box_iou(expected[None], tracks.boxes[rows])[0]
+            if overlaps.max() >= min_iou:
+                tracks.track_id[rows[overlaps.argmax()]] = subject_id
+                stitched += 1
+    return stitched
 
 
 def unmerged_boxes(frame: np.ndarray, boxes: np.ndarray, merged_aspect: float) -> np.ndarray:

@@ -207,3 +207,18 @@ def test_merged_passer_by_is_cut_from_the_subject_box():
     assert np.allclose(fixed[:15], boxes[:15]) and np.allclose(fixed[22:], boxes[22:])
     assert np.allclose(fixed[15:22, 0], 100 + 2 * frames[15:22], atol=1.0)
     assert np.all(fixed[15:22, 2] - fixed[15:22, 0] <= 31)
+
+
+def test_frames_taken_by_another_track_in_a_gap_go_back_to_the_subject():
+    from ragar_data.pipelines.select import stitch_gaps
+
+    frames = np.arange(30)
+    subject = np.stack([10 + 3 * frames, np.full(30, 20), 40 + 3 * frames, np.full(30, 90)], 1).astype(np.float32)
+    passer = subject[:, :] + [60, 10, 40, 0]
+    rows = [(f, 1, b) for f, b in zip(frames, subject) if not 12 <= f <= 14]
+    rows += [(f, 2, subject[f] + [1, 0, 1, 0]) for f in (12, 13, 14)]  # the merged blob handed to track 2
+    rows += [(f, 2, passer[f]) for f in frames if not 12 <= f <= 14]
+    tracks = Tracks(np.array([r[0] for r in rows], np.int32), np.array([r[1] for r in rows], np.int32),
+                    np.array([r[2] for r in rows], np.float32), np.ones(len(rows), np.float32), 30)
+    assert stitch_gaps(tracks, 1, max_gap=30, min_iou=0.5) == 3
+    assert np.array_equal(tracks.of(1)[0], frames) and len(tracks.of(2)[0]) == 27
