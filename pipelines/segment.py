@@ -122,9 +122,11 @@ def padded_box(box: np.ndarray, padding: float, image_size: tuple[int, int]) -> 
             min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y))))
 
 
-def clean_silhouette(mask: np.ndarray, box: np.ndarray, origin: tuple[int, int], max_hole_area: float) -> np.ndarray:
-    """Keep the components whose centre lies in the subject's box (the largest one if none does), fill their
-    holes smaller than `max_hole_area` (clothes that match the background). One contour pass: much cheaper
+def clean_silhouette(mask: np.ndarray, box: np.ndarray, origin: tuple[int, int], max_hole_area: float,
+                     large_fraction: float = 0.2) -> np.ndarray:
+    """Keep the components whose centre lies in the subject's box (the largest one if none does) except large ones
+    (`large_fraction` of the largest) mostly beside the largest, fill their holes smaller than `max_hole_area`
+    (clothes that match the background). One contour pass: much cheaper
     than connected-component labelling on full-resolution crops."""
     contours, hierarchy = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     if not contours:
@@ -138,6 +140,13 @@ def clean_silhouette(mask: np.ndarray, box: np.ndarray, origin: tuple[int, int],
             and box[1] - y0 <= rects[i][1] + rects[i][3] / 2 <= box[3] - y0]
     if not keep:
         keep = [max(outer, key=areas.get)]
+    elif len(keep) > 1:
+        # a large component mostly beside the largest one is a passer-by whose blob merged with the subject's
+        # in the reduced mask (its centre falls in the merged box); limbs split off are small or below/above it
+        main = max(keep, key=areas.get)
+        mx, _, mw, _ = rects[main]
+        keep = [i for i in keep if i == main or areas[i] < large_fraction * areas[main]
+                or min(mx + mw, rects[i][0] + rects[i][2]) - max(mx, rects[i][0]) >= 0.5 * rects[i][2]]
     cleaned = np.zeros(mask.shape, np.uint8)
     cv2.drawContours(cleaned, [contours[i] for i in keep], -1, 1, thickness=cv2.FILLED)
     kept = set(keep)
