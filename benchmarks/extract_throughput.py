@@ -49,9 +49,9 @@ def naive(paths: list[Path]) -> tuple[int, float]:
     """Frame-by-frame, full resolution, float numpy: what a straightforward implementation does."""
     import av
 
-    from ragar_data.pipelines.track import quiet_ultralytics
+    from ragar_data.pipelines.track import prepare_ultralytics_offline
 
-    quiet_ultralytics()
+    prepare_ultralytics_offline()
     from ultralytics.engine.results import Boxes
     from ultralytics.trackers.byte_tracker import BYTETracker
 

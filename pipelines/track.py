@@ -7,7 +7,7 @@ was seen. Does not own: which track is the subject (`select`).
 from __future__ import annotations
 
 import os
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,13 +41,22 @@ class Tracker(Protocol):
         """boxes: one (N, 5) array per frame; image_size (width, height)."""
 
 
-def quiet_ultralytics() -> None:
-    """Environment ultralytics reads at import: no network, no pip installs, settings file in a temp folder
-    (otherwise importing it does DNS look-ups and writes to the user's config folder)."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+def prepare_ultralytics_offline(config_dir: str | os.PathLike | None = None) -> None:
+    """Set ultralytics' environment switches before the first `import ultralytics` in the process: no network,
+    no pip installs, settings file in our cache (importing it otherwise does DNS look-ups and writes to the
+    user's config folder). YOLO_AUTOINSTALL and YOLO_CONFIG_DIR are read at import, YOLO_OFFLINE at each check."""
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "False"
     os.environ.setdefault("YOLO_VERBOSE", "False")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "ragar-data-ultralytics"))
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        folder = Path(config_dir) if config_dir else Path.home() / ".cache" / "ragar-data" / "ultralytics"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["YOLO_CONFIG_DIR"] = str(folder)
+    if "ultralytics" in sys.modules:
+        # too late for the import-time switches; the offline switch still applies
+        import ultralytics.utils as ultralytics_utils
+
+        ultralytics_utils.AUTOINSTALL = False
 
 
 class ByteTrackTracker:
@@ -63,7 +72,7 @@ class ByteTrackTracker:
         )
 
     def track(self, boxes: list[np.ndarray], image_size: tuple[int, int]) -> Tracks:
-        quiet_ultralytics()
+        prepare_ultralytics_offline()
         from ultralytics.engine.results import Boxes
         from ultralytics.trackers.byte_tracker import BYTETracker
 

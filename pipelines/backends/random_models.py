@@ -75,7 +75,7 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_nam
 
 
 def _write_yolo(path: Path) -> None:
-    from ragar_data.pipelines.backends.yolo import prepare_ultralytics_offline
+    from ragar_data.pipelines.track import prepare_ultralytics_offline
 
     prepare_ultralytics_offline()
     from ultralytics import YOLO

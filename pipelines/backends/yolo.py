@@ -2,14 +2,12 @@
 
 ultralytics reaches out on its own: at import (DNS look-ups, a settings file in the user config folder), when a
 weights file is missing (it downloads one by that name, even with YOLO_OFFLINE=1) and when a requirement is
-missing (pip install). So: `prepare_ultralytics_offline()` sets YOLO_OFFLINE=1, YOLO_AUTOINSTALL=False and
+missing (pip install). So: `pipelines.track.prepare_ultralytics_offline()` sets YOLO_OFFLINE=1, YOLO_AUTOINSTALL=False and
 YOLO_CONFIG_DIR before ultralytics is imported, and the weights path is checked before `YOLO()` sees it.
 Its boxes feed the same ByteTrack as the default preset (the tracking stage, not this module).
 """
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +15,10 @@ import numpy as np
 from ragar_data.errors import ModelUnavailable
 from ragar_data.pipelines import weights as registry
 from ragar_data.pipelines.backends.runtime import batches, check_frames
+from ragar_data.pipelines.track import prepare_ultralytics_offline
 
 PERSON_CLASS = 0  # COCO class index of `person` in the official YOLO weights
 SUFFIXES = (".pt", ".onnx")
-
-
-def prepare_ultralytics_offline(config_dir: str | os.PathLike | None = None) -> None:
-    """Set ultralytics' environment switches; call before the first `import ultralytics` anywhere in the
-    process (YOLO_AUTOINSTALL and YOLO_CONFIG_DIR are read at import; YOLO_OFFLINE at each online check)."""
-    os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_AUTOINSTALL"] = "False"
-    if "YOLO_CONFIG_DIR" not in os.environ:
-        folder = Path(config_dir) if config_dir else Path.home() / ".cache" / "ragar-data" / "ultralytics"
-        folder.mkdir(parents=True, exist_ok=True)
-        os.environ["YOLO_CONFIG_DIR"] = str(folder)
-    if "ultralytics" in sys.modules:
-        # Too late for the import-time switches; the offline switch still applies.
-        import ultralytics.utils as ultralytics_utils
-
-        ultralytics_utils.AUTOINSTALL = False
 
 
 class YoloDetector:
