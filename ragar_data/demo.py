@@ -37,7 +37,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), log=p
     from ragar_data.pipelines.runner import RunOptions, extract
     from ragar_data.qa import run_qa
     from ragar_data.split import split_dataset
-    from ragar_data.stats import dataset_stats
+    from ragar_data.stats import dataset_stats, plot_class_distribution
 
     out_dir = Path(out_dir)
     synth_dir, dataset_dir = out_dir / "synth", out_dir / "dataset"
@@ -61,5 +61,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), log=p
     log(f"      {len(partition.train)} training / {len(partition.test)} test subjects -> "
         f"{split_summary['partition_file']}")
     stats = dataset_stats(dataset_dir)
-    log(f"[5/5] dataset: {stats['sequences']} sequences of {stats['subjects']} subjects in {dataset_dir}")
+    chart = plot_class_distribution(stats, dataset_dir / "classes.png")
+    log(f"[5/5] dataset: {stats['sequences']} sequences of {stats['subjects']} subjects in {dataset_dir}; "
+        f"class distribution in {chart}")
     return {"qa": report, "split": split_summary, "extract": summary}
