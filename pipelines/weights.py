@@ -24,7 +24,7 @@ from ragar_data.errors import ModelUnavailable, RagarDataError, SchemaError
 
 REGISTRY_PATH = Path(__file__).with_name("weights.yaml")
 MODELS_DIR_ENV = "RAGAR_MODELS_DIR"
-TASKS = ("detector", "segmenter", "pose2d", "lifter")
+TASKS = ("detector", "segmenter", "pose2d", "lifter", "text")
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,14 @@ def test_torchscript_archives_are_recognised(tmp_path):
     torch.save(torch.nn.Linear(2, 2).state_dict(), plain)
     assert text_encoders._is_torchscript(scripted)
     assert not text_encoders._is_torchscript(plain)
+
+
+def test_clip_weights_through_the_registry(random_rn50, tmp_path):
+    from ragar_data.pipelines.backends.loading import check_models
+
+    model, path = random_rn50
+    assert dict((n, s) for n, s, _ in check_models(tmp_path, names=["clip-rn50"]))["clip-rn50"] == "missing"
+    (tmp_path / "clip-rn50").mkdir()
+    (tmp_path / "clip-rn50" / "RN50.pt").write_bytes(path.read_bytes())
+    [(name, status, detail)] = list(check_models(tmp_path, names=["clip-rn50"]))
+    assert status == "ok" and "(45, 1024)" in detail

@@ -18,6 +18,7 @@ BACKEND_CLASSES = {
     "rtmpose": "ragar_data.pipelines.backends.rtmpose:RTMPoseEstimator",
     "vitpose": "ragar_data.pipelines.backends.vitpose:ViTPoseEstimator",
     "motionbert": "ragar_data.pipelines.backends.motionbert:MotionBertLifter",
+    "clip": "ragar_data.models.text_encoders:ClipTextEncoder",
 }
 
 
@@ -56,6 +57,11 @@ def run_once(backend, task: str, frames: np.ndarray, boxes: np.ndarray) -> tuple
     elif task == "pose2d":
         keypoints = backend.estimate(frames, boxes)
         summary = f"keypoints {keypoints.shape} {keypoints.dtype}, mean score {keypoints[..., 2].mean():.3f}"
+    elif task == "text":
+        from ragar_data.attributes import default_schema
+
+        features = backend.encode(default_schema().sentences())
+        summary = f"features of the 45 class sentences {tuple(features.shape)}, L2-normalised"
     else:
         height, width = frames.shape[1:3]
         track = np.zeros((len(frames), 17, 3), np.float32)

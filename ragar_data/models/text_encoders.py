@@ -82,6 +82,23 @@ def encode_sentences_open_clip(model_name: str, weights: Path, sentences: list[s
     return encode_with_model(model, open_clip.get_tokenizer(model_name), sentences)
 
 
+class ClipTextEncoder:
+    """CLIP-GAR's frozen text encoder as a weights-registry backend (`ragar-data models check clip-rn50`)."""
+
+    def __init__(self, *, models_dir: Path | None = None, device: str = "cpu", model: str | None = None,
+                 weights: str | None = None, **options):
+        from ragar_data.pipelines import weights as registry
+
+        if options:
+            raise ValueError(f"ClipTextEncoder: unknown options {sorted(options)}")
+        spec, self.path = registry.require(models_dir=models_dir, model=model, weights=weights,
+                                           default=None if weights else "clip-rn50", task="text")
+        self.name = spec.name if spec else self.path.name
+
+    def encode(self, sentences: list[str]) -> torch.Tensor:
+        return encode_sentences_open_clip(CLIP_MODEL, self.path, sentences)
+
+
 @torch.no_grad()
 def encode_with_model(model: nn.Module, tokenizer, sentences: list[str]) -> torch.Tensor:
     model.eval()
