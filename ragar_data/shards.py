@@ -400,6 +400,7 @@ class ShardDataset:
         for shard_number, entry in enumerate(self.index["shards"]):
             for row, key in enumerate(entry["keys"]):
                 self._locations[key] = (shard_number, row)
+        self._paths = [self.dataset_dir / e["file"] for e in self.index["shards"]]
         self._open: dict[int, tuple[pq.ParquetFile, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -413,13 +414,13 @@ class ShardDataset:
 
     @property
     def shard_paths(self) -> list[Path]:
-        return [self.dataset_dir / e["file"] for e in self.index["shards"]]
+        return list(self._paths)
 
     def locate(self, key: str) -> tuple[Path, int]:
         if str(key) not in self._locations:
             raise KeyError(f"sequence {key} is not in the dataset {self.dataset_dir}")
         shard_number, row = self._locations[str(key)]
-        return self.shard_paths[shard_number], row
+        return self._paths[shard_number], row
 
     def _parquet(self, shard_number: int) -> tuple[pq.ParquetFile, np.ndarray]:
         if shard_number not in self._open:
@@ -439,14 +440,14 @@ class ShardDataset:
             raise KeyError(f"sequence {key} is not in the dataset {self.dataset_dir}")
         parquet, starts = self._parquet(shard_number)
         group = int(np.searchsorted(starts, row, side="right") - 1)
-        path = self.shard_paths[shard_number]
+        path = self._paths[shard_number]
         table = _read(path, lambda: parquet.read_row_group(group, columns=columns))
         return table_to_records(table.slice(row - starts[group], 1))[0]
 
     def table(self, columns: list[str] | None = None) -> pa.Table:
         """All shards' rows for `columns` (metadata queries; avoid silhouettes for large datasets)."""
-        tables = [_read(self.shard_paths[i], lambda i=i: self._parquet(i)[0].read(columns=columns))
-                  for i in range(len(self.shard_paths))]
+        tables = [_read(path, lambda i=i: self._parquet(i)[0].read(columns=columns))
+                  for i, path in enumerate(self._paths)]
         return pa.concat_tables(tables) if tables else shard_spec().arrow_schema().empty_table()
 
     def __getstate__(self):
