@@ -25,12 +25,12 @@ import torch
 from torch import nn
 
 from ragar_data.errors import ModelUnavailable
+from ragar_data.pipelines import weights as registry
 
 CLIP_MODEL = "RN50-quickgelu"
-# The models directory of the weights registry (pipelines/weights.py): $RAGAR_MODELS_DIR, else the user cache;
-# one folder per model. OpenAI publishes RN50.pt at a URL holding its sha256 (afeb0e10f9e5a86d...).
-DEFAULT_MODELS_DIR = Path(os.environ.get("RAGAR_MODELS_DIR", "") or Path.home() / ".cache" / "ragar-data" / "models")
-DEFAULT_CLIP_WEIGHTS = DEFAULT_MODELS_DIR / "clip-rn50" / "RN50.pt"
+# The weights registry's `clip-rn50` entry (OpenAI's RN50.pt): <models_dir>/clip-rn50/RN50.pt, where the models
+# directory is $RAGAR_MODELS_DIR or the user cache.
+DEFAULT_CLIP_WEIGHTS = registry.get_spec("clip-rn50").path(registry.default_models_dir())
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ragar-data" / "text_features"
 
 
@@ -87,8 +87,6 @@ class ClipTextEncoder:
 
     def __init__(self, *, models_dir: Path | None = None, device: str = "cpu", model: str | None = None,
                  weights: str | None = None, **options):
-        from ragar_data.pipelines import weights as registry
-
         if options:
             raise ValueError(f"ClipTextEncoder: unknown options {sorted(options)}")
         spec, self.path = registry.require(models_dir=models_dir, model=model, weights=weights,
