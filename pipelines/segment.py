@@ -9,6 +9,7 @@ Does not own: silhouette normalisation (`ragar_data.silhouettes`).
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -169,9 +170,12 @@ class ForegroundSegmenter:
     shadow test, restricted to the dilated reduced foreground, cleaned, and small holes filled.
     """
 
-    def __init__(self, *, reference_frames: int = 16, hole_fraction: float = 0.02, **unknown):
+    def __init__(self, *, reference_frames: int = 16, hole_fraction: float = 0.02, threads: int = 2, **unknown):
         if unknown:
             raise ValueError(f"foreground segmenter: unknown option(s) {sorted(unknown)}")
+        if int(threads) < 1:
+            raise ValueError(f"foreground segmenter: threads must be >= 1, got {threads!r}")
+        self.threads = int(threads)
         self.reference_frames = reference_frames
         self.hole_fraction = hole_fraction
 
@@ -189,8 +193,8 @@ class ForegroundSegmenter:
         close_size = max(3, int(round(3 * factor)) | 1)
         close_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (close_size, close_size))
         open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-        origins, crops = [], []
-        for position, box in zip(subject.frame, subject.boxes):
+
+        def refine(position: int, box: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
             x0, y0, x1, y1 = padded_box(box, box_padding, clip.image_size)
             sx0, sy0 = int(x0 * scale), int(y0 * scale)
             sx1, sy1 = min(small_w, int(np.ceil(x1 * scale)) + 1), min(small_h, int(np.ceil(y1 * scale)) + 1)
@@ -211,10 +215,10 @@ class ForegroundSegmenter:
             reference_index = references[best]
             reference = cv2.convertScaleAbs(clip.frames[reference_index][y0:y1, x0:x1],
                                             alpha=1.0 / float(model.gains[reference_index]))
-            still_covered = upsample(covered[best, sy0:sy1, sx0:sx1]).astype(bool)
-            if still_covered.any():
+            still_covered = upsample(covered[best, sy0:sy1, sx0:sx1])
+            if still_covered.any():  # cv2.copyTo: a masked copy without numpy's boolean-index gathers
                 reduced = upsample(model.background[sy0:sy1, sx0:sx1], cv2.INTER_LINEAR)
-                reference[still_covered] = reduced[still_covered]
+                cv2.copyTo(reduced, still_covered, reference)
             mask = classify_foreground(np.ascontiguousarray(clip.frames[position][y0:y1, x0:x1]),
                                        float(model.gains[position]), reference, model.threshold, model.shadow)
             prior = upsample(cv2.dilate(model.foreground[position, sy0:sy1, sx0:sx1].view(np.uint8), dilate))
@@ -222,8 +226,13 @@ class ForegroundSegmenter:
             mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_kernel)
             mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, close_kernel).astype(bool)
             box_area = float((box[2] - box[0]) * (box[3] - box[1]))
-            crops.append(clean_silhouette(mask, box, (x0, y0), self.hole_fraction * box_area))
-            origins.append((x0, y0, x1, y1))
+            return (x0, y0, x1, y1), clean_silhouette(mask, box, (x0, y0), self.hole_fraction * box_area)
+
+        # frames are independent and the heavy work is OpenCV, which releases the GIL: a second thread uses the
+        # core left idle once the decode thread is done (same masks, same order as a plain loop)
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="segment") as pool:
+            pieces = list(pool.map(refine, subject.frame, subject.boxes))
+        origins, crops = [o for o, _ in pieces], [c for _, c in pieces]
         return SubjectMasks(np.asarray(origins, np.int32).reshape(-1, 4), crops, (width, height))
 
 
