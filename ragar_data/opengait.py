@@ -174,6 +174,21 @@ class ExportSummary:
         return "\n".join(lines)
 
 
+def start_export(dataset_dir: Path, out_root: Path, naming: str, partition, summary) -> int:
+    """Checks and steps shared by the tree exporters: the naming, the partition copy (first, so a bad --split
+    fails before any pickle is written); returns the number of sequences in the dataset."""
+    if naming not in NAMINGS:
+        raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
+    summary.partition = copy_partition(dataset_dir, out_root, partition)
+    return read_index(dataset_dir)["sequences"]
+
+
+def sequence_pickle_path(out_root: Path, key: SequenceKey, labels, naming: str, schema: AttributeSchema) -> Path:
+    """`out_root/<id>/<type>/<view>/<view>.pkl`, the path OpenGait's DataSet lists."""
+    type_name = type_folder_name(key, labels, naming, schema)
+    return out_root / key.subject / type_name / key.view_name / f"{key.view_name}.pkl"
+
+
 def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str = "key",
                     partition: str | Path | None = None, overwrite: bool = False, include_failed: bool = False,
                     progress: bool = True) -> ExportSummary:
@@ -182,13 +197,10 @@ def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str =
     Resumable: a sequence whose pickle exists is kept unless `overwrite`. Every pickle is written atomically.
     Sequences failing the extraction's quality filter are left out unless `include_failed`.
     """
-    if naming not in NAMINGS:
-        raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
     dataset_dir, out_root = Path(dataset_dir), Path(out_root)
     schema = default_schema()
     summary = ExportSummary(out_root)
-    total = read_index(dataset_dir)["sequences"]
-    summary.partition = copy_partition(dataset_dir, out_root, partition)  # first: a bad --split fails early
+    total = start_export(dataset_dir, out_root, naming, partition, summary)
     columns = ["key", "labels", "quality_ok", "silhouettes", "silhouette_encoding", "num_silhouettes",
                "silhouette_height", "silhouette_width"]
     for record in tqdm(iter_dataset_records(dataset_dir, columns), total=total, desc="export opengait",
@@ -201,8 +213,7 @@ def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str =
         if frames.shape[0] == 0:
             summary.empty.append(str(key))
             continue
-        type_name = type_folder_name(key, record["labels"], naming, schema)
-        path = out_root / key.subject / type_name / key.view_name / f"{key.view_name}.pkl"
+        path = sequence_pickle_path(out_root, key, record["labels"], naming, schema)
         if path.exists() and not overwrite:
             summary.existing += 1
             continue

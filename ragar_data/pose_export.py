@@ -20,8 +20,7 @@ from tqdm import tqdm
 
 from ragar_data.attributes import default_schema
 from ragar_data.identity import SequenceKey
-from ragar_data.opengait import NAMINGS, copy_partition, iter_dataset_records, type_folder_name, write_pickle
-from ragar_data.shards import read_index
+from ragar_data.opengait import iter_dataset_records, sequence_pickle_path, start_export, write_pickle
 
 
 @dataclass
@@ -51,13 +50,10 @@ def export_pose(dataset_dir: str | Path, out_root: str | Path, naming: str = "ke
     """Write every sequence's 2D keypoints as `<id>/<type>/<view>/<view>.pkl` (T, 17, 3) float32 pickles.
 
     Sequences failing the extraction's quality filter are left out unless `include_failed`."""
-    if naming not in NAMINGS:
-        raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
     dataset_dir, out_root = Path(dataset_dir), Path(out_root)
     schema = default_schema()
     summary = PoseExportSummary(out_root)
-    total = read_index(dataset_dir)["sequences"]
-    summary.partition = copy_partition(dataset_dir, out_root, partition)  # first: a bad --split fails early
+    total = start_export(dataset_dir, out_root, naming, partition, summary)
     records = iter_dataset_records(dataset_dir, ["key", "labels", "quality_ok", "keypoints_2d"])
     for record in tqdm(records, total=total, desc="export pose", unit="seq", disable=not progress):
         key = SequenceKey.parse(record["key"])
@@ -68,8 +64,7 @@ def export_pose(dataset_dir: str | Path, out_root: str | Path, naming: str = "ke
         if keypoints is None or len(keypoints) == 0:
             summary.without_pose.append(str(key))
             continue
-        path = out_root / key.subject / type_folder_name(key, record["labels"], naming, schema) / key.view_name
-        path = path / f"{key.view_name}.pkl"
+        path = sequence_pickle_path(out_root, key, record["labels"], naming, schema)
         if path.exists() and not overwrite:
             summary.existing += 1
             continue
