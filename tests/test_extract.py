@@ -146,6 +146,30 @@ def test_bad_inputs_go_to_failures_log(synth, tmp_path):
     assert summary.processed == 1 and record["frame_index"].min() >= 5 and record["frame_index"].max() < 25
 
 
+def _run_and_kill(command: list[str], target: Path, parts_done: int, delay: float, timeout: float = 300) -> bool:
+    """Start an extraction, SIGKILL it `delay` s after `parts_done` sequences are finished; True if it was killed.
+
+    The moment is tied to the run's own progress, not to wall-clock time, so it lands mid-run on fast and slow
+    machines alike (parts_done=0: once the run has started, i.e. during the background plates or the first
+    sequence)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started_marker = target / "extract" / "run.json"
+    deadline = time.monotonic() + timeout
+
+    def reached() -> bool:
+        if parts_done == 0:
+            return started_marker.is_file()
+        return len(list((target / "extract").glob("*/parts/*.parquet"))) >= parts_done
+    while process.poll() is None and not reached() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay)
+    killed = process.poll() is None
+    if killed:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return killed
+
+
 @pytest.mark.slow
 def test_sigkill_and_resume_give_identical_shards(synth, baseline, tmp_path):
     out, _ = baseline
@@ -154,15 +178,9 @@ def test_sigkill_and_resume_give_identical_shards(synth, baseline, tmp_path):
                "--out", str(target), "--annotations", str(synth / "annotations.csv"), "--keep-masks",
                "--no-progress"]
     rng = random.Random(0)
-    kills = 0
-    for _ in range(3):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.5, 4.0))  # interpreter + imports take ~2 s; then a sequence finishes every ~0.5 s
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            kills += 1
-        process.wait()
-    assert kills >= 1
+    # three kills at random moments: while starting up, then after 3 and after 6 of the 8 sequences
+    kills = [_run_and_kill(command, target, parts_done, rng.uniform(0.0, 0.15)) for parts_done in (0, 3, 6)]
+    assert kills[:2] == [True, True], kills
     finished = subprocess.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     assert shard_bytes(target) == shard_bytes(out)
