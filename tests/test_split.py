@@ -1,6 +1,7 @@
 """Subject partitions: the released RA-GAR partition reproduced exactly, the seeded split, partition files."""
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,11 @@ from ragar_data.split import (RELEASED_CANONICAL_SHA256, RELEASED_FILE_SHA256, P
                               split_subjects, train_count_for)
 
 SCHEMA = default_schema()
-RELEASED = Path("/work/shared/upstream/ragar.json")
+# OpenGait's released file is not committed: a copy beside the checkout (../shared/upstream), or $RAGAR_PARTITION
+RELEASED = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "upstream" / "ragar.json",
+                             Path(os.environ.get("RAGAR_PARTITION", "/nonexistent")),
+                             Path("/work/shared/upstream/ragar.json")) if p.is_file()),
+                Path("shared/upstream/ragar.json"))
 needs_released = pytest.mark.skipif(not RELEASED.is_file(), reason=f"released partition {RELEASED} not present "
                                                                    f"(OpenGait datasets/RAGAR/ragar.json)")
 
