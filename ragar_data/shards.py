@@ -131,18 +131,31 @@ def encode_silhouettes(frames: np.ndarray) -> tuple[bytes, str]:
     return frames.tobytes(), "uint8"
 
 
-def decode_silhouettes(blob: bytes, encoding: str, count: int, height: int, width: int) -> np.ndarray:
+def decode_silhouettes(blob: bytes, encoding: str, count: int, height: int, width: int,
+                       positions: np.ndarray | None = None) -> np.ndarray:
+    """(count, height, width) uint8 frames of a silhouette blob, or only the frames at `positions` (in that
+    order, repeats allowed): a loader's 30 sampled frames are decoded without copying the whole sequence."""
     size = count * height * width
     buffer = np.frombuffer(blob, dtype=np.uint8)
-    if encoding == "packbits":
-        frames = np.unpackbits(buffer, count=size).astype(np.uint8) * np.uint8(255)
-    elif encoding == "uint8":
-        frames = buffer[:size].copy()
-    else:
+    expected = (size + 7) // 8 if encoding == "packbits" else size
+    if encoding not in ("packbits", "uint8"):
         raise ShardError(f"unknown silhouette encoding {encoding!r}")
-    if frames.size != size:
-        raise ShardError(f"silhouette blob holds {frames.size} values, expected {count}x{height}x{width}")
-    return frames.reshape(count, height, width)
+    if buffer.size < expected:
+        raise ShardError(f"silhouette blob holds {buffer.size} bytes, expected {expected} for "
+                         f"{count}x{height}x{width} ({encoding})")
+    if positions is None:
+        positions = np.arange(count)
+    positions = np.asarray(positions, np.int64)
+    if positions.size and (positions.min() < 0 or positions.max() >= count):
+        raise IndexError(f"frame positions outside 0..{count - 1}")
+    frame = height * width
+    if encoding == "uint8":
+        return buffer[:size].reshape(count, height, width)[positions]  # fancy indexing copies only these frames
+    if frame % 8 == 0:  # each frame starts on a byte: unpack the chosen frames only
+        chosen = buffer[: size // 8].reshape(count, frame // 8)[positions]
+        return (np.unpackbits(chosen, axis=1) * np.uint8(255)).reshape(len(positions), height, width)
+    frames = np.unpackbits(buffer, count=size).reshape(count, height, width)
+    return frames[positions] * np.uint8(255)
 
 
 def _complete(record: dict) -> dict:
