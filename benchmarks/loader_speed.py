@@ -1,12 +1,20 @@
 """Loader speed and size: our shards vs an OpenGait pickle tree, side by side in one run.
 
     python benchmarks/loader_speed.py [--sequences 320] [--frames 90] [--batches 20] [--workers 0 2]
+                                      [--large-shards 40]
 
 Builds its own data: walking-figure masks (benchmarks/walker_masks.py, 320x180) normalised with
 ragar_data.silhouettes, written once as shards and once as an OpenGait tree (export_opengait). Training
 batches are 32 sequences x 30 frames x 64 x 44 (fixed_ordered sampling, 30 + 4 skip), sequences in random
 order. The OpenGait side reads the way OpenGait's DataSet + CollateFn + BaseSilCuttingTransform do: list the
 view folder, pickle.load every pkl, sample in Python, cut 10 columns each side, divide by 255.
+
+Our loader is measured with its two readers: the row cache (default; memory-mapped Arrow copies) and direct
+Parquet row-group reads (`row_cache=False`, 8 shards open per process), on the small set and on a large one
+(`--large-shards` shards of 256 sequences, the extractor's shard size, made of copies of the small set's
+sequences): random access over many shards is where direct Parquet reads fall behind (each shard opened
+parses its footer). The pickle tree's per-item cost does not depend on the number of sequences; it is measured
+on the small set (page cache warm for all readers).
 """
 from __future__ import annotations
 
@@ -33,7 +41,7 @@ from walker_masks import walker_masks  # noqa: E402
 from ragar_data.identity import CONDITIONS, VIEWS, SequenceKey  # noqa: E402
 from ragar_data.loaders import SilhouetteDataset, collate  # noqa: E402
 from ragar_data.opengait import export_opengait  # noqa: E402
-from ragar_data.shards import make_record, update_index, write_shard  # noqa: E402
+from ragar_data.shards import ShardDataset, make_record, update_index, write_shard  # noqa: E402
 from ragar_data.silhouettes import normalise_sequence  # noqa: E402
 
 BATCH, FRAMES, SKIP = 32, 30, 4
@@ -105,6 +113,36 @@ def batches_per_second(loader, batches: int) -> float:
     return batches / elapsed
 
 
+def silhouettes(root: Path, options: dict) -> SilhouetteDataset:
+    return SilhouetteDataset(root, sampling="fixed_ordered", frames=FRAMES, frames_skip=SKIP, progress=False,
+                             **options)
+
+
+def loader(dataset, collate_fn, workers: int, batches: int) -> DataLoader:
+    # random sequences with replacement, as many as the timed batches need
+    sampler = RandomSampler(dataset, replacement=True, num_samples=BATCH * (batches + 1),
+                            generator=torch.Generator().manual_seed(0))
+    return DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers, collate_fn=collate_fn,
+                      drop_last=True)
+
+
+def build_large(small: Path, large: Path, shards: int) -> None:
+    """`shards` shards of 256 rows (the extractor's shard size), rows copied from the small set, new keys."""
+    source = ShardDataset(small)
+    records = [source.read_record(key) for key in source.keys()]
+    infos = []
+    for shard in range(shards):
+        rows = []
+        for number in range(shard * 256, (shard + 1) * 256):
+            within = number % 240
+            key = SequenceKey(f"{number // 240 + 1:03d}", within // 80, CONDITIONS[within % 8],
+                              VIEWS[(within // 8) % 10])
+            rows.append(dict(records[number % len(records)], key=str(key), subject=key.subject,
+                             combination=key.combination, condition=key.condition, view=key.view))
+        infos.append(write_shard(large, f"part-{shard:05d}", rows))
+    update_index(large, infos)
+
+
 def folder_bytes(folder: Path) -> tuple[int, int]:
     """(sum of file sizes, bytes allocated on disk) of the files under folder."""
     sizes = [(p.stat().st_size, p.stat().st_blocks * 512) for p in folder.rglob("*") if p.is_file()]
@@ -121,6 +159,8 @@ def main():
                         help="alternate the two loaders this many times and keep each one's best rate (the "
                              "machine may be shared: the best round is the least disturbed)")
     parser.add_argument("--keep", help="build the data in this folder and keep it")
+    parser.add_argument("--large-shards", type=int, default=40,
+                        help="shards of 256 sequences in the large set (0: no large set)")
     parser.add_argument("--row-group-rows", type=int,
                         help="write shards with this many sequences per Parquet row group instead of the value in "
                              "schemas/shard.yaml (to measure its effect on random access)")
@@ -153,23 +193,29 @@ def main():
         print(f"{'OpenGait pickle tree':>28} {tree_bytes / args.sequences:>12.0f} {tree_disk / args.sequences:>10.0f}")
         print(f"{'ratio tree / shards':>28} {tree_bytes / shard_bytes:>12.1f} {tree_disk / shard_disk:>10.1f}")
 
-        ours = SilhouetteDataset(root / "shards_dataset", sampling="fixed_ordered", frames=FRAMES, frames_skip=SKIP)
-        theirs = PickleTree(root / "opengait_tree")
-        assert len(ours) == len(theirs) == args.sequences
-        print(f"\n{'batches/s (32 x 30 x 64 x 44)':>30} {'shards':>8} {'pickles':>8} {'shards/pickles':>15}")
-        for workers in args.workers:
-            def loader(dataset, collate_fn):
-                # random sequences with replacement, as many as the timed batches need
-                sampler = RandomSampler(dataset, replacement=True, num_samples=BATCH * (args.batches + 1),
-                                        generator=torch.Generator().manual_seed(0))
-                return DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers,
-                                  collate_fn=collate_fn, drop_last=True)
-
-            ours_rate = theirs_rate = 0.0
-            for _ in range(args.rounds):
-                ours_rate = max(ours_rate, batches_per_second(loader(ours, collate), args.batches))
-                theirs_rate = max(theirs_rate, batches_per_second(loader(theirs, opengait_collate), args.batches))
-            print(f"{f'num_workers={workers}':>30} {ours_rate:>8.1f} {theirs_rate:>8.1f} {ours_rate / theirs_rate:>15.2f}")
+        large = root / "large_dataset"
+        if args.large_shards and not (large / "index.json").is_file():
+            build_large(root / "shards_dataset", large, args.large_shards)
+        cache = root / "row_cache"
+        readers = {"shards, row cache": dict(cache_dir=cache), "shards, row groups": dict(row_cache=False)}
+        datasets = {"pickles": (f"{args.sequences} seq", PickleTree(root / "opengait_tree"), opengait_collate)}
+        for name, options in readers.items():
+            datasets[name] = (f"{args.sequences} seq", silhouettes(root / "shards_dataset", options), collate)
+            if args.large_shards:
+                datasets[name + " "] = (f"{args.large_shards * 256} seq in {args.large_shards} shards",
+                                        silhouettes(large, options), collate)
+        print(f"\n{'batches/s (32 x 30 x 64 x 44)':<36}{'':<24}" +
+              "".join(f"{f'workers={w}':>11}{'/pickles':>9}" for w in args.workers))
+        rates = {name: {} for name in datasets}
+        for _ in range(args.rounds):  # alternate the loaders; keep each one's best round (shared machine)
+            for name, (_, dataset, collate_fn) in datasets.items():
+                for workers in args.workers:
+                    rate = batches_per_second(loader(dataset, collate_fn, workers, args.batches), args.batches)
+                    rates[name][workers] = max(rates[name].get(workers, 0.0), rate)
+        for name, (size, _, _) in datasets.items():
+            cells = "".join(f"{rates[name][w]:>11.1f}{rates[name][w] / rates['pickles'][w]:>9.2f}"
+                            for w in args.workers)
+            print(f"{name.strip():<36}{size:<24}{cells}")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

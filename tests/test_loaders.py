@@ -18,6 +18,7 @@ from ragar_data.loaders import (
     collate_concat,
     keys_of_subjects,
     sample_frame_indices,
+    to_unit_range,
 )
 from ragar_data.shards import make_record, update_index, write_shard
 from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
@@ -162,6 +163,8 @@ def test_silhouettes_are_the_stored_frames_cut_and_scaled(dataset):
         np.testing.assert_array_equal(item["silhouettes"].numpy(), expected.astype(np.float32))
     uncut = SilhouetteDataset(root, sampling="all_ordered", cut=False)[0]
     assert uncut["silhouettes"].shape[1:] == (64, 64)
+    levels = np.arange(256, dtype=np.uint8)  # every grey level the cubic resize can leave
+    np.testing.assert_array_equal(to_unit_range(levels).numpy(), (levels / 255.0).astype(np.float32))
 
 
 def test_items_are_deterministic_per_seed_epoch_index(dataset):
@@ -240,7 +243,7 @@ def test_reads_only_the_needed_row_group(tmp_path, monkeypatch):
     from ragar_data.shards import ShardDataset, shard_spec
 
     records = build_dataset(tmp_path, lengths=(6,), rows_per_shard=24)
-    data = SilhouetteDataset(tmp_path, sampling="all_ordered")
+    data = SilhouetteDataset(tmp_path, sampling="all_ordered", row_cache=False)
     assert len(records) == 24
     calls = []
     original = pq.ParquetFile.read_row_group
@@ -257,6 +260,58 @@ def test_reads_only_the_needed_row_group(tmp_path, monkeypatch):
     assert rows_per_group < 24
     assert calls == [located.locate(item["key"])[1] // rows_per_group for item in (first, last)]
     np.testing.assert_array_equal(last["silhouettes"].numpy() * 255, records[last["key"]]["silhouettes"][:, :, 10:54])
+
+
+def _spy_row_group_reads(monkeypatch) -> list:
+    import pyarrow.parquet as pq
+
+    calls = []
+    original = pq.ParquetFile.read_row_group
+
+    def spy(self, group, *args, **kwargs):
+        calls.append(group)
+        return original(self, group, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    return calls
+
+
+def test_row_cache_gives_the_same_items_and_is_built_once(tmp_path, monkeypatch):
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    build_dataset(root, rows_per_shard=5)
+    direct = SilhouetteDataset(root, seed=3, row_cache=False)
+    calls = _spy_row_group_reads(monkeypatch)
+    cached = SilhouetteDataset(root, seed=3, cache_dir=cache)
+    assert len(calls) == len(direct)  # the first dataset copies every row once (5 shards, one row per group)
+    copies = sorted(cache.glob("*.arrow"))
+    assert len(copies) == 5
+    expected = [direct[index]["silhouettes"] for index in range(len(direct))]
+    calls.clear()
+    again = SilhouetteDataset(root, seed=3, cache_dir=cache)
+    for index, silhouettes in enumerate(expected):
+        assert torch.equal(again[index]["silhouettes"], silhouettes)
+    assert calls == []  # items come from the memory-mapped copies, not the shards
+    poses = PoseDataset(root, sampling="all_ordered", keypoints_3d=True, cache_dir=cache)
+    plain = PoseDataset(root, sampling="all_ordered", keypoints_3d=True, row_cache=False)
+    assert torch.equal(poses[4]["keypoints_3d"], plain[4]["keypoints_3d"])
+    assert len(list(cache.glob("*.arrow"))) == 10  # other columns, other copies
+
+
+def test_row_cache_follows_the_shard_digest_and_rebuilds_broken_copies(tmp_path):
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    build_dataset(root, rows_per_shard=30, seed=0)
+    first = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    (copy,) = cache.glob("*.arrow")
+    copy.write_bytes(copy.read_bytes()[:1000])  # a truncated copy is rebuilt, not read
+    rebuilt = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    assert torch.equal(rebuilt[2]["silhouettes"], first[2]["silhouettes"])
+    assert copy.stat().st_size > 1000
+    records = build_dataset(root, rows_per_shard=30, seed=1)  # re-extracted: new content, new digest
+    changed = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    key = changed.keys()[2]
+    np.testing.assert_array_equal(changed[2]["silhouettes"].numpy() * 255,
+                                  records[key]["silhouettes"][:, :, 10:54])
+    assert len(list(cache.glob("*.arrow"))) == 2
 
 
 def test_128_option_and_empty_sequences(tmp_path):

@@ -33,6 +33,11 @@ class DataConfig:
     num_workers: int = 2
     quality_ok_only: bool = True  # leave out sequences that failed the extraction's quality filter
     eval_batch_size: int = 8
+    # random access through memory-mapped Arrow copies of the shards' silhouettes (ragar_data.row_access), built
+    # once per shard in row_cache_dir (None = $RAGAR_CACHE_DIR/rows or ~/.cache/ragar-data/rows); false reads
+    # each item's row group from its shard
+    row_cache: bool = True
+    row_cache_dir: str | None = None
 
 
 @dataclass

@@ -47,10 +47,12 @@ def silhouette_dataset(dataset_dir, keys, config, train: bool, seed: int = 0):
     """A SilhouetteDataset with the config's sampling: fixed frames for training, all frames (capped) at test."""
     from ragar_data.loaders import SilhouetteDataset
 
+    access = dict(row_cache=config.data.row_cache, cache_dir=config.data.row_cache_dir)
     if train:
         return SilhouetteDataset(dataset_dir, keys=keys, sampling=config.data.sampling,
-                                 frames=config.data.frames, seed=seed)
-    return SilhouetteDataset(dataset_dir, keys=keys, sampling="all_ordered", max_frames=config.data.max_eval_frames)
+                                 frames=config.data.frames, seed=seed, **access)
+    return SilhouetteDataset(dataset_dir, keys=keys, sampling="all_ordered", max_frames=config.data.max_eval_frames,
+                             **access)
 
 
 class EpochBatches(Sampler):
