@@ -21,6 +21,9 @@ PRESET_DIR = Path(__file__).resolve().parent
 class DecodeConfig:
     backend: str = "pyav"  # "pyav" (threaded) or "opencv"
     threads: int = 0  # decoder threads, 0 = library default (all cores)
+    # "rgb24" (swscale RGB frames) or "yuv420p" (the decoder's planes kept, RGB made only for the reduced copy and
+    # the regions stages read; pyav backend only)
+    frame_format: str = "rgb24"
     expect_resolution: str | None = None  # "1920x1080": other sizes fail with a clear error
     queue_frames: int = 16  # frames buffered between the decode thread and the pipeline
 

@@ -1,4 +1,5 @@
-"""Decode stage: video file -> RGB uint8 frames, with a decode thread overlapping the rest of the pipeline.
+"""Decode stage: video file -> frames (RGB, or the decoder's own YUV 4:2:0 planes), with a decode thread
+overlapping the rest of the pipeline.
 
 Owns: the decoder backends (PyAV threaded, OpenCV), the checks on what was decoded (readable, non-empty, expected
 resolution), and the `Clip` handed to the next stages: full-resolution frames plus a reduced-resolution copy for
@@ -18,23 +19,39 @@ import numpy as np
 from ragar_data.errors import VideoError
 
 
+FRAME_FORMATS = ("rgb24", "yuv420p")
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     width: int
     height: int
     fps: float
+    layout: str = "rgb24"  # how frames are handed over: "rgb24" (H, W, 3) or "yuv420p" (I420 planes, (H*3/2, W))
 
 
 class Decoder(Protocol):
     def open(self, path: Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
-        """Video properties and an iterator of RGB uint8 (H, W, 3) frames; raises VideoError on bad input."""
+        """Video properties and an iterator of frames in `info.layout`; raises VideoError on bad input."""
 
 
 class PyAVDecoder:
-    """FFmpeg through PyAV with frame threading; frames converted to rgb24 by swscale."""
+    """FFmpeg through PyAV with frame threading.
 
-    def __init__(self, threads: int = 0):
+    frame_format "rgb24": frames converted to RGB by swscale. "yuv420p": the decoder's own 4:2:0 planes are kept
+    (I420, half the memory and no full-frame colour conversion, which costs about a third of a 1080p decode);
+    RGB is made only where a stage looks (the reduced copy, the subject's crops: `Clip.rgb_crop`). Videos
+    with odd sizes, which 4:2:0 cannot hold, fall back to rgb24.
+    """
+
+    def __init__(self, threads: int = 0, frame_format: str = "rgb24"):
+        if frame_format not in FRAME_FORMATS:
+            raise ValueError(f"decode frame_format {frame_format!r}: expected one of {FRAME_FORMATS}")
         self.threads = threads
+        self.frame_format = frame_format
+
+    def layout_for(self, width: int, height: int) -> str:
+        return "yuv420p" if self.frame_format == "yuv420p" and width % 2 == 0 and height % 2 == 0 else "rgb24"
 
     def open(self, path: Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
         import av
@@ -50,12 +67,13 @@ class PyAVDecoder:
         stream.thread_type = "AUTO"
         stream.thread_count = self.threads
         rate = stream.average_rate or stream.guessed_rate or 30
-        info = VideoInfo(int(stream.codec_context.width), int(stream.codec_context.height), float(rate))
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        info = VideoInfo(width, height, float(rate), self.layout_for(width, height))
 
         def frames():
             try:
                 for frame in container.decode(stream):
-                    yield frame.to_ndarray(format="rgb24")
+                    yield frame.to_ndarray(format=info.layout)
             except av.FFmpegError as error:
                 raise VideoError(f"{path}: decoding failed: {error}") from error
             finally:
@@ -67,8 +85,12 @@ class PyAVDecoder:
 class OpenCVDecoder:
     """cv2.VideoCapture (FFmpeg inside OpenCV); BGR converted to RGB."""
 
-    def __init__(self, threads: int = 0):
+    def __init__(self, threads: int = 0, frame_format: str = "rgb24"):
+        if frame_format != "rgb24":
+            raise ValueError(f"decode frame_format {frame_format!r}: the opencv backend gives RGB frames only "
+                             "(use the pyav backend for yuv420p)")
         self.threads = threads
+        self.frame_format = frame_format
 
     def open(self, path: Path) -> tuple[VideoInfo, Iterator[np.ndarray]]:
         capture = cv2.VideoCapture(str(path))
@@ -93,20 +115,88 @@ class OpenCVDecoder:
 DECODERS = {"pyav": PyAVDecoder, "opencv": OpenCVDecoder}
 
 
-def make_decoder(backend: str, threads: int = 0) -> Decoder:
+def make_decoder(backend: str, threads: int = 0, frame_format: str = "rgb24") -> Decoder:
     if backend not in DECODERS:
         raise ValueError(f"unknown decode backend {backend!r}; known: {sorted(DECODERS)}")
-    return DECODERS[backend](threads=threads)
+    return DECODERS[backend](threads=threads, frame_format=frame_format)
+
+
+def frame_shape(info: VideoInfo) -> tuple[int, ...]:
+    return (info.height * 3 // 2, info.width) if info.layout == "yuv420p" else (info.height, info.width, 3)
+
+
+def i420_planes(frame: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y (H, W), U and V (H/2, W/2) views of an I420 frame (H*3/2, W) as PyAV's yuv420p arrays hold them."""
+    flat = frame.reshape(-1)
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    return (flat[:luma].reshape(height, width), flat[luma:luma + chroma].reshape(height // 2, width // 2),
+            flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2))
+
+
+def i420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """RGB (h, w, 3) of I420 planes (h and w even) by OpenCV's BT.601 limited-range conversion (swscale's
+    default for untagged 4:2:0 video; the two differ by rounding, at most a few grey levels)."""
+    height, width = y.shape
+    packed = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
+    return cv2.cvtColor(packed, cv2.COLOR_YUV2RGB_I420)
+
+
+def to_rgb(frame: np.ndarray, info: VideoInfo) -> np.ndarray:
+    """The whole frame as RGB (H, W, 3)."""
+    if info.layout == "rgb24":
+        return frame
+    return cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420)
+
+
+def rgb_crop(frame: np.ndarray, info: VideoInfo, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """RGB (y1-y0, x1-x0, 3) of a region; for I420 frames only the region (grown to even bounds) is converted."""
+    if info.layout == "rgb24":
+        return frame[y0:y1, x0:x1]
+    ex0, ey0 = x0 & ~1, y0 & ~1
+    ex1, ey1 = min(info.width, (x1 + 1) & ~1), min(info.height, (y1 + 1) & ~1)
+    y, u, v = i420_planes(frame, info.width, info.height)
+    rgb = i420_to_rgb(y[ey0:ey1, ex0:ex1], u[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2],
+                      v[ey0 // 2:ey1 // 2, ex0 // 2:ex1 // 2])
+    return rgb[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
+
+
+def reduced_rgb(frame: np.ndarray, info: VideoInfo, size: tuple[int, int]) -> np.ndarray:
+    """The frame as RGB at `size` (width, height). An I420 frame reduced by an exact power of two (1080p to
+    480x270) is halved plane by plane down to twice the target size, converted there and halved once more:
+    the same 2x2 means as reducing the full RGB frame (the conversion is affine), at a quarter of the cost."""
+    if (info.width, info.height) == tuple(size):
+        return to_rgb(frame, info)
+    if info.layout == "yuv420p":
+        factor = info.width // size[0]
+        exact = factor >= 2 and factor & (factor - 1) == 0 and info.width == size[0] * factor and \
+            info.height == size[1] * factor and size[0] % 2 == 0 and size[1] % 2 == 0
+        if not exact:
+            return reduce_frame(to_rgb(frame, info), size)
+        y, u, v = i420_planes(frame, info.width, info.height)
+        while y.shape[1] > 2 * size[0]:
+            y = _halve(y)
+        while u.shape[1] > size[0]:
+            u, v = _halve(u), _halve(v)
+        return _halve(i420_to_rgb(y, u, v))
+    return reduce_frame(frame, size)
+
+
+def _halve(image: np.ndarray) -> np.ndarray:
+    # bilinear sampling at exact half size = the mean of each 2x2 block
+    return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
 
 
 @dataclass
 class Clip:
-    """A decoded sequence: full-resolution RGB frames and their reduced copy for detection."""
+    """A decoded sequence: full-resolution frames (in `info.layout`) and their reduced RGB copy for detection.
+
+    Stages read full-resolution pixels through `rgb` (a whole frame) and `rgb_crop` (a region), whatever the
+    layout the frames are kept in."""
 
     path: Path
     info: VideoInfo
-    frames: list  # T arrays (H, W, 3) uint8, full resolution
-    small: np.ndarray  # (T, h, w, 3) uint8, `scale` times the full resolution
+    frames: list  # T arrays, full resolution: (H, W, 3) RGB, or (H*3/2, W) I420 when info.layout is yuv420p
+    small: np.ndarray  # (T, h, w, 3) uint8 RGB, `scale` times the full resolution
     frame_index: np.ndarray  # (T,) int32 index of each frame in the source video
     scale: float
 
@@ -117,6 +207,12 @@ class Clip:
     @property
     def image_size(self) -> tuple[int, int]:
         return self.info.width, self.info.height
+
+    def rgb(self, position: int) -> np.ndarray:
+        return to_rgb(self.frames[position], self.info)
+
+    def rgb_crop(self, position: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return rgb_crop(self.frames[position], self.info, x0, y0, x1, y1)
 
 
 def work_scale(width: int, work_width: int) -> float:
@@ -193,11 +289,11 @@ def decode_clip(
                     raise item
                 raise VideoError(f"{path}: decoding failed: {item}") from item
             index, frame = item
-            if frame.shape[:2] != (info.height, info.width):
-                raise VideoError(f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
-                                 f"stream says {info.width}x{info.height}")
+            if frame.shape != frame_shape(info):
+                raise VideoError(f"{path}: frame {index} has shape {frame.shape}, the stream says "
+                                 f"{info.width}x{info.height} ({info.layout}: {frame_shape(info)})")
             indices.append(index)
-            small.append(frame if scale == 1.0 else reduce_frame(frame, small_size))
+            small.append(reduced_rgb(frame, info, small_size))
             if keep_frames:
                 full.append(frame)
     finally:

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ragar_data.pipelines.decode import PyAVDecoder, decode_clip, reduce_frame, work_scale
+from ragar_data.pipelines.decode import PyAVDecoder, VideoInfo, decode_clip, reduced_rgb, work_scale
 
 PLATE_FOLDER = "backgrounds"
 
@@ -46,7 +46,7 @@ def sample_sequence(unit, decoder, work_width: int, frames_per_sequence: int) ->
     are decoded and dropped: a third of the cost of a full decode); otherwise the whole clip is decoded."""
     if isinstance(decoder, PyAVDecoder):
         samples = _sample_with_pyav(Path(unit.video), unit.start_frame, unit.end_frame, work_width,
-                                    frames_per_sequence, decoder.threads)
+                                    frames_per_sequence, decoder)
         if samples is not None:
             return samples
     clip = decode_clip(unit.video, decoder, start_frame=unit.start_frame, end_frame=unit.end_frame,
@@ -56,7 +56,8 @@ def sample_sequence(unit, decoder, work_width: int, frames_per_sequence: int) ->
     return clip.small[positions]
 
 
-def _sample_with_pyav(path: Path, start: int, end: int | None, work_width: int, count: int, threads: int):
+def _sample_with_pyav(path: Path, start: int, end: int | None, work_width: int, count: int,
+                      decoder: PyAVDecoder):
     import av
 
     with av.open(str(path)) as container:
@@ -69,14 +70,15 @@ def _sample_with_pyav(path: Path, start: int, end: int | None, work_width: int, 
             return None
         wanted = set((start + np.unique(np.linspace(0, stop - start - 1, min(stop - start, count)).round()
                                         .astype(int))).tolist())
-        stream.thread_type, stream.thread_count = "AUTO", threads
-        scale = work_scale(stream.codec_context.width, work_width)
-        size = (max(1, round(stream.codec_context.width * scale)), max(1, round(stream.codec_context.height * scale)))
+        stream.thread_type, stream.thread_count = "AUTO", decoder.threads
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        info = VideoInfo(width, height, 0.0, decoder.layout_for(width, height))  # the clips' own reduction
+        scale = work_scale(width, work_width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
         samples = []
         for index, frame in enumerate(container.decode(stream)):
             if index in wanted:
-                rgb = frame.to_ndarray(format="rgb24")
-                samples.append(rgb if scale == 1.0 else reduce_frame(rgb, size))
+                samples.append(reduced_rgb(frame.to_ndarray(format=info.layout), info, size))
             if index + 1 >= stop:
                 break
     return np.stack(samples) if len(samples) == len(wanted) else None

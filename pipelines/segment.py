@@ -213,13 +213,13 @@ class ForegroundSegmenter:
                 return big
 
             reference_index = references[best]
-            reference = cv2.convertScaleAbs(clip.frames[reference_index][y0:y1, x0:x1],
+            reference = cv2.convertScaleAbs(clip.rgb_crop(reference_index, x0, y0, x1, y1),
                                             alpha=1.0 / float(model.gains[reference_index]))
             still_covered = upsample(covered[best, sy0:sy1, sx0:sx1])
             if still_covered.any():  # cv2.copyTo: a masked copy without numpy's boolean-index gathers
                 reduced = upsample(model.background[sy0:sy1, sx0:sx1], cv2.INTER_LINEAR)
                 cv2.copyTo(reduced, still_covered, reference)
-            mask = classify_foreground(np.ascontiguousarray(clip.frames[position][y0:y1, x0:x1]),
+            mask = classify_foreground(np.ascontiguousarray(clip.rgb_crop(position, x0, y0, x1, y1)),
                                        float(model.gains[position]), reference, model.threshold, model.shadow)
             prior = upsample(cv2.dilate(model.foreground[position, sy0:sy1, sx0:sx1].view(np.uint8), dilate))
             mask = (mask & prior.astype(bool)).view(np.uint8)

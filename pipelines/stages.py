@@ -107,7 +107,7 @@ def _model_backend(stage: str, table: dict, name: str, options: dict, models_dir
 def build_stages(config: PipelineConfig, *, models_dir=None, device: str = "cpu", batch_size: int = 16) -> Stages:
     """Backends of every stage. Detection, tracking and segmentation are required (a missing model is an
     error naming it); a pose stage whose backend is not configured or cannot load is skipped with a line."""
-    decoder = decode_stage.make_decoder(config.decode.backend, config.decode.threads)
+    decoder = decode_stage.make_decoder(config.decode.backend, config.decode.threads, config.decode.frame_format)
     detector = _model_backend("detect", DETECTORS, config.detect.backend, config.detect.options, models_dir, device)
     track_options = {k: v for k, v in vars(config.track).items() if k != "backend"}
     tracker = resolve_backend(TRACKERS, config.track.backend, "track")(**track_options)
@@ -196,7 +196,7 @@ def _subject_batches(works: list[_Work], with_masks: bool = False):
     items = [(w, i) for w in works for i in range(len(w.subject.frame))]
 
     def make_batch(start, stop):
-        frames = np.stack([w.clip.frames[w.subject.frame[i]] for w, i in items[start:stop]])
+        frames = np.stack([w.clip.rgb(w.subject.frame[i]) for w, i in items[start:stop]])
         boxes = np.stack([w.subject.boxes[i] for w, i in items[start:stop]]).astype(np.float32)
         return frames, boxes
 
@@ -258,7 +258,7 @@ def process_group(stages: Stages, units: list[WorkUnit], *, labels: dict, config
         frames = [(w, i) for w in alive() for i in range(w.clip.num_frames)]
         call = AdaptiveBatches(stages.detector.detect, stages.batch_size, "detect")
         try:
-            boxes = call(len(frames), lambda a, b: (np.stack([w.clip.frames[i] for w, i in frames[a:b]]),))
+            boxes = call(len(frames), lambda a, b: (np.stack([w.clip.rgb(i) for w, i in frames[a:b]]),))
             from ragar_data.pipelines.detect import Detections
 
             for work in alive():

@@ -87,7 +87,7 @@ def overlay_frames(run_dir: str | Path, key: str, videos: str | Path) -> tuple[l
             here = (tracks["frame_index"] == frame_index) & (tracks["track_id"] != record["track_id"])
             others, other_ids = tracks["boxes"][here], tracks["track_id"][here]
         images.append(draw_frame(
-            clip.frames[where[int(frame_index)]], subject_box=record["boxes"][row], subject_id=record["track_id"],
+            clip.rgb(where[int(frame_index)]), subject_box=record["boxes"][row], subject_id=record["track_id"],
             other_boxes=others, other_ids=other_ids, mask=masks.full(row) if masks is not None else None,
             keypoints=record["keypoints_2d"][row] if record["keypoints_2d"] is not None else None))
         indices.append(int(frame_index))

@@ -1,0 +1,78 @@
+"""Decode stage: the yuv420p frame layout gives the same pictures as rgb24, and crops equal the whole frame's."""
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from ragar_data.errors import VideoError
+from ragar_data.pipelines.decode import PyAVDecoder, decode_clip, make_decoder, reduced_rgb, rgb_crop
+
+
+def write_video(path, frames: np.ndarray, fps: int = 25) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "12", "preset": "ultrafast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    height, width = 144, 256
+    texture = cv2.resize(rng.integers(30, 220, (height // 8, width // 8, 3)).astype(np.uint8), (width, height),
+                         interpolation=cv2.INTER_CUBIC)
+    frames = np.stack([np.roll(texture, 3 * t, axis=1) for t in range(12)])
+    path = tmp_path_factory.mktemp("decode") / "clip.mp4"
+    write_video(path, frames)
+    return path
+
+
+def test_yuv420p_layout_gives_the_rgb24_pictures(video):
+    rgb = decode_clip(video, PyAVDecoder(), work_width=64)
+    yuv = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64)
+    assert rgb.info.layout == "rgb24" and yuv.info.layout == "yuv420p"
+    assert yuv.frames[0].shape == (144 * 3 // 2, 256) and yuv.num_frames == rgb.num_frames == 12
+    for position in (0, 7):
+        # OpenCV's and swscale's BT.601 conversions round differently: a few grey levels at most
+        difference = np.abs(yuv.rgb(position).astype(int) - rgb.rgb(position))
+        assert difference.max() <= 4 and difference.mean() < 2
+    # the reduced copy (exact 4x: planes halved, converted, halved once more) matches the RGB path's 2x2 means
+    assert yuv.small.shape == rgb.small.shape == (12, 36, 64, 3)
+    assert np.abs(yuv.small.astype(int) - rgb.small).mean() < 2.5
+
+
+def test_crops_equal_the_whole_frame_conversion(video):
+    clip = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=0)
+    whole = clip.rgb(3)
+    for x0, y0, x1, y1 in [(0, 0, 256, 144), (1, 1, 2, 2), (13, 7, 101, 97), (255, 143, 256, 144), (40, 0, 41, 144)]:
+        crop = clip.rgb_crop(3, x0, y0, x1, y1)
+        assert crop.shape == (y1 - y0, x1 - x0, 3)
+        np.testing.assert_array_equal(crop, whole[y0:y1, x0:x1])
+    rgb_clip = decode_clip(video, PyAVDecoder(), work_width=0)  # rgb24 crops are views of the frame
+    crop = rgb_crop(rgb_clip.frames[3], rgb_clip.info, 5, 6, 50, 60)
+    assert np.shares_memory(crop, rgb_clip.frames[3]) and crop.shape == (54, 45, 3)
+
+
+def test_reduced_rgb_of_other_scales_and_full_size(video):
+    clip = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=0)
+    frame, info = clip.frames[0], clip.info
+    np.testing.assert_array_equal(reduced_rgb(frame, info, (256, 144)), clip.rgb(0))  # no reduction
+    odd = reduced_rgb(frame, info, (100, 56))  # not a power of two: whole-frame conversion, then INTER_AREA
+    expected = cv2.resize(clip.rgb(0), (100, 56), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(odd, expected)
+
+
+def test_opencv_backend_refuses_yuv_and_unknown_formats_are_errors(video):
+    with pytest.raises(ValueError, match="opencv backend gives RGB frames only"):
+        make_decoder("opencv", frame_format="yuv420p")
+    with pytest.raises(ValueError, match="frame_format 'nv12'"):
+        PyAVDecoder(frame_format="nv12")
+    with pytest.raises(VideoError, match="no such file"):
+        decode_clip(video.parent / "missing.mp4", PyAVDecoder(frame_format="yuv420p"))
