@@ -51,6 +51,8 @@ def extract(videos, manifest, out, annotations, preset, overrides, expect_resolu
             settings.append(f"decode.expect_resolution={expect_resolution}")
         if decoder:
             settings.append(f"decode.backend={decoder}")
+            if decoder == "opencv":  # cv2.VideoCapture hands over RGB frames only
+                settings.append("decode.frame_format=rgb24")
         config = apply_overrides(load_preset(preset), settings)
         options = RunOptions(workers=workers, engine=engine, address=address, force=force, keep_masks=keep_masks,
                              models_dir=models_dir, device=device, batch_size=batch_size, group_size=group_size,

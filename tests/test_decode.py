@@ -76,3 +76,21 @@ def test_opencv_backend_refuses_yuv_and_unknown_formats_are_errors(video):
         PyAVDecoder(frame_format="nv12")
     with pytest.raises(VideoError, match="no such file"):
         decode_clip(video.parent / "missing.mp4", PyAVDecoder(frame_format="yuv420p"))
+
+
+def test_cli_opencv_decoder_runs_the_default_preset_in_rgb(video, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from ragar_data.cli.main import cli
+    from ragar_data.pipelines.runner import current_run
+
+    target = tmp_path / "videos" / "001" / "c0" / "nm-01" / "090.mp4"
+    target.parent.mkdir(parents=True)
+    shutil.copy(video, target)
+    result = CliRunner().invoke(cli, ["extract", "--videos", str(tmp_path / "videos"), "--out", str(tmp_path / "out"),
+                                      "--decoder", "opencv", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    _, run = current_run(tmp_path / "out")
+    assert run["config"]["decode"] == dict(run["config"]["decode"], backend="opencv", frame_format="rgb24")
