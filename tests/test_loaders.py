@@ -236,32 +236,6 @@ def test_pose_dataset_without_poses_says_so(tmp_path):
         PoseDataset(tmp_path)
 
 
-def test_reads_only_the_needed_row_group(tmp_path, monkeypatch):
-    import pyarrow.parquet as pq
-
-    # one shard of 24 rows in several row groups (schemas/shard.yaml row_group_rows)
-    from ragar_data.shards import ShardDataset, shard_spec
-
-    records = build_dataset(tmp_path, lengths=(6,), rows_per_shard=24)
-    data = SilhouetteDataset(tmp_path, sampling="all_ordered", row_cache=False)
-    assert len(records) == 24
-    calls = []
-    original = pq.ParquetFile.read_row_group
-
-    def spy(self, group, *args, **kwargs):
-        calls.append(group)
-        return original(self, group, *args, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
-    monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("whole-shard read per item"))
-    first, last = data[0], data[23]
-    located = ShardDataset(tmp_path)
-    rows_per_group = shard_spec().row_group_rows
-    assert rows_per_group < 24
-    assert calls == [located.locate(item["key"])[1] // rows_per_group for item in (first, last)]
-    np.testing.assert_array_equal(last["silhouettes"].numpy() * 255, records[last["key"]]["silhouettes"][:, :, 10:54])
-
-
 def _spy_row_group_reads(monkeypatch) -> list:
     import pyarrow.parquet as pq
 
@@ -274,6 +248,25 @@ def _spy_row_group_reads(monkeypatch) -> list:
 
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
     return calls
+
+
+def test_reads_only_the_needed_row_group(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    # one shard of 24 rows in several row groups (schemas/shard.yaml row_group_rows)
+    from ragar_data.shards import ShardDataset, shard_spec
+
+    records = build_dataset(tmp_path, lengths=(6,), rows_per_shard=24)
+    data = SilhouetteDataset(tmp_path, sampling="all_ordered", row_cache=False)
+    assert len(records) == 24
+    calls = _spy_row_group_reads(monkeypatch)
+    monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("whole-shard read per item"))
+    first, last = data[0], data[23]
+    located = ShardDataset(tmp_path)
+    rows_per_group = shard_spec().row_group_rows
+    assert rows_per_group < 24
+    assert calls == [located.locate(item["key"])[1] // rows_per_group for item in (first, last)]
+    np.testing.assert_array_equal(last["silhouettes"].numpy() * 255, records[last["key"]]["silhouettes"][:, :, 10:54])
 
 
 def test_row_cache_gives_the_same_items_and_is_built_once(tmp_path, monkeypatch):
