@@ -33,6 +33,7 @@ METADATA_COLUMNS = ["key", "subject", "combination", "condition", "view", "label
 # read once for the whole selection; per item only the `silhouettes` blob is read
 SILHOUETTE_SHAPE_COLUMNS = ["silhouette_encoding", "num_silhouettes", "silhouette_height", "silhouette_width"]
 
+
 def to_unit_range(frames: np.ndarray) -> torch.Tensor:
     """uint8 frames as float32 in [0, 1], the values of OpenGait's BaseSilCuttingTransform (x / 255.0 in float64,
     then float32 in the model): IEEE float32 division is correctly rounded and gives the same float32 for each of
