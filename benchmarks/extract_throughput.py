@@ -116,15 +116,16 @@ def main():
         decode_only(paths[:1], "rgb24")  # warm the page cache and the codec
         # warm-up: imports and first-call costs; its plates are what the timed runs reuse
         _, warm_seconds, _ = timed_extract(videos, scratch / "warm")
-        best = {}
+        best = {}  # name -> the fastest round's (frames, wall seconds, CPU seconds)
+
+        def keep_fastest(name, result):
+            best[name] = min(best.get(name, result), result, key=lambda r: r[1])
+
         for round_number in range(args.rounds):
             for frame_format in ("rgb24", "yuv420p"):
-                frames, wall, cpu = decode_only(paths, frame_format)
-                best[frame_format] = min(best.get(frame_format, (frames, wall, cpu)), (frames, wall, cpu),
-                                         key=lambda r: r[1])
+                keep_fastest(frame_format, decode_only(paths, frame_format))
             summary, wall, cpu = timed_extract(videos, scratch / f"run{round_number}", plates_from=scratch / "warm")
-            best["pipeline"] = min(best.get("pipeline", (summary.frames, wall, cpu)), (summary.frames, wall, cpu),
-                                   key=lambda r: r[1])
+            keep_fastest("pipeline", (summary.frames, wall, cpu))
         naive_frames, naive_seconds = naive(paths[:2])
     rates = {name: frames / wall for name, (frames, wall, _) in best.items()}
     cpu_ms = {name: 1000 * cpu / frames for name, (frames, _, cpu) in best.items()}

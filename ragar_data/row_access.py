@@ -9,7 +9,7 @@ re-opening shards, or holds gigabytes of footers per worker. Two readers:
   Arrow IPC file with one record batch per sequence (zstd buffers, about the size of the shard's own column),
   memory-mapped afterwards. Opening one costs ~0.1 ms and a row is one batch. The copy is named after the
   shard's sha256 and the columns, so a re-extracted shard gets a new copy; it is written to a temporary file
-  and renamed, and one that does not hold the shard's row count is rebuilt. This is the Hugging Face
+  and renamed (after checking it holds the shard's rows), and one that cannot be read is rebuilt. This is the Hugging Face
   `datasets` arrangement: Parquet on disk for everyone, Arrow IPC for random access.
 - `ParquetRowReader`: reads the row group holding the row straight from the shard, keeping a few shards
   open (no copy; fine for a few shards).
@@ -71,12 +71,7 @@ class ParquetRowReader:
     def read(self, path: Path, row: int, columns: list[str], sha256: str | None = None) -> pa.Table:
         parquet, starts = self._parquet(path, sha256)
         group = int(np.searchsorted(starts, row, side="right") - 1)
-        try:
-            # use_threads=False: one item is small, and DataLoader workers are the parallelism
-            table = parquet.read_row_group(group, columns=columns, use_threads=False)
-        except OSError as error:
-            raise ShardError(f"{path}: corrupted shard data in row group {group}: {error}") from error
-        return table.slice(row - int(starts[group]), 1)
+        return _read_row_group(parquet, path, group, columns).slice(row - int(starts[group]), 1)
 
     def __getstate__(self):
         # open files do not cross process boundaries: DataLoader workers start with an empty cache
@@ -100,16 +95,16 @@ class ArrowRowCache:
 
     def prepare(self, shards: dict[Path, str | None], columns: list[str], progress: bool = False) -> None:
         """Build the copies that are missing (or unreadable), with a progress bar when asked."""
-        missing = [(path, digest) for path, digest in shards.items()
-                   if _batch_count(self.copy_path(path, digest, columns)) is None]
+        copies = {path: (digest, self.copy_path(path, digest, columns)) for path, digest in shards.items()}
+        missing = [(path, digest, copy) for path, (digest, copy) in copies.items() if _batch_count(copy) is None]
         if not missing:
             return
         from tqdm import tqdm
 
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        for path, digest in tqdm(missing, desc=f"row cache ({self.cache_dir})", unit="shard",
-                                 disable=not progress or len(missing) < 4):
-            write_row_copy(path, digest, columns, self.copy_path(path, digest, columns))
+        for path, digest, copy in tqdm(missing, desc=f"row cache ({self.cache_dir})", unit="shard",
+                                       disable=not progress or len(missing) < 4):
+            write_row_copy(path, digest, columns, copy)
 
     def _reader(self, path: Path, sha256: str | None, columns: list[str]) -> ipc.RecordBatchFileReader:
         copy = self.copy_path(path, sha256, columns)
@@ -134,6 +129,14 @@ class ArrowRowCache:
 
     def __getstate__(self):
         return {"cache_dir": self.cache_dir, "max_open": self.max_open, "_open": OrderedDict()}
+
+
+def _read_row_group(parquet: pq.ParquetFile, path: Path, group: int, columns: list[str]) -> pa.Table:
+    try:
+        # use_threads=False: a row group is one sequence, and DataLoader workers are the parallelism
+        return parquet.read_row_group(group, columns=columns, use_threads=False)
+    except OSError as error:
+        raise ShardError(f"{path}: corrupted shard data in row group {group}: {error}") from error
 
 
 def _open_copy(path: Path) -> ipc.RecordBatchFileReader | None:
@@ -161,10 +164,7 @@ def write_row_copy(shard: Path, sha256: str | None, columns: list[str], out: Pat
             with ipc.new_file(sink, parquet.schema_arrow.empty_table().select(columns).schema,
                               options=options) as writer:
                 for group in range(parquet.num_row_groups):
-                    try:
-                        table = parquet.read_row_group(group, columns=columns, use_threads=False)
-                    except OSError as error:
-                        raise ShardError(f"{shard}: corrupted shard data in row group {group}: {error}") from error
+                    table = _read_row_group(parquet, shard, group, columns)
                     for batch in table.combine_chunks().to_batches(max_chunksize=1):
                         writer.write_batch(batch)
         rows = parquet.metadata.num_rows

@@ -135,11 +135,11 @@ def decode_silhouettes(blob: bytes, encoding: str, count: int, height: int, widt
                        positions: np.ndarray | None = None) -> np.ndarray:
     """(count, height, width) uint8 frames of a silhouette blob, or only the frames at `positions` (in that
     order, repeats allowed): a loader's 30 sampled frames are decoded without copying the whole sequence."""
+    if encoding not in ("packbits", "uint8"):
+        raise ShardError(f"unknown silhouette encoding {encoding!r}")
     size = count * height * width
     buffer = np.frombuffer(blob, dtype=np.uint8)
     expected = (size + 7) // 8 if encoding == "packbits" else size
-    if encoding not in ("packbits", "uint8"):
-        raise ShardError(f"unknown silhouette encoding {encoding!r}")
     if buffer.size < expected:
         raise ShardError(f"silhouette blob holds {buffer.size} bytes, expected {expected} for "
                          f"{count}x{height}x{width} ({encoding})")
