@@ -10,6 +10,7 @@ Boxes are (N, 5) float32 rows x1, y1, x2, y2, score in full-resolution pixels.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,24 +49,63 @@ class Detections:
 
 
 def classify_foreground(frame: np.ndarray, gain: float, background: np.ndarray, threshold: float,
-                        shadow: tuple[float, float, float]) -> np.ndarray:
+                        shadow: tuple[float, float, float], within: np.ndarray | None = None) -> np.ndarray:
     """Foreground mask (h, w) of one uint8 frame (h, w, 3) against a uint8 background, after dividing the frame
-    by its illumination gain.
+    by its illumination gain; with `within` (h, w) bool, only pixels inside it can be foreground.
 
     A pixel is foreground when its colour distance (RMS over channels) exceeds `threshold`, unless it is a cast
     shadow: darker than the background by a brightness ratio in [min, max] with small chromaticity distortion
-    (Horprasert et al. 1999, brightness/chromaticity decomposition). Per-channel products run in OpenCV and
-    the rest on single-channel float32 planes (10x faster than numpy (h, w, 3) temporaries).
+    (Horprasert et al. 1999, brightness/chromaticity decomposition).
+
+    Most pixels of a frame are background, so the exact test runs only on the pixels that can pass it: an RMS
+    distance above t needs some channel to differ by more than t (one `cv2.inRange` on the absolute differences).
+    When those are more than `DENSE_FRACTION` of the pixels, the whole-plane version is cheaper. Both give the
+    same mask (the same float32 arithmetic on the same pixels).
     """
     normalised = cv2.convertScaleAbs(frame, alpha=1.0 / gain) if gain != 1.0 else frame
-    # three channel sums of uint8 products, exact in float32: I.B, |B|^2, |I|^2; the colour distance follows
-    # as |I - B|^2 = |I|^2 - 2 I.B + |B|^2 (no difference image, no float copies of the frames)
+    limit = (min(255, int(threshold)),) * 3  # integer differences: above t means above floor(t)
+    possible = cv2.inRange(cv2.absdiff(normalised, background), (0, 0, 0), limit) == 0
+    if within is not None:
+        possible &= within
+    index = np.flatnonzero(possible)
+    if index.size > DENSE_FRACTION * possible.size:
+        mask = _classify_plane(normalised, background, threshold, shadow)
+        return mask & within if within is not None else mask
+    pixels, reference = _gather(normalised, index), _gather(background, index)
+    keep = _colour_test((pixels * reference) @ _RGB, (reference * reference) @ _RGB, (pixels * pixels) @ _RGB,
+                        threshold, shadow)
+    mask = np.zeros(normalised.shape[:2], bool)
+    mask.ravel()[index[keep]] = True
+    return mask
+
+
+DENSE_FRACTION = 0.4  # above this fraction of possible foreground pixels the whole-plane test is cheaper
+
+
+def _gather(image: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(N, 4) float32 RGBA of the pixels at flat `index` of an (h, w, 3) uint8 image: one 4-byte word per pixel
+    gathers 5x faster than rows of 3 bytes."""
+    words = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA).view(np.uint32).reshape(-1)
+    return np.take(words, index).view(np.uint8).reshape(-1, 4).astype(np.float32)
+
+
+def _classify_plane(normalised: np.ndarray, background: np.ndarray, threshold: float,
+                    shadow: tuple[float, float, float]) -> np.ndarray:
+    """The test on every pixel: per-channel products in OpenCV, the rest on single-channel float32 planes (10x
+    faster than numpy (h, w, 3) temporaries). Channel sums of uint8 products (I.B, |B|^2, |I|^2) are exact in
+    float32, and the colour distance follows as |I - B|^2 = |I|^2 - 2 I.B + |B|^2."""
     dot = cv2.transform(cv2.multiply(normalised, background, dtype=cv2.CV_32F), _SUM_OF_CHANNELS)
     reference2 = cv2.transform(cv2.multiply(background, background, dtype=cv2.CV_32F), _SUM_OF_CHANNELS)
     pixels2 = cv2.transform(cv2.multiply(normalised, normalised, dtype=cv2.CV_32F), _SUM_OF_CHANNELS)
-    candidates = cv2.addWeighted(pixels2, 1.0, dot, -2.0, 0.0) + reference2 > 3.0 * threshold * threshold
+    return _colour_test(dot, reference2, pixels2, threshold, shadow)
+
+
+def _colour_test(dot: np.ndarray, reference2: np.ndarray, pixels2: np.ndarray, threshold: float,
+                 shadow: tuple[float, float, float]) -> np.ndarray:
+    """Foreground and not a cast shadow, from the float32 channel sums I.B, |B|^2 and |I|^2 (any shape)."""
+    candidates = (pixels2 - 2.0 * dot) + reference2 > 3.0 * threshold * threshold
     min_ratio, max_ratio, max_chroma = shadow
-    reference2 += 1e-3
+    reference2 = reference2 + np.float32(1e-3)
     ratio = dot / reference2
     # |I - ratio B|^2 = |I|^2 - ratio (I.B); compared with (max_chroma |B|)^2
     chroma2 = pixels2 - ratio * dot
@@ -74,6 +114,7 @@ def classify_foreground(frame: np.ndarray, gain: float, background: np.ndarray, 
 
 
 _SUM_OF_CHANNELS = np.ones((1, 3), np.float32)
+_RGB = np.float32([1, 1, 1, 0])  # channel sums without the alpha channel
 
 
 def temporal_median(frames: np.ndarray) -> np.ndarray:
@@ -115,9 +156,12 @@ class BackgroundDetector:
                  shadow_min_ratio: float = 0.35, shadow_max_ratio: float = 0.92, shadow_max_chroma: float = 0.03,
                  min_area_fraction: float = 0.002, refine_passes: int = 1, camera_plates: bool = True,
                  plate_min_sequences: int = 4, plate_max_sequences: int = 16, plate_frames: int = 8,
-                 plate_tolerance: float = 14.0, **unknown):
+                 plate_tolerance: float = 14.0, threads: int = 2, **unknown):
         if unknown:
             raise ValueError(f"background detector: unknown option(s) {sorted(unknown)}")
+        if int(threads) < 1:
+            raise ValueError(f"background detector: threads must be >= 1, got {threads!r}")
+        self.threads = int(threads)
         self.background_frames = background_frames
         self.threshold_sigmas = threshold_sigmas
         self.min_threshold = min_threshold
@@ -135,12 +179,23 @@ class BackgroundDetector:
         x0, y0, x1, y1 = region if region is not None else (0, 0, width, height)
         raw = np.empty((count, height, width), bool) if raw is None else raw.copy()
         window = np.ascontiguousarray(background[y0:y1, x0:x1])
-        for position in range(count):  # one frame at a time: OpenCV kernels, measured ~0.3 ms at 480x270
+        foreground = np.empty_like(raw)
+        open_kernel, close_kernel = mask_kernels(width)
+
+        def classify(position):
             raw[position, y0:y1, x0:x1] = classify_foreground(np.ascontiguousarray(small[position, y0:y1, x0:x1]),
                                                               float(gains[position]), window, threshold, self.shadow)
-        foreground = raw.copy()
-        clean_masks(foreground, width)
+            foreground[position] = clean_mask(raw[position], open_kernel, close_kernel)
+
+        self._map(classify, range(count))
         return foreground, raw
+
+    def _map(self, function, *iterables) -> list:
+        """function over frames on `threads` threads (OpenCV and numpy release the GIL; results in order)."""
+        if self.threads == 1:
+            return list(map(function, *iterables))
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="detect") as pool:
+            return list(pool.map(function, *iterables))
 
     def background_model(self, small: np.ndarray, plate: np.ndarray | None = None) -> BackgroundModel:
         """The sequence's background model; `plate` (h, w, 3) uint8 is its camera's background plate, used
@@ -211,7 +266,8 @@ class BackgroundDetector:
         model = self.background_model(clip.small, plate)
         height, width = model.foreground.shape[1:]
         min_area = self.min_area_fraction * height * width
-        boxes = [mask_boxes(mask, min_area) / np.float32([clip.scale] * 4 + [1.0]) for mask in model.foreground]
+        to_full = np.float32([clip.scale] * 4 + [1.0])
+        boxes = self._map(lambda mask: mask_boxes(mask, min_area) / to_full, model.foreground)
         return Detections(boxes=boxes, background=model)
 
 
@@ -219,14 +275,15 @@ def _kernel(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
-def clean_masks(masks: np.ndarray, width: int) -> None:
-    """In place: opening removes speckle noise, closing joins limbs; kernel sizes follow the working width."""
-    open_kernel = _kernel(3)
-    close_kernel = _kernel(max(3, int(round(width / 160)) * 2 + 1))
-    for index in range(len(masks)):  # one cv2 call per frame: C speed, measured < 0.2 ms at 480x270
-        mask = masks[index].view(np.uint8)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_kernel)
-        masks[index] = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, close_kernel).astype(bool)
+def mask_kernels(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(opening, closing) kernels of the mask cleaning: kernel sizes follow the working width."""
+    return _kernel(3), _kernel(max(3, int(round(width / 160)) * 2 + 1))
+
+
+def clean_mask(mask: np.ndarray, open_kernel: np.ndarray, close_kernel: np.ndarray) -> np.ndarray:
+    """Opening removes speckle noise, closing joins limbs (< 0.2 ms at 480x270)."""
+    opened = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, open_kernel)
+    return cv2.morphologyEx(opened, cv2.MORPH_CLOSE, close_kernel).view(bool)
 
 
 def mask_boxes(mask: np.ndarray, min_area: float) -> np.ndarray:

@@ -219,10 +219,10 @@ class ForegroundSegmenter:
             if still_covered.any():  # cv2.copyTo: a masked copy without numpy's boolean-index gathers
                 reduced = upsample(model.background[sy0:sy1, sx0:sx1], cv2.INTER_LINEAR)
                 cv2.copyTo(reduced, still_covered, reference)
-            mask = classify_foreground(np.ascontiguousarray(clip.rgb_crop(position, x0, y0, x1, y1)),
-                                       float(model.gains[position]), reference, model.threshold, model.shadow)
             prior = upsample(cv2.dilate(model.foreground[position, sy0:sy1, sx0:sx1].view(np.uint8), dilate))
-            mask = (mask & prior.astype(bool)).view(np.uint8)
+            mask = classify_foreground(np.ascontiguousarray(clip.rgb_crop(position, x0, y0, x1, y1)),
+                                       float(model.gains[position]), reference, model.threshold, model.shadow,
+                                       within=prior.view(bool)).view(np.uint8)
             mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_kernel)
             mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, close_kernel).astype(bool)
             box_area = float((box[2] - box[0]) * (box[3] - box[1]))

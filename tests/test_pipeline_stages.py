@@ -7,7 +7,8 @@ import pytest
 
 from ragar_data.pipelines.config import apply_overrides, load_preset, parse_resolution
 from ragar_data.pipelines.decode import Clip, VideoInfo
-from ragar_data.pipelines.detect import BackgroundDetector, mask_boxes
+from ragar_data.pipelines import detect
+from ragar_data.pipelines.detect import BackgroundDetector, classify_foreground, mask_boxes
 from ragar_data.pipelines.quality import assess_quality
 from ragar_data.pipelines.segment import ForegroundSegmenter, SubjectMasks
 from ragar_data.pipelines.select import select_subject
@@ -55,6 +56,43 @@ def test_config_overrides_hash_and_errors():
     with pytest.raises(ValueError, match="unknown preset"):
         load_preset("nope")
     assert parse_resolution("1920x1080") == (1920, 1080)
+
+
+def reference_classification(frame, gain, background, threshold, shadow):
+    """The colour and shadow test written per pixel in float64 from its definition."""
+    pixels = np.round(frame.astype(np.float64) / gain).clip(0, 255)
+    reference = background.astype(np.float64)
+    distance2 = ((pixels - reference) ** 2).sum(axis=-1)
+    dot, reference2 = (pixels * reference).sum(axis=-1), (reference ** 2).sum(axis=-1) + 1e-3
+    ratio = dot / reference2
+    chroma2 = (pixels ** 2).sum(axis=-1) - ratio * dot
+    min_ratio, max_ratio, max_chroma = shadow
+    is_shadow = (ratio >= min_ratio) & (ratio <= max_ratio) & (chroma2 <= max_chroma ** 2 * reference2)
+    return (distance2 > 3 * threshold ** 2) & ~is_shadow
+
+
+@pytest.mark.parametrize("changed", [0.02, 0.3, 0.9])
+def test_classify_foreground_sparse_and_dense_paths_agree_with_the_definition(changed, monkeypatch):
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 256, (60, 80, 3)).astype(np.uint8)
+    background = np.clip(frame.astype(int) + rng.integers(-4, 5, frame.shape), 0, 255).astype(np.uint8)
+    region = rng.random(frame.shape[:2]) < changed
+    darker = rng.random(frame.shape[:2]) < 0.5  # half of the changed pixels are shadows, half a new colour
+    background[region & darker] = np.clip(frame[region & darker] / rng.uniform(0.4, 0.9), 0, 255).astype(np.uint8)
+    background[region & ~darker] = 255 - frame[region & ~darker]
+    within = rng.random(frame.shape[:2]) < 0.7
+    shadow, threshold = (0.35, 0.92, 0.03), 9.5
+    results = {}
+    for name, fraction in (("sparse", 1.0), ("dense", 0.0)):
+        monkeypatch.setattr(detect, "DENSE_FRACTION", fraction)
+        results[name] = classify_foreground(frame, 1.0, background, threshold, shadow)
+        results[name + " within"] = classify_foreground(frame, 1.0, background, threshold, shadow, within=within)
+    expected = reference_classification(frame, 1.0, background, threshold, shadow)
+    # float32 and float64 may differ on a pixel exactly at a limit: none of these random pixels is
+    assert 0 < expected.sum() < expected.size
+    for name, mask in results.items():
+        assert mask.dtype == bool and mask.shape == expected.shape
+        np.testing.assert_array_equal(mask, expected & within if "within" in name else expected, err_msg=name)
 
 
 def test_background_detector_finds_walker_despite_drift_and_shadow():
