@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ragar_data.pipelines.decode import PyAVDecoder, VideoInfo, decode_clip, reduced_rgb, work_scale
+from ragar_data.pipelines.decode import PyAVDecoder, VideoInfo, decode_clip, from_av, reduced_rgb, work_scale
 
 PLATE_FOLDER = "backgrounds"
 
@@ -78,7 +78,7 @@ def _sample_with_pyav(path: Path, start: int, end: int | None, work_width: int, 
         samples = []
         for index, frame in enumerate(container.decode(stream)):
             if index in wanted:
-                samples.append(reduced_rgb(frame.to_ndarray(format=info.layout), info, size))
+                samples.append(reduced_rgb(from_av(frame, info.layout), info, size))
             if index + 1 >= stop:
                 break
     return np.stack(samples) if len(samples) == len(wanted) else None

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ragar_data.errors import VideoError
-from ragar_data.pipelines.decode import PyAVDecoder, decode_clip, make_decoder, reduced_rgb, rgb_crop
+from ragar_data.pipelines.decode import I420, PyAVDecoder, decode_clip, make_decoder, reduced_rgb, rgb_crop
 
 
 def write_video(path, frames: np.ndarray, fps: int = 25) -> None:
@@ -38,7 +38,8 @@ def test_yuv420p_layout_gives_the_rgb24_pictures(video):
     rgb = decode_clip(video, PyAVDecoder(), work_width=64)
     yuv = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64)
     assert rgb.info.layout == "rgb24" and yuv.info.layout == "yuv420p"
-    assert yuv.frames[0].shape == (144 * 3 // 2, 256) and yuv.num_frames == rgb.num_frames == 12
+    assert isinstance(yuv.frames[0], I420) and yuv.num_frames == rgb.num_frames == 12
+    assert [plane.shape for plane in yuv.frames[0]] == [(144, 256), (72, 128), (72, 128)]
     for position in (0, 7):
         # OpenCV's and swscale's BT.601 conversions round differently: a few grey levels at most
         difference = np.abs(yuv.rgb(position).astype(int) - rgb.rgb(position))
@@ -46,6 +47,15 @@ def test_yuv420p_layout_gives_the_rgb24_pictures(video):
     # the reduced copy (exact 4x: planes halved, converted, halved once more) matches the RGB path's 2x2 means
     assert yuv.small.shape == rgb.small.shape == (12, 36, 64, 3)
     assert np.abs(yuv.small.astype(int) - rgb.small).mean() < 2.5
+
+
+def test_i420_planes_are_the_decoded_pixels_and_outlive_the_container(video):
+    clip = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64)  # container closed on return
+    with av.open(str(video)) as container:
+        packed = [frame.to_ndarray(format="yuv420p") for frame in container.decode(video=0)]
+    assert len(packed) == clip.num_frames
+    for frame, expected in zip(clip.frames, packed):
+        np.testing.assert_array_equal(np.concatenate([plane.reshape(-1) for plane in frame]), expected.reshape(-1))
 
 
 def test_crops_equal_the_whole_frame_conversion(video):
