@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from ragar_data.pipelines.config import PipelineConfig, _build
 from ragar_data.pipelines.sources import WorkUnit, units_from_manifest, units_from_tree
 from ragar_data.pipelines.stages import UnitResult, build_stages, iter_groups, process_group
+from ragar_data.pipelines.tuning import extraction_settings
 
 RUN_FOLDER = "extract"
 
@@ -152,8 +153,9 @@ def process_in_worker(config_json: str, stage_args: tuple, units: list[WorkUnit]
 
     warnings.filterwarnings("ignore", module="ultralytics")
     stages = _cached_stages(config_json, *stage_args)
-    return process_group(stages, units, labels=labels, config_hash=config_hash, keep_masks=keep_masks,
-                         plates=plates)
+    with extraction_settings():
+        return process_group(stages, units, labels=labels, config_hash=config_hash, keep_masks=keep_masks,
+                             plates=plates)
 
 
 def _store(result: UnitResult, folder: RunFolder) -> None:
