@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import traceback
+from collections import deque
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -387,8 +388,14 @@ def mean_level(images: np.ndarray) -> float:
     return float(sum(cv2.sumElems(rows))) / images.size
 
 
-def iter_groups(stages: Stages, groups: list[list[WorkUnit]], **kwargs) -> Iterator[list[UnitResult]]:
-    """process_group over `groups`, decoding the next group in a thread while the current one is computed."""
+# groups decoded ahead of the one being computed: two absorb clips that compute faster than the next one decodes
+PREFETCH_GROUPS = 2
+
+
+def iter_groups(stages: Stages, groups: list[list[WorkUnit]], *, prefetch: int = PREFETCH_GROUPS,
+                **kwargs) -> Iterator[list[UnitResult]]:
+    """process_group over `groups`, decoding up to `prefetch` groups ahead in a thread while the current one is
+    computed (one decoding thread: the groups are decoded in order)."""
     def decode_all(units):
         clips = []
         for unit in units:
@@ -399,9 +406,10 @@ def iter_groups(stages: Stages, groups: list[list[WorkUnit]], **kwargs) -> Itera
         return clips
 
     with extraction_settings(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-        pending = pool.submit(decode_all, groups[0]) if groups else None
+        pending = deque(pool.submit(decode_all, units) for units in groups[:max(1, prefetch)])
         for position, units in enumerate(groups):
-            decoded = pending.result()
-            pending = pool.submit(decode_all, groups[position + 1]) if position + 1 < len(groups) else None
+            decoded = pending.popleft().result()
+            if position + len(pending) + 1 < len(groups):
+                pending.append(pool.submit(decode_all, groups[position + len(pending) + 1]))
             yield process_group(stages, units, decoded=decoded, **kwargs)
             del decoded

@@ -10,7 +10,7 @@ from ragar_data.pipelines.decode import Clip, VideoInfo
 from ragar_data.pipelines import detect
 from ragar_data.pipelines.detect import BackgroundDetector, classify_foreground, mask_boxes
 from ragar_data.pipelines.quality import assess_quality
-from ragar_data.pipelines.segment import ForegroundSegmenter, SubjectMasks
+from ragar_data.pipelines.segment import ForegroundSegmenter, SubjectMasks, disk_closing
 from ragar_data.pipelines.select import select_subject
 from ragar_data.pipelines.stages import AdaptiveBatches
 from ragar_data.pipelines.track import ByteTrackTracker, Tracks
@@ -93,6 +93,29 @@ def test_classify_foreground_sparse_and_dense_paths_agree_with_the_definition(ch
     for name, mask in results.items():
         assert mask.dtype == bool and mask.shape == expected.shape
         np.testing.assert_array_equal(mask, expected & within if "within" in name else expected, err_msg=name)
+
+
+@pytest.mark.parametrize("size", [5, 9, 13, 21])
+def test_disk_closing_is_a_closing_by_a_near_disk(size):
+    rng = np.random.default_rng(size)
+    mask = np.zeros((160, 130), np.uint8)  # blobs away from the border
+    mask[20:140, 20:110] = cv2.GaussianBlur(rng.random((120, 90)).astype(np.float32), (0, 0), 3) > 0.55
+    ellipse = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    if size <= 7:
+        np.testing.assert_array_equal(disk_closing(mask, size), cv2.morphologyEx(mask, cv2.MORPH_CLOSE, ellipse))
+        return
+    # the octagon from its definition: a square of half-width r // 3 grown by a diamond of the rest of r
+    radius = size // 2
+    half = radius // 3
+    dy, dx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    octagon = ((np.maximum(0, np.abs(dy) - half) + np.maximum(0, np.abs(dx) - half)) <= radius - half)
+    octagon = octagon.astype(np.uint8)
+    np.testing.assert_array_equal(disk_closing(mask, size), cv2.morphologyEx(mask, cv2.MORPH_CLOSE, octagon))
+    # as wide and tall as the disk; each row within 2 pixels per side of the ellipse kernel's, but for the
+    # ellipse's single-pixel top and bottom rows
+    assert octagon.shape == ellipse.shape and octagon[radius].all() and octagon[:, radius].all()
+    assert ellipse[0].sum() == ellipse[-1].sum() == 1
+    assert np.abs(octagon.sum(axis=1).astype(int) - ellipse.sum(axis=1))[1:-1].max() <= 4
 
 
 def test_background_detector_finds_walker_despite_drift_and_shadow():
