@@ -10,9 +10,11 @@
    resolution with float numpy (no reduced-resolution detection, no candidate-only shadow test), morphology and
    components at full resolution, no overlap of decode and compute (on the first two clips: it is slow).
 
-Each figure is the best of `--rounds` alternating rounds (the machine may be shared), with the CPU time per frame.
+Each figure is the best of `--rounds` alternating rounds (the machine may be shared), with the CPU time per frame;
+the ratio of the pipeline to decode-only is also given per round (a shared machine's speed drifts between runs).
+16 clips by default: the first clip's decoding overlaps nothing, which a long run amortises.
 
-    python benchmarks/extract_throughput.py [--subjects 2] [--seconds 2] [--rounds 2] [--data DIR]
+    python benchmarks/extract_throughput.py [--subjects 4] [--seconds 2] [--rounds 3] [--data DIR]
 """
 from __future__ import annotations
 
@@ -103,9 +105,9 @@ def naive(paths: list[Path]) -> tuple[int, float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subjects", type=int, default=2, help="subjects; 4 clips each (2 cameras x 2 walks)")
+    parser.add_argument("--subjects", type=int, default=4, help="subjects; 4 clips each (2 cameras x 2 walks)")
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", type=Path, help="keep the generated clips here (reused when present)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -121,11 +123,18 @@ def main():
         def keep_fastest(name, result):
             best[name] = min(best.get(name, result), result, key=lambda r: r[1])
 
+        per_round = []  # (pipeline / rgb24 decode, pipeline / yuv420p decode) of each round
         for round_number in range(args.rounds):
+            decode_rates = {}
             for frame_format in ("rgb24", "yuv420p"):
-                keep_fastest(frame_format, decode_only(paths, frame_format))
+                frames, wall, cpu = decode_only(paths, frame_format)
+                keep_fastest(frame_format, (frames, wall, cpu))
+                decode_rates[frame_format] = frames / wall
             summary, wall, cpu = timed_extract(videos, scratch / f"run{round_number}", plates_from=scratch / "warm")
             keep_fastest("pipeline", (summary.frames, wall, cpu))
+            pipeline_rate = summary.frames / wall
+            per_round.append((pipeline_rate / decode_rates["rgb24"], pipeline_rate / decode_rates["yuv420p"]))
+            shutil.rmtree(scratch / f"run{round_number}")
         naive_frames, naive_seconds = naive(paths[:2])
     rates = {name: frames / wall for name, (frames, wall, _) in best.items()}
     cpu_ms = {name: 1000 * cpu / frames for name, (frames, _, cpu) in best.items()}
@@ -138,6 +147,10 @@ def main():
         print(f"{label:<40}{rates[name]:>9.1f}{cpu_ms[name]:>14.1f}{rates[name] / rates['rgb24']:>16.2f}"
               f"{rates[name] / rates['yuv420p']:>18.2f}")
     print(f"default pipeline / naive: {rates['pipeline'] / rates['naive']:.1f}x")
+    for column, name in ((0, "rgb24"), (1, "yuv420p")):
+        ratios = sorted(r[column] for r in per_round)
+        print(f"pipeline / {name} decode within each round: median {ratios[len(ratios) // 2]:.2f} "
+              f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f})")
     print(f"warm-up run (imports, the 2 cameras' plate estimation, {len(paths)} sequences): {warm_seconds:.1f} s")
 
 

@@ -173,7 +173,10 @@ def i420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """RGB (h, w, 3) of I420 planes (h and w even) by OpenCV's BT.601 limited-range conversion (swscale's
     default for untagged 4:2:0 video; the two differ by rounding, at most a few grey levels)."""
     height, width = y.shape
-    packed = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
+    packed = np.empty((height * 3 // 2, width), np.uint8)  # the layout OpenCV reads; one copy of each plane
+    packed[:height] = y
+    chroma = packed.reshape(-1)[height * width:].reshape(2, height // 2, width // 2)
+    chroma[0], chroma[1] = u, v
     return cv2.cvtColor(packed, cv2.COLOR_YUV2RGB_I420)
 
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from ragar_data.pipelines.decode import PyAVDecoder, VideoInfo, decode_clip, from_av, reduced_rgb, work_scale
+from ragar_data.pipelines.detect import brightness_grid
 
 PLATE_FOLDER = "backgrounds"
 
@@ -86,7 +87,7 @@ def _sample_with_pyav(path: Path, start: int, end: int | None, work_width: int, 
 
 def sample_gains(samples: np.ndarray, step: int = 4) -> np.ndarray:
     """(n,) brightness of each sample relative to the per-pixel median of all samples (pixel grid of `step`)."""
-    grid = samples[:, ::step, ::step].astype(np.float32).sum(axis=-1)
+    grid = brightness_grid(samples, step)
     reference = np.median(grid, axis=0) + 1.0
     return np.clip(np.median((grid / reference).reshape(len(samples), -1), axis=1), 0.2, 5.0).astype(np.float32)
 
