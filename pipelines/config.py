@@ -65,6 +65,9 @@ class SelectConfig:
     # its interpolated box with IoU >= stitch_iou, go back to the subject (0 disables)
     stitch_gap: int = 30
     stitch_iou: float = 0.5
+    # where blobs merge, tracks entering and leaving are re-paired by constant-velocity motion (fitted over this
+    # many frames each side) and box size, undoing identity swaps (0 disables)
+    relink_window: int = 12
 
 
 @dataclass

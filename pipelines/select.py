@@ -57,10 +57,14 @@ def _walks(boxes: np.ndarray, displacement: float, scale_change: float) -> bool:
 def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: int = 5,
                    walking_displacement: float = 0.25, walking_scale_change: float = 0.1,
                    walking_bonus: float = 0.5, centrality_weight: float = 1.0,
-                   merged_aspect: float = 1.35, stitch_gap: int = 30, stitch_iou: float = 0.5) -> SubjectTrack | None:
-    """The subject's track by the rule in the module docstring, or None when no track qualifies. Gap rows
-    taken from other tracks (see `stitch_gaps`) are reassigned to the subject's id in `tracks` itself."""
+                   merged_aspect: float = 1.35, stitch_gap: int = 30, stitch_iou: float = 0.5,
+                   relink_window: int = 12) -> SubjectTrack | None:
+    """The subject's track by the rule in the module docstring, or None when no track qualifies. Identity
+    swaps at merges (see `relink_merges`) are undone first, and gap rows taken from other tracks (see
+    `stitch_gaps`) are reassigned to the subject's id, in `tracks` itself."""
     width, _ = image_size
+    if relink_window > 0:
+        relink_merges(tracks, relink_window)
     middle = (tracks.num_frames / 3.0, 2.0 * tracks.num_frames / 3.0)
     candidates = []
     for track_id in tracks.ids():
@@ -82,6 +86,119 @@ def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: i
     if merged_aspect > 0:
         subject.boxes = unmerged_boxes(subject.frame, subject.boxes, merged_aspect)
     return subject
+
+
+def relink_merges(tracks: Tracks, window: int = 12, max_cost: float = 1.0, max_event: int = 60) -> int:
+    """Undo identity swaps where two walkers' blobs merge; returns how many track continuations were relabelled.
+
+    While a passer-by overlaps the subject in the image, background subtraction sees one blob: the frames of
+    such a *merge* have fewer boxes than the frames just before and after it. ByteTrack follows one id through
+    the blob and may, once the walkers separate, continue that id on the other walker (and start a new id for
+    the first). At each merge, the tracks that enter it are paired with the tracks that leave it by
+    constant-velocity motion and size: each entering track's centre, fitted over its last `window` frames and
+    extrapolated to where the leaving track starts (and the leaving track's, fitted over its first `window`
+    frames, back to where the entering one ends), in box heights, plus the change in box height; the pairing
+    with the least total error (scipy's assignment solver) wins, and pairs erring by more than `max_cost` stay
+    apart. Each leaving track
+    then carries the id of the track it continues. The blob's rows go to the nearest entering walker (the
+    tallest box: in front, so the blob is mostly that walker) when it has no row of its own there."""
+    from scipy.optimize import linear_sum_assignment
+
+    if window <= 0 or len(tracks.frame) == 0:
+        return 0
+    counts = np.bincount(tracks.frame, minlength=tracks.num_frames)
+    relabelled = 0
+    for start, stop in _merges(counts, max_event):
+        entering = _track_ends(tracks, range(max(0, start - window), start), before=True)
+        leaving = _track_ends(tracks, range(stop + 1, min(tracks.num_frames, stop + 1 + window)), before=False)
+        if len(entering) < 2 or not leaving:
+            continue
+        cost = np.asarray([[_continuation_error(entering[e], leaving[j]) for j in leaving] for e in entering])
+        rows, cols = linear_sum_assignment(np.minimum(cost, max_cost))
+        pairs = {list(leaving)[c]: list(entering)[r] for r, c in zip(rows, cols) if cost[r, c] <= max_cost}
+        relabelled += _continue_ids(tracks, pairs, leaving, stop)
+        if pairs:
+            front = max(set(pairs.values()), key=lambda e: entering[e][2])
+            _give_blob(tracks, front, set(entering) | set(leaving), start, stop)
+    return relabelled
+
+
+def _merges(counts: np.ndarray, max_event: int) -> list[tuple[int, int]]:
+    """(start, stop) frame runs with fewer rows than the frame before them, after which the count recovers."""
+    runs, position = [], 1
+    while position < len(counts):
+        before = counts[position - 1]
+        if counts[position] >= before or before < 2:
+            position += 1
+            continue
+        stop = position
+        while stop + 1 < len(counts) and counts[stop + 1] < before:
+            stop += 1
+        if stop + 1 < len(counts) and stop - position + 1 <= max_event:
+            runs.append((position, stop))
+        position = stop + 1
+    return runs
+
+
+def _track_ends(tracks: Tracks, frames: range, before: bool) -> dict[int, tuple]:
+    """{id: (frames, centres (n, 2), median height)} of the tracks with rows in `frames`, restricted to those
+    rows, for tracks present at the edge next to the merge (its last frame before it, or first after)."""
+    inside = (tracks.frame >= frames.start) & (tracks.frame < frames.stop)
+    edge = frames.stop - 1 if before else frames.start
+    ends = {}
+    for track_id in np.unique(tracks.track_id[inside]):
+        rows = np.flatnonzero(inside & (tracks.track_id == track_id))
+        frame = tracks.frame[rows]
+        if abs(int(frame.max() if before else frame.min()) - edge) > 2:
+            continue
+        boxes = tracks.boxes[rows]
+        centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+        ends[int(track_id)] = (frame, centres, float(np.median(boxes[:, 3] - boxes[:, 1])))
+    return ends
+
+
+def _extrapolate(frames: np.ndarray, centres: np.ndarray, at: int) -> np.ndarray:
+    if len(frames) < 2 or frames.min() == frames.max():
+        return centres[np.argmin(np.abs(frames - at))]
+    slope, intercept = np.polyfit(frames.astype(np.float64), centres.astype(np.float64), 1)
+    return slope * at + intercept
+
+
+def _continuation_error(entering: tuple, leaving: tuple) -> float:
+    """How badly `leaving` continues `entering`: the mean distance, in box heights, between each side's motion
+    extrapolated across the merge and the other side's position there, plus the change of box height
+    (|log ratio|: walkers at different depths differ in size, which a merge does not change)."""
+    (in_frames, in_centres, in_height), (out_frames, out_centres, out_height) = entering, leaving
+    last, first = int(in_frames.max()), int(out_frames.min())
+    forward = np.linalg.norm(_extrapolate(in_frames, in_centres, first) - out_centres[np.argmin(out_frames)])
+    backward = np.linalg.norm(_extrapolate(out_frames, out_centres, last) - in_centres[np.argmax(in_frames)])
+    motion = (forward + backward) / 2 / max(1.0, (in_height + out_height) / 2)
+    return float(motion + abs(np.log(max(out_height, 1.0) / max(in_height, 1.0))))
+
+
+def _continue_ids(tracks: Tracks, pairs: dict[int, int], leaving: dict, stop: int) -> int:
+    """Rows after the merge of each paired leaving track take the id it continues; an unpaired leaving track
+    whose id is taken that way gets a new one."""
+    later = tracks.frame > stop
+    moves = {old: new for old, new in pairs.items() if old != new}
+    targets = set(moves.values())
+    for track_id in leaving:
+        if track_id not in pairs and track_id in targets:
+            moves[track_id] = int(tracks.track_id.max()) + 1 + len(moves)
+    selected = {old: later & (tracks.track_id == old) for old in moves}  # all masks first: ids may swap
+    for old, rows in selected.items():
+        tracks.track_id[rows] = moves[old]
+    return sum(1 for old in moves if old in pairs)
+
+
+def _give_blob(tracks: Tracks, front: int, involved: set, start: int, stop: int) -> None:
+    for position in range(start, stop + 1):
+        rows = np.flatnonzero(tracks.frame == position)
+        if (tracks.track_id[rows] == front).any():
+            continue
+        blob = [r for r in rows if int(tracks.track_id[r]) in involved]
+        if blob:
+            tracks.track_id[blob[0]] = front
 
 
 def stitch_gaps(tracks: Tracks, subject_id: int, max_gap: int, min_iou: float) -> int:

@@ -186,6 +186,48 @@ def test_selection_prefers_long_walking_central_track():
     assert subject.track_id == 2 and subject.walking
 
 
+def crossing_tracks(swap: bool) -> tuple[Tracks, np.ndarray, np.ndarray]:
+    """A tall subject walking left and a smaller passer-by walking right behind it; their blobs merge in frames
+    25-34 (one row). With `swap`, the tracker continues the subject's id on the passer-by afterwards and gives
+    the subject a new id, as ByteTrack did on a demo sequence. Returns tracks and each walker's boxes."""
+    frames = np.arange(60)
+    subject = np.stack([400 - 4 * frames, np.full(60, 50), 450 - 4 * frames, np.full(60, 200)], 1)
+    passer = np.stack([150 + 4 * frames, np.full(60, 90), 185 + 4 * frames, np.full(60, 190)], 1)
+    rows = []
+    for f in frames:
+        if 25 <= f < 35:
+            merged = np.r_[np.minimum(subject[f, :2], passer[f, :2]), np.maximum(subject[f, 2:], passer[f, 2:])]
+            rows.append((f, 1, merged))
+        elif f < 25:
+            rows += [(f, 1, subject[f]), (f, 2, passer[f])]
+        else:
+            rows += [(f, 1 if swap else 3, passer[f]), (f, 3 if swap else 1, subject[f])]
+    tracks = Tracks(np.array([r[0] for r in rows], np.int32), np.array([r[1] for r in rows], np.int32),
+                    np.array([r[2] for r in rows], np.float32), np.ones(len(rows), np.float32), 60)
+    return tracks, subject, passer
+
+
+def walker_ids(tracks: Tracks, boxes: np.ndarray) -> set:
+    return {int(i) for f, i, b in zip(tracks.frame, tracks.track_id, tracks.boxes) if np.allclose(b, boxes[f])}
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_identity_swap_at_a_merge_is_undone_by_motion_and_size(swap):
+    tracks, subject, passer = crossing_tracks(swap)
+    assert (len(walker_ids(tracks, subject)) == 2) == swap
+    chosen = select_subject(tracks, (600, 300))
+    assert walker_ids(tracks, subject) == {chosen.track_id} and len(walker_ids(tracks, passer)) == 1
+    assert walker_ids(tracks, passer) != {chosen.track_id}
+    assert len(chosen.frame) == 60  # the merged frames go to the walker in front: the taller subject
+    assert np.abs((chosen.boxes[:, 0] + chosen.boxes[:, 2]) / 2 - (subject[:, 0] + subject[:, 2]) / 2).max() < 20
+
+
+def test_relinking_can_be_switched_off():
+    tracks, subject, _ = crossing_tracks(swap=True)
+    select_subject(tracks, (600, 300), relink_window=0)
+    assert len(walker_ids(tracks, subject)) == 2  # the swap stays
+
+
 def test_quality_reasons():
     config = load_preset("default").quality
     assert assess_quality(positions=None, truncated=np.zeros(0, bool), num_silhouettes=0, config=config)[0].startswith(
