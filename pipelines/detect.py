@@ -153,8 +153,8 @@ class BackgroundDetector:
     """Background subtraction on a fixed camera, at the clip's reduced resolution.
 
     - background: the camera's plate (`plates.camera_plates`, estimated across all sequences of the camera in the
-      run) when given; otherwise (a camera with few sequences) the per-pixel temporal median of `background_frames` frames spread over the clip, robust to the
-      subject being present in under half of them;
+      run) when given; otherwise (a camera with few sequences) the per-pixel temporal median of
+      `background_frames` frames spread over the clip, robust to the subject being present in under half of them;
     - illumination drift: each frame is divided by its gain, the median ratio of its brightness to the
       background's (the subject covers a small part of the frame, so the median ignores it);
     - cast shadows: brightness/chromaticity test in `classify_foreground`;
@@ -162,7 +162,8 @@ class BackgroundDetector:
     - masks cleaned by opening/closing; connected components larger than `min_area_fraction` of the frame
       become boxes (components are joined vertically first, so a person split at the belt stays one box);
     - `refine_passes` re-estimates the background where the median is unreliable, away from what was
-      detected (`_clean_background`): walkers who cover the same pixels most of the clip (frontal views).
+      detected (`_clean_background`): walkers who cover the same pixels most of the clip (frontal views);
+    - frames are classified, cleaned and boxed on `threads` threads (same results in the same order).
     """
 
     def __init__(self, *, background_frames: int = 24, threshold_sigmas: float = 5.0, min_threshold: float = 8.0,
