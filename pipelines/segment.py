@@ -208,66 +208,95 @@ class ForegroundSegmenter:
 
     def segment_sequence(self, clip: Clip, model: BackgroundModel, subject: SubjectTrack,
                          box_padding: float = 0.1) -> SubjectMasks:
-        width, height = clip.image_size
-        scale, factor = clip.scale, 1.0 / clip.scale
-        small_h, small_w = model.foreground.shape[1:]
-        dilate = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-        references = np.unique(np.linspace(0, clip.num_frames - 1, min(clip.num_frames, self.reference_frames))
-                               .round().astype(int))
-        # covered[k]: reduced foreground of reference k, dilated; integral images give covered counts per crop
-        covered = np.stack([cv2.dilate(model.foreground[k].view(np.uint8), dilate) for k in references])
-        integrals = np.stack([cv2.integral(c) for c in covered])
-        close_size = max(3, int(round(3 * factor)) | 1)
-        open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-
-        def refine(position: int, box: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
-            x0, y0, x1, y1 = padded_box(box, box_padding, clip.image_size)
-            sx0, sy0 = int(x0 * scale), int(y0 * scale)
-            sx1, sy1 = min(small_w, int(np.ceil(x1 * scale)) + 1), min(small_h, int(np.ceil(y1 * scale)) + 1)
-            busy = (integrals[:, sy1, sx1] - integrals[:, sy0, sx1] - integrals[:, sy1, sx0] + integrals[:, sy0, sx0])
-            best = int(np.lexsort((np.abs(references - position), busy))[0])
-            size = (x1 - x0, y1 - y0)
-
-            def upsample(small_crop, interpolation=cv2.INTER_NEAREST):
-                big = cv2.resize(small_crop, (int(round((sx1 - sx0) * factor)), int(round((sy1 - sy0) * factor))),
-                                 interpolation=interpolation)
-                ox, oy = int(round(x0 - sx0 * factor)), int(round(y0 - sy0 * factor))
-                big = big[oy:oy + size[1], ox:ox + size[0]]
-                if big.shape[:2] != (size[1], size[0]):
-                    pad = ((0, size[1] - big.shape[0]), (0, size[0] - big.shape[1])) + ((0, 0),) * (big.ndim - 2)
-                    big = np.pad(big, pad, mode="edge")
-                return big
-
-            prior = upsample(cv2.dilate(model.foreground[position, sy0:sy1, sx0:sx1].view(np.uint8), dilate))
-            crop = np.zeros((size[1], size[0]), bool)
-            # only the prior's bounding rectangle, grown by the reach of the morphology below, can hold the mask:
-            # working there gives the same mask as working on the whole crop, on ~15% fewer pixels
-            rx0, ry0, rx1, ry1 = grown_rect(prior, close_size + 3)
-            if rx1 <= rx0:
-                return (x0, y0, x1, y1), crop
-            region = (x0 + rx0, y0 + ry0, x0 + rx1, y0 + ry1)  # in the frame
-            reference_index = references[best]
-            reference = cv2.convertScaleAbs(clip.rgb_crop(reference_index, *region),
-                                            alpha=1.0 / float(model.gains[reference_index]))
-            still_covered = upsample(covered[best, sy0:sy1, sx0:sx1])[ry0:ry1, rx0:rx1]
-            if still_covered.any():  # cv2.copyTo: a masked copy without numpy's boolean-index gathers
-                reduced = upsample(model.background[sy0:sy1, sx0:sx1], cv2.INTER_LINEAR)[ry0:ry1, rx0:rx1]
-                cv2.copyTo(reduced, still_covered, reference)
-            mask = classify_foreground(np.ascontiguousarray(clip.rgb_crop(position, *region)),
-                                       float(model.gains[position]), reference, model.threshold, model.shadow,
-                                       within=prior[ry0:ry1, rx0:rx1].view(bool)).view(np.uint8)
-            mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_kernel)
-            mask = disk_closing(mask, close_size).view(bool)
-            box_area = float((box[2] - box[0]) * (box[3] - box[1]))
-            crop[ry0:ry1, rx0:rx1] = clean_silhouette(mask, box, region[:2], self.hole_fraction * box_area)
-            return (x0, y0, x1, y1), crop
-
+        refiner = _Refiner(clip, model, self.reference_frames, self.hole_fraction, box_padding)
         # frames are independent and the heavy work is OpenCV, which releases the GIL: a second thread uses the
         # core left idle once the decode thread is done (same masks, same order as a plain loop)
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="segment") as pool:
-            pieces = list(pool.map(refine, subject.frame, subject.boxes))
+            pieces = list(pool.map(refiner.refine, subject.frame, subject.boxes))
         origins, crops = [o for o, _ in pieces], [c for _, c in pieces]
-        return SubjectMasks(np.asarray(origins, np.int32).reshape(-1, 4), crops, (width, height))
+        return SubjectMasks(np.asarray(origins, np.int32).reshape(-1, 4), crops, clip.image_size)
+
+
+class _Window:
+    """A padded subject box: full-resolution (x0, y0, x1, y1) and the reduced-resolution cells covering it."""
+
+    def __init__(self, box: np.ndarray, padding: float, clip: Clip, small_size: tuple[int, int]):
+        small_h, small_w = small_size
+        self.x0, self.y0, self.x1, self.y1 = padded_box(box, padding, clip.image_size)
+        scale = clip.scale
+        self.sx0, self.sy0 = int(self.x0 * scale), int(self.y0 * scale)
+        self.sx1 = min(small_w, int(np.ceil(self.x1 * scale)) + 1)
+        self.sy1 = min(small_h, int(np.ceil(self.y1 * scale)) + 1)
+        self.size = (self.x1 - self.x0, self.y1 - self.y0)
+        self.factor = 1.0 / scale
+
+    def small(self, image: np.ndarray) -> np.ndarray:
+        return image[self.sy0:self.sy1, self.sx0:self.sx1]
+
+    def upsample(self, small_crop: np.ndarray, interpolation=cv2.INTER_NEAREST) -> np.ndarray:
+        """A reduced-resolution crop of this window brought to the window's full-resolution size."""
+        width, height = self.size
+        big = cv2.resize(small_crop, (int(round((self.sx1 - self.sx0) * self.factor)),
+                                      int(round((self.sy1 - self.sy0) * self.factor))), interpolation=interpolation)
+        ox, oy = int(round(self.x0 - self.sx0 * self.factor)), int(round(self.y0 - self.sy0 * self.factor))
+        big = big[oy:oy + height, ox:ox + width]
+        if big.shape[:2] != (height, width):
+            pad = ((0, height - big.shape[0]), (0, width - big.shape[1])) + ((0, 0),) * (big.ndim - 2)
+            big = np.pad(big, pad, mode="edge")
+        return big
+
+
+class _Refiner:
+    """Per-sequence state of `ForegroundSegmenter` (reference frames, kernels) and the per-frame refinement."""
+
+    def __init__(self, clip: Clip, model: BackgroundModel, reference_frames: int, hole_fraction: float,
+                 padding: float):
+        self.clip, self.model, self.hole_fraction, self.padding = clip, model, hole_fraction, padding
+        self.dilate = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self.references = np.unique(np.linspace(0, clip.num_frames - 1, min(clip.num_frames, reference_frames))
+                                    .round().astype(int))
+        # covered[k]: reduced foreground of reference k, dilated; integral images give covered counts per crop
+        self.covered = np.stack([cv2.dilate(model.foreground[k].view(np.uint8), self.dilate)
+                                 for k in self.references])
+        self.integrals = np.stack([cv2.integral(c) for c in self.covered])
+        self.close_size = max(3, int(round(3 / clip.scale)) | 1)
+        self.open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+
+    def refine(self, position: int, box: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        window = _Window(box, self.padding, self.clip, self.model.foreground.shape[1:])
+        prior = window.upsample(cv2.dilate(window.small(self.model.foreground[position]).view(np.uint8),
+                                           self.dilate))
+        crop = np.zeros((window.size[1], window.size[0]), bool)
+        # only the prior's bounding rectangle, grown by the reach of the morphology below, can hold the mask:
+        # working there gives the same mask as working on the whole crop, on ~15% fewer pixels
+        rx0, ry0, rx1, ry1 = grown_rect(prior, self.close_size + 3)
+        if rx1 <= rx0:
+            return (window.x0, window.y0, window.x1, window.y1), crop
+        region = (window.x0 + rx0, window.y0 + ry0, window.x0 + rx1, window.y0 + ry1)  # in the frame
+        inside = (slice(ry0, ry1), slice(rx0, rx1))
+        mask = classify_foreground(np.ascontiguousarray(self.clip.rgb_crop(position, *region)),
+                                   float(self.model.gains[position]), self.reference(position, window, region, inside),
+                                   self.model.threshold, self.model.shadow, within=prior[inside].view(bool))
+        mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, self.open_kernel)
+        mask = disk_closing(mask, self.close_size).view(bool)
+        box_area = float((box[2] - box[0]) * (box[3] - box[1]))
+        crop[inside] = clean_silhouette(mask, box, region[:2], self.hole_fraction * box_area)
+        return (window.x0, window.y0, window.x1, window.y1), crop
+
+    def reference(self, position: int, window: _Window, region: tuple, inside: tuple) -> np.ndarray:
+        """The region's clean reference background: the reference frame leaving most of the window free
+        (nearest in time on ties), gain-corrected, with its still covered pixels from the reduced background."""
+        sx0, sy0, sx1, sy1 = window.sx0, window.sy0, window.sx1, window.sy1
+        integrals = self.integrals
+        busy = integrals[:, sy1, sx1] - integrals[:, sy0, sx1] - integrals[:, sy1, sx0] + integrals[:, sy0, sx0]
+        best = int(np.lexsort((np.abs(self.references - position), busy))[0])
+        index = self.references[best]
+        reference = cv2.convertScaleAbs(self.clip.rgb_crop(index, *region), alpha=1.0 / float(self.model.gains[index]))
+        still_covered = window.upsample(window.small(self.covered[best]))[inside]
+        if still_covered.any():  # cv2.copyTo: a masked copy without numpy's boolean-index gathers
+            cv2.copyTo(window.upsample(window.small(self.model.background), cv2.INTER_LINEAR)[inside], still_covered,
+                       reference)
+        return reference
 
 
 def masks_from_model(segmenter: Segmenter, frames: np.ndarray, boxes: np.ndarray) -> SubjectMasks:
