@@ -10,7 +10,6 @@ Boxes are (N, 5) float32 rows x1, y1, x2, y2, score in full-resolution pixels.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 
 from ragar_data.pipelines.decode import Clip
+from ragar_data.pipelines.tuning import map_frames
 
 
 class Detector(Protocol):
@@ -201,15 +201,8 @@ class BackgroundDetector:
                                                               float(gains[position]), window, threshold, self.shadow)
             foreground[position] = clean_mask(raw[position], open_kernel, close_kernel)
 
-        self._map(classify, range(count))
+        map_frames(classify, range(count), threads=self.threads, name="detect")
         return foreground, raw
-
-    def _map(self, function, *iterables) -> list:
-        """function over frames on `threads` threads (OpenCV and numpy release the GIL; results in order)."""
-        if self.threads == 1:
-            return list(map(function, *iterables))
-        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="detect") as pool:
-            return list(pool.map(function, *iterables))
 
     def background_model(self, small: np.ndarray, plate: np.ndarray | None = None) -> BackgroundModel:
         """The sequence's background model; `plate` (h, w, 3) uint8 is its camera's background plate, used
@@ -281,7 +274,8 @@ class BackgroundDetector:
         height, width = model.foreground.shape[1:]
         min_area = self.min_area_fraction * height * width
         to_full = np.float32([clip.scale] * 4 + [1.0])
-        boxes = self._map(lambda mask: mask_boxes(mask, min_area) / to_full, model.foreground)
+        boxes = map_frames(lambda mask: mask_boxes(mask, min_area) / to_full, model.foreground, threads=self.threads,
+                           name="detect")
         return Detections(boxes=boxes, background=model)
 
 

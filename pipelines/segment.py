@@ -9,7 +9,6 @@ Does not own: silhouette normalisation (`ragar_data.silhouettes`).
 from __future__ import annotations
 
 import io
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +18,7 @@ import numpy as np
 from ragar_data.pipelines.decode import Clip
 from ragar_data.pipelines.detect import BackgroundModel, classify_foreground
 from ragar_data.pipelines.select import SubjectTrack
+from ragar_data.pipelines.tuning import map_frames
 
 
 class Segmenter(Protocol):
@@ -209,10 +209,8 @@ class ForegroundSegmenter:
     def segment_sequence(self, clip: Clip, model: BackgroundModel, subject: SubjectTrack,
                          box_padding: float = 0.1) -> SubjectMasks:
         refiner = _Refiner(clip, model, self.reference_frames, self.hole_fraction, box_padding)
-        # frames are independent and the heavy work is OpenCV, which releases the GIL: a second thread uses the
-        # core left idle once the decode thread is done (same masks, same order as a plain loop)
-        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="segment") as pool:
-            pieces = list(pool.map(refiner.refine, subject.frame, subject.boxes))
+        # frames are independent: a second thread uses the core left idle once the decode thread is done
+        pieces = map_frames(refiner.refine, subject.frame, subject.boxes, threads=self.threads, name="segment")
         origins, crops = [o for o, _ in pieces], [c for _, c in pieces]
         return SubjectMasks(np.asarray(origins, np.int32).reshape(-1, 4), crops, clip.image_size)
 

@@ -192,6 +192,8 @@ def _continue_ids(tracks: Tracks, pairs: dict[int, int], leaving: dict, stop: in
 
 
 def _give_blob(tracks: Tracks, front: int, involved: set, start: int, stop: int) -> None:
+    """Frames start..stop of the merge where `front` has no row: the merge's row (of a track in `involved`)
+    becomes front's."""
     for position in range(start, stop + 1):
         rows = np.flatnonzero(tracks.frame == position)
         if (tracks.track_id[rows] == front).any():

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import io
 import traceback
-from collections import deque
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator

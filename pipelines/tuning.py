@@ -1,8 +1,9 @@
-"""Process settings for the time extraction stages run. Process-wide; `extraction_settings` applies them around
-a run and puts them back after.
+"""How the extraction stages use the cores: the process settings applied around a run (`extraction_settings`,
+process-wide, put back after) and the per-frame thread map of the sequence stages (`map_frames`).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import cv2
@@ -20,3 +21,12 @@ def extraction_settings():
         yield
     finally:
         cv2.setNumThreads(previous)
+
+
+def map_frames(function, *iterables, threads: int, name: str) -> list:
+    """function over a sequence's frames on `threads` threads, results in order (the same as a plain loop).
+    The per-frame work of the sequence stages is OpenCV and numpy, which release the GIL."""
+    if threads <= 1:
+        return list(map(function, *iterables))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name) as pool:
+        return list(pool.map(function, *iterables))
