@@ -11,6 +11,9 @@ The rule, in order:
    from the image centre, in half image widths, over the middle third of the clip (0 when the track is not
    there then). Ties go to the lower track id.
 
+Swaps: before scoring, the tracks entering and leaving each merge of blobs are re-paired by motion and size
+(`relink_merges`), since ByteTrack may carry an id onto the other walker when they separate.
+
 Gaps: frames inside a short gap of the subject's track that another track took (a merged blob handed to the
 passer-by's track for a few frames) go back to the subject (`stitch_gaps`).
 
