@@ -2,7 +2,11 @@
 walker: `ragar-data synth` -> `extract --keep-masks` -> `qa`, with the summary and a per-view breakdown.
 
     python benchmarks/extract_quality.py [--subjects 4] [--views 0,36,...] [--width 640 --height 360]
-                                         [--seconds 3] [--preset default] [--workers 2] [--data DIR]
+                                         [--combinations 0] [--seconds 3] [--preset default] [--workers 2] [--data DIR]
+
+`--combinations 0,1,2` adds each subject's two simulated attribute combinations (other clothes, some of them
+close in colour to the background: the hard case for colour-distance silhouettes); a per-combination line is
+printed when there is more than one.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ def main():
     parser.add_argument("--subjects", type=int, default=4)
     parser.add_argument("--views", default="0,36,72,108,144,180,216,252,288,324")
     parser.add_argument("--conditions", default="nm-01,bg-01,cl-01")
+    parser.add_argument("--combinations", default="0", help="attribute combinations (0 = real, 1-2 = simulated)")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -39,7 +44,7 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         root = args.data or Path(scratch)
         config = SynthConfig(subjects=args.subjects, views=tuple(int(v) for v in args.views.split(",")),
-                             combinations=(0,), conditions=tuple(args.conditions.split(",")), seconds=args.seconds,
+                             combinations=tuple(int(c) for c in args.combinations.split(",")), conditions=tuple(args.conditions.split(",")), seconds=args.seconds,
                              width=args.width, height=args.height, distractors=1)
         started = time.perf_counter()
         if not (root / "synth" / "synth.json").is_file():  # --data: a set generated before is reused
@@ -69,6 +74,16 @@ def main():
         rows = by_view[view]
         print(f"{view:>5}{np.mean([r.silhouette_iou for r in rows]):8.3f}{np.mean([r.recall for r in rows]):8.3f}"
               f"{sum(r.found for r in rows):>5}/{len(rows):<2}{sum(r.identity_switches for r in rows):>10}")
+    by_combination = defaultdict(list)
+    for row in report.sequences:
+        by_combination[SequenceKey.parse(row.key).combination].append(row)
+    if len(by_combination) > 1:
+        print(f"\n{'comb':>5}{'IoU':>8}{'min':>8}{'found':>8}{'switches':>10}")
+        for combination in sorted(by_combination):
+            rows = by_combination[combination]
+            ious = [r.silhouette_iou or 0.0 for r in rows]
+            print(f"{combination:>5}{np.mean(ious):8.3f}{min(ious):8.3f}{sum(r.found for r in rows):>5}/{len(rows):<2}"
+                  f"{sum(r.identity_switches for r in rows):>10}")
     worst = sorted(report.sequences, key=lambda r: (r.silhouette_iou or 0.0, -r.identity_switches))[:args.worst]
     if worst:
         print("\nworst sequences: " + ", ".join(f"{r.key} IoU {r.silhouette_iou or 0:.2f} switches "
