@@ -44,7 +44,8 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         root = args.data or Path(scratch)
         config = SynthConfig(subjects=args.subjects, views=tuple(int(v) for v in args.views.split(",")),
-                             combinations=tuple(int(c) for c in args.combinations.split(",")), conditions=tuple(args.conditions.split(",")), seconds=args.seconds,
+                             combinations=tuple(int(c) for c in args.combinations.split(",")),
+                             conditions=tuple(args.conditions.split(",")), seconds=args.seconds,
                              width=args.width, height=args.height, distractors=1)
         started = time.perf_counter()
         if not (root / "synth" / "synth.json").is_file():  # --data: a set generated before is reused
@@ -52,7 +53,8 @@ def main():
             print(f"synth: {time.perf_counter() - started:.0f} s")
         started = time.perf_counter()
         shutil.rmtree(root / "run", ignore_errors=True)  # measure a fresh run (a kept run would be reused)
-        summary = extract(root / "run", apply_overrides(load_preset(args.preset), args.set), videos=root / "synth" / "videos",
+        preset = apply_overrides(load_preset(args.preset), args.set)
+        summary = extract(root / "run", preset, videos=root / "synth" / "videos",
                           options=RunOptions(workers=args.workers, keep_masks=True, progress=False),
                           log=lambda line: None)
         print("\n".join(summary.lines()))
