@@ -245,8 +245,8 @@ class BackgroundDetector:
         """The camera's plate, or with `own_median_tolerance` the plate blended with the sequence's temporal median.
 
         A plate comes from other sequences, at other exposures, so it fits a sequence less closely than the
-        sequence's own median does, and the noise threshold measured against it is higher (about 2x on the
-        synthetic sets): clothes close to the background colour stay under it. Where the own median is within
+        sequence's own median does, and the noise threshold measured against it is higher (20 against 11 in a
+        sequence of the demo): clothes close to the background colour stay under it. Where the own median is within
         the tolerance (grey levels, RMS over channels) of the plate scaled to the sequence's brightness, the
         median is kept; elsewhere (a walker in the median: frontal views) the scaled plate is."""
         if not self.own_median_tolerance:
