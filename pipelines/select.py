@@ -102,9 +102,9 @@ def relink_merges(tracks: Tracks, window: int = 12, max_cost: float = 1.0, max_e
     extrapolated to where the leaving track starts (and the leaving track's, fitted over its first `window`
     frames, back to where the entering one ends), in box heights, plus the change in box height; the pairing
     with the least total error (scipy's assignment solver) wins, and pairs erring by more than `max_cost` stay
-    apart. Each leaving track
-    then carries the id of the track it continues. The blob's rows go to the nearest entering walker (the
-    tallest box: in front, so the blob is mostly that walker) when it has no row of its own there."""
+    apart. Each leaving track then carries the id of the track it continues. The blob's rows go to the nearest
+    entering walker (the tallest box: in front, so the blob is mostly that walker) when it has no row of its own
+    there."""
     from scipy.optimize import linear_sum_assignment
 
     if window <= 0 or len(tracks.frame) == 0:
@@ -116,9 +116,10 @@ def relink_merges(tracks: Tracks, window: int = 12, max_cost: float = 1.0, max_e
         leaving = _track_ends(tracks, range(stop + 1, min(tracks.num_frames, stop + 1 + window)), before=False)
         if len(entering) < 2 or not leaving:
             continue
-        cost = np.asarray([[_continuation_error(entering[e], leaving[j]) for j in leaving] for e in entering])
+        entering_ids, leaving_ids = list(entering), list(leaving)
+        cost = np.asarray([[_continuation_error(entering[e], leaving[j]) for j in leaving_ids] for e in entering_ids])
         rows, cols = linear_sum_assignment(np.minimum(cost, max_cost))
-        pairs = {list(leaving)[c]: list(entering)[r] for r, c in zip(rows, cols) if cost[r, c] <= max_cost}
+        pairs = {leaving_ids[c]: entering_ids[r] for r, c in zip(rows, cols) if cost[r, c] <= max_cost}
         relabelled += _continue_ids(tracks, pairs, leaving, stop)
         if pairs:
             front = max(set(pairs.values()), key=lambda e: entering[e][2])

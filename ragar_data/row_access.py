@@ -9,8 +9,8 @@ re-opening shards, or holds gigabytes of footers per worker. Two readers:
   Arrow IPC file with one record batch per sequence (zstd buffers, about the size of the shard's own column),
   memory-mapped afterwards. Opening one costs ~0.1 ms and a row is one batch. The copy is named after the
   shard's sha256 and the columns, so a re-extracted shard gets a new copy; it is written to a temporary file
-  and renamed (after checking it holds the shard's rows), and one that cannot be read is rebuilt. This is the Hugging Face
-  `datasets` arrangement: Parquet on disk for everyone, Arrow IPC for random access.
+  and renamed (after checking it holds the shard's rows), and one that cannot be read is rebuilt. This is the
+  Hugging Face `datasets` arrangement: Parquet on disk for everyone, Arrow IPC for random access.
 - `ParquetRowReader`: reads the row group holding the row straight from the shard, keeping a few shards
   open (no copy; fine for a few shards).
 
