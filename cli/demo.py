@@ -15,7 +15,7 @@ import click
 def demo(out, subjects, seed, views, seconds, size, workers):
     """Render a small synthetic RA-GAR set into OUT/synth, extract it into OUT/dataset with the default CPU
     preset, check the result against the ground truth, and write the partition."""
-    from ragar_data.demo import DemoSettings, run_demo
+    from ragar_data.pipelines.demo import DemoSettings, run_demo
 
     width, height = (int(v) for v in size.lower().split("x"))
     settings = DemoSettings(subjects=subjects, seed=seed, views=tuple(int(v) for v in views.split(",")),

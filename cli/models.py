@@ -20,7 +20,7 @@ def list_models(models_dir):
     from rich.console import Console
     from rich.table import Table
 
-    from ragar_data.pipelines import weights
+    from ragar_data import weights
 
     directory = weights.resolve_models_dir(models_dir)
     table = Table(title=f"models in {directory}")
@@ -46,8 +46,8 @@ def list_models(models_dir):
 @click.option("--force", is_flag=True, help="Download again even if the files are present.")
 def download(names, models_dir, force):
     """Download NAMES (resumable, sha256-checked when a digest is published)."""
+    from ragar_data import weights
     from ragar_data.errors import RagarDataError
-    from ragar_data.pipelines import weights
 
     for name in names:
         try:

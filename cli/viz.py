@@ -18,7 +18,7 @@ from ragar_data.errors import RagarDataError
 @click.option("--height", default=360, show_default=True, help="Height of each PNG tile in pixels.")
 def viz(run, key, videos, out, frames, height):
     """Write OUT (PNG strip or MP4) for sequence KEY of the extraction RUN. RGB frames are written only here."""
-    from ragar_data.viz import write_visualisation
+    from ragar_data.pipelines.viz import write_visualisation
 
     try:
         path = write_visualisation(run, key, videos, out, frames=frames, height=height)

@@ -1,14 +1,7 @@
 """Extraction runner: work units -> per-sequence part files -> shards, resumable and idempotent.
 
-Run folder (the output dataset folder, OUT):
-
-    OUT/index.json, OUT/shards/part-*.parquet    the dataset (ragar_data.shards), assembled at the end
-    OUT/extract/run.json                         preset, config hash, inputs of the last run
-    OUT/extract/failures.jsonl                   one line per failed sequence: sequence, video, stage, error
-    OUT/extract/<hash>/parts/<key>.parquet       one finished sequence (one-row shard), written atomically
-    OUT/extract/<hash>/tracks/<key>.npz          every track of the clip (QA: identity switches)
-    OUT/extract/<hash>/masks/<key>.npz           the subject's full-resolution masks (`keep_masks`; QA, viz)
-    OUT/extract/<hash>/backgrounds/<view>.npz    per-camera background plates (`plates`), computed once per run
+The run folder's layout (parts, tracks, masks, plates under OUT/extract/<config hash>/) and its readers live in
+`ragar_data.run_state`.
 
 A sequence is finished when its part file exists under the current config hash: reruns skip it (`force`
 redoes it). Shards are rebuilt from the part files sorted by key, `rows_per_shard` rows each, so a run that was
@@ -33,8 +26,7 @@ from ragar_data.pipelines.config import PipelineConfig, _build
 from ragar_data.pipelines.sources import WorkUnit, units_from_manifest, units_from_tree
 from ragar_data.pipelines.stages import UnitResult, build_stages, iter_groups, process_group
 from ragar_data.pipelines.tuning import extraction_settings
-
-RUN_FOLDER = "extract"
+from ragar_data.run_state import RunFolder
 
 
 @dataclass
@@ -78,35 +70,6 @@ class ExtractSummary:
         if self.failed:
             lines.append(f"failures: {self.failures_log}")
         return lines
-
-
-class RunFolder:
-    def __init__(self, out_dir: Path, config_hash: str):
-        self.out_dir = Path(out_dir)
-        self.root = self.out_dir / RUN_FOLDER
-        self.hash_dir = self.root / config_hash
-        self.failures = self.root / "failures.jsonl"
-
-    def part(self, key: str) -> Path:
-        return self.hash_dir / "parts" / f"{key}.parquet"
-
-    def tracks(self, key: str) -> Path:
-        return self.hash_dir / "tracks" / f"{key}.npz"
-
-    def masks(self, key: str) -> Path:
-        return self.hash_dir / "masks" / f"{key}.npz"
-
-    def done(self, key: str, keep_masks: bool) -> bool:
-        return self.part(key).is_file() and (not keep_masks or self.masks(key).is_file())
-
-
-def current_run(out_dir: str | Path) -> tuple[RunFolder, dict]:
-    """The run folder and run.json of the last extraction into `out_dir` (for qa and viz)."""
-    path = Path(out_dir) / RUN_FOLDER / "run.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no extraction run in {out_dir} (run `ragar-data extract` first)")
-    info = json.loads(path.read_text())
-    return RunFolder(Path(out_dir), info["config_hash"]), info
 
 
 def write_part(path: Path, record: dict) -> None:

@@ -3,13 +3,12 @@
 Two shapes of segmenter: a model segmenter (`segment(frames, boxes) -> (B, H, W) bool`, e.g. PP-HumanSeg) sees
 batches of frames with the subject's box; the built-in `ForegroundSegmenter` works per sequence on what the
 background detector learnt, refining its reduced-resolution foreground at full resolution inside the subject's
-box. Masks are kept as crops (`SubjectMasks`) so a 1080p sequence does not hold T full frames of masks.
+box. Masks are kept as crops (`ragar_data.subject_masks.SubjectMasks`) so a 1080p sequence does not hold T full
+frames of masks.
 Does not own: silhouette normalisation (`ragar_data.silhouettes`).
 """
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
@@ -19,100 +18,12 @@ from ragar_data.pipelines.decode import Clip
 from ragar_data.pipelines.detect import BackgroundModel, classify_foreground
 from ragar_data.pipelines.select import SubjectTrack
 from ragar_data.pipelines.tuning import map_frames
+from ragar_data.subject_masks import SubjectMasks
 
 
 class Segmenter(Protocol):
     def segment(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """frames (B, H, W, 3) RGB uint8, boxes (B, 4) x1, y1, x2, y2 -> masks (B, H, W) bool."""
-
-
-@dataclass
-class SubjectMasks:
-    """Per subject frame: crop origin and extent (x0, y0, x1, y1) in the full frame, and the crop's mask."""
-
-    origins: np.ndarray  # (T', 4) int32
-    crops: list  # T' arrays (y1 - y0, x1 - x0) bool
-    image_size: tuple[int, int]  # (width, height)
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    @classmethod
-    def from_full(cls, masks: np.ndarray) -> SubjectMasks:
-        origins, crops = [], []
-        for mask in masks:
-            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-            if rows.size == 0:
-                origins.append((0, 0, 0, 0))
-                crops.append(np.zeros((0, 0), bool))
-                continue
-            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            origins.append((x0, y0, x1, y1))
-            crops.append(np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=bool))
-        height, width = masks.shape[1:]
-        return cls(np.asarray(origins, np.int32).reshape(-1, 4), crops, (width, height))
-
-    def crops_with_origins(self) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-        return [(tuple(int(v) for v in origin), crop) for origin, crop in zip(self.origins, self.crops)]
-
-    def full(self, index: int) -> np.ndarray:
-        width, height = self.image_size
-        mask = np.zeros((height, width), bool)
-        x0, y0, x1, y1 = self.origins[index]
-        mask[y0:y1, x0:x1] = self.crops[index]
-        return mask
-
-    def areas(self) -> np.ndarray:
-        return np.asarray([int(c.sum()) for c in self.crops], np.int64)
-
-    def touches_border(self, margin: int) -> np.ndarray:
-        """(T',) bool: the mask comes within `margin` pixels of the image edge (a truncated person)."""
-        width, height = self.image_size
-        touching = np.zeros(len(self), bool)
-        for index, (crop, (x0, y0, x1, y1)) in enumerate(zip(self.crops, self.origins)):
-            if not crop.any():
-                continue
-            rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))
-            touching[index] = (x0 + cols[0] < margin or y0 + rows[0] < margin or
-                               x0 + cols[-1] >= width - margin or y0 + rows[-1] >= height - margin)
-        return touching
-
-    def canvas(self, indices: np.ndarray) -> np.ndarray:
-        """(n, h, w) bool masks of the given frames, each crop placed at the top left of a canvas as
-        large as the largest crop.
-
-        OpenGait's normalisation works per frame on the rows and columns that hold the silhouette, so moving a
-        silhouette changes nothing but the rounding of the resized width (int(64 w / h)): under one 64th of a
-        pixel per column here, and it saves resizing full 1080p-wide frames.
-        """
-        if len(indices) == 0:
-            return np.zeros((0, 1, 1), bool)
-        tall = max(self.crops[i].shape[0] for i in indices)
-        wide = max(self.crops[i].shape[1] for i in indices)
-        canvas = np.zeros((len(indices), max(1, tall), max(1, wide)), bool)
-        for row, index in enumerate(indices):
-            crop = self.crops[index]
-            canvas[row, : crop.shape[0], : crop.shape[1]] = crop
-        return canvas
-
-    def to_bytes(self) -> bytes:
-        """Bit-packed crops in one .npz (for `--keep-masks`, QA and viz; never written into shards)."""
-        sizes = np.asarray([c.shape for c in self.crops], np.int32).reshape(-1, 2)
-        bits = np.packbits(np.concatenate([c.ravel() for c in self.crops])) if self.crops else np.zeros(0, np.uint8)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, origins=self.origins, sizes=sizes, bits=bits,
-                            image_size=np.asarray(self.image_size, np.int32))
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> SubjectMasks:
-        with np.load(io.BytesIO(data)) as npz:
-            sizes = npz["sizes"]
-            flat = np.unpackbits(npz["bits"], count=int((sizes[:, 0] * sizes[:, 1]).sum())).astype(bool)
-            origins, image_size = npz["origins"], tuple(int(v) for v in npz["image_size"])
-        ends = np.cumsum(sizes[:, 0] * sizes[:, 1])
-        crops = [part.reshape(h, w) for part, (h, w) in zip(np.split(flat, ends[:-1]), sizes)] if len(sizes) else []
-        return cls(origins, crops, image_size)
 
 
 def padded_box(box: np.ndarray, padding: float, image_size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -160,8 +160,7 @@ def run_qa(run_dir: str | Path, ground_truth: str | Path, *, match_iou: float = 
            = None, log=None) -> QAReport:
     """Compare the shards (and side data) of `run_dir` with `ground_truth` (the synth output folder or its
     `ground_truth/` subfolder). Writes `json_path` (default RUN/extract/qa.json) and prints a table via `log`."""
-    from ragar_data.pipelines.runner import current_run
-    from ragar_data.pipelines.segment import SubjectMasks
+    from ragar_data.run_state import current_run
     from ragar_data.shards import ShardDataset, atomic_write_bytes
     from ragar_data.synth.ground_truth import ground_truth_relpath, load_ground_truth
 
@@ -178,9 +177,7 @@ def run_qa(run_dir: str | Path, ground_truth: str | Path, *, match_iou: float = 
                                  f"output that {run_dir} was extracted from?)")
         truth = load_ground_truth(truth_path)
         record = dataset.read_record(key, columns)
-        tracks = dict(np.load(folder.tracks(key))) if folder.tracks(key).is_file() else None
-        masks = SubjectMasks.from_bytes(folder.masks(key).read_bytes()) if folder.masks(key).is_file() else None
-        rows.append(sequence_qa(key, record, truth, tracks, masks, match_iou))
+        rows.append(sequence_qa(key, record, truth, folder.read_tracks(key), folder.read_masks(key), match_iou))
     report = QAReport(str(run_dir), str(ground_truth), rows, summarise(rows))
     target = Path(json_path) if json_path else folder.root / "qa.json"
     atomic_write_bytes(target, (json.dumps(report.to_json(), indent=1) + "\n").encode())

@@ -94,7 +94,7 @@ def test_cli_opencv_decoder_runs_the_default_preset_in_rgb(video, tmp_path):
     from click.testing import CliRunner
 
     from ragar_data.cli.main import cli
-    from ragar_data.pipelines.runner import current_run
+    from ragar_data.run_state import current_run
 
     target = tmp_path / "videos" / "001" / "c0" / "nm-01" / "090.mp4"
     target.parent.mkdir(parents=True)

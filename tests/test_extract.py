@@ -80,7 +80,7 @@ def test_qa_on_tiny_set(synth, baseline):
 def test_viz_draws_overlays(synth, baseline, tmp_path):
     import cv2
 
-    from ragar_data.viz import write_visualisation
+    from ragar_data.pipelines.viz import write_visualisation
 
     out, _ = baseline
     png = write_visualisation(out, "001-c0-nm-01-090", synth / "videos", tmp_path / "strip.png", frames=4, height=90)

@@ -10,10 +10,11 @@ from ragar_data.pipelines.decode import Clip, VideoInfo
 from ragar_data.pipelines import detect
 from ragar_data.pipelines.detect import BackgroundDetector, classify_foreground, mask_boxes
 from ragar_data.pipelines.quality import assess_quality
-from ragar_data.pipelines.segment import ForegroundSegmenter, SubjectMasks, disk_closing
+from ragar_data.pipelines.segment import ForegroundSegmenter, disk_closing
 from ragar_data.pipelines.select import select_subject
 from ragar_data.pipelines.stages import AdaptiveBatches
 from ragar_data.pipelines.track import ByteTrackTracker, Tracks
+from ragar_data.subject_masks import SubjectMasks
 
 
 def walking_clip(frames=30, width=160, height=90, drift=0.25, seed=0):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragar_data.pipelines.segment import SubjectMasks
 from ragar_data.qa import box_iou, identity_switches, nmpjpe, sequence_qa, summarise
+from ragar_data.subject_masks import SubjectMasks
 
 
 def test_box_iou_by_hand():

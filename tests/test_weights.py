@@ -11,8 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from ragar_data import weights
 from ragar_data.errors import ModelUnavailable, RagarDataError, SchemaError
-from ragar_data.pipelines import weights
 
 PAPER_MODELS = ("yolo11m", "pp-humanseg-v2", "rtmpose-m", "rtmpose-l", "vitpose-b", "motionbert-ft-h36m")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ragar_data import weights as registry
 from ragar_data.errors import ModelUnavailable
-from ragar_data.pipelines import weights as registry
 from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, onnx_session, run_onnx
 
 INPUT_NAME = "x"

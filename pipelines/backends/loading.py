@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragar_data.pipelines import weights as registry
+from ragar_data import weights as registry
 
 # registry `backend` -> backend class (dotted path, imported only when used)
 BACKEND_CLASSES = {

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ragar_data import weights as registry
 from ragar_data.errors import ModelUnavailable
-from ragar_data.pipelines import weights as registry
 from ragar_data.pipelines.backends import keypoints as kp
 from ragar_data.pipelines.backends.runtime import torch_device, torch_dtype
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ragar_data.pipelines import weights as registry
+from ragar_data import weights as registry
 
 DEFAULT_NAMES = ("yolo11m", "yolo11n", "pp-humanseg-v2", "rtmpose-m", "rtmpose-l", "vitpose-b", "vitpose-b-upstream",
                  "motionbert-ft-h36m", "motionbert-lite")

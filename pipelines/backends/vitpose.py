@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ragar_data import weights as registry
 from ragar_data.errors import ModelUnavailable
-from ragar_data.pipelines import weights as registry
 from ragar_data.pipelines.backends import keypoints as kp
 from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, torch_device, torch_dtype
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ragar_data import weights as registry
 from ragar_data.errors import ModelUnavailable
-from ragar_data.pipelines import weights as registry
 from ragar_data.pipelines.backends.runtime import batches, check_frames
 from ragar_data.pipelines.track import prepare_ultralytics_offline
 

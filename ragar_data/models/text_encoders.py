@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ragar_data import weights as registry
 from ragar_data.errors import ModelUnavailable
-from ragar_data.pipelines import weights as registry
 
 CLIP_MODEL = "RN50-quickgelu"
 # The weights registry's `clip-rn50` entry (OpenAI's RN50.pt): <models_dir>/clip-rn50/RN50.pt, where the models

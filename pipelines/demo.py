@@ -2,13 +2,19 @@
 
 synth (videos + ground truth + annotations) -> extract (default CPU preset) -> qa against ground truth ->
 split -> stats. Each step is the library function behind the matching `ragar-data` command, and every step
-resumes: running the demo again reuses what is already on disk.
+resumes: running the demo again reuses what is already on disk. It sits beside the extraction runner because it
+drives it; the library below (`ragar_data`) never imports this package.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragar_data.pipelines.config import load_preset
+from ragar_data.pipelines.runner import RunOptions, extract
+from ragar_data.qa import run_qa
+from ragar_data.split import split_dataset
+from ragar_data.stats import dataset_stats, plot_class_distribution
 from ragar_data.synth import SynthConfig, generate
 
 
@@ -33,12 +39,6 @@ class DemoSettings:
 
 def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), log=print) -> dict:
     """Run every step into `out_dir` (synth/, dataset/); returns the qa report and split summary."""
-    from ragar_data.pipelines.config import load_preset
-    from ragar_data.pipelines.runner import RunOptions, extract
-    from ragar_data.qa import run_qa
-    from ragar_data.split import split_dataset
-    from ragar_data.stats import dataset_stats, plot_class_distribution
-
     out_dir = Path(out_dir)
     synth_dir, dataset_dir = out_dir / "synth", out_dir / "dataset"
     log(f"[1/5] synth: {settings.subjects} subjects, views {list(settings.views)}, "

@@ -2,7 +2,8 @@
 
 The only place (besides the synthetic generator's raw videos) where RGB frames are written, and only on explicit
 request (`ragar-data viz RUN KEY --videos DIR --out strip.png|clip.mp4`). Reads the run's shards and side data
-(tracks always; masks when the run kept them with `--keep-masks`).
+(tracks always; masks when the run kept them with `--keep-masks`). It sits beside the extraction stages because
+it decodes the source video with the decode stage.
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import numpy as np
 
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
+from ragar_data.pipelines.decode import PyAVDecoder, decode_clip
+from ragar_data.run_state import current_run
+from ragar_data.shards import ShardDataset
 
 # COCO-17 limbs (pairs of keypoint indices) for drawing the skeleton
 COCO_SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
@@ -61,11 +65,6 @@ def _find_video(videos: Path, key: SequenceKey, source: str | None) -> Path:
 
 def overlay_frames(run_dir: str | Path, key: str, videos: str | Path) -> tuple[list[np.ndarray], list[int]]:
     """Frames of the subject's track with overlays, and their source frame indices."""
-    from ragar_data.pipelines.decode import PyAVDecoder, decode_clip
-    from ragar_data.pipelines.runner import current_run
-    from ragar_data.pipelines.segment import SubjectMasks
-    from ragar_data.shards import ShardDataset
-
     run_dir, videos = Path(run_dir), Path(videos)
     dataset = ShardDataset(run_dir)
     if key not in dataset:
@@ -74,8 +73,7 @@ def overlay_frames(run_dir: str | Path, key: str, videos: str | Path) -> tuple[l
     if len(record["frame_index"]) == 0:
         raise RagarDataError(f"{key}: no subject track was found, nothing to draw")
     folder, _ = current_run(run_dir)
-    tracks = dict(np.load(folder.tracks(key))) if folder.tracks(key).is_file() else None
-    masks = SubjectMasks.from_bytes(folder.masks(key).read_bytes()) if folder.masks(key).is_file() else None
+    tracks, masks = folder.read_tracks(key), folder.read_masks(key)
     path = _find_video(videos, SequenceKey.parse(key), record["source"])
     first, last = int(record["frame_index"].min()), int(record["frame_index"].max())
     clip = decode_clip(path, PyAVDecoder(), start_frame=first, end_frame=last + 1, work_width=0)
