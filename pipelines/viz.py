@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ragar_data.atomic import atomic_path
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
 from ragar_data.pipelines.decode import PyAVDecoder, decode_clip
@@ -107,10 +108,9 @@ def write_visualisation(run_dir: str | Path, key: str, videos: str | Path, out: 
             cv2.putText(tile, f"frame {indices[pick]}", (5, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (255, 255, 255), 1)
             tiles.append(tile)
-        temporary = out.with_name(f".{out.stem}.tmp.png")
-        if not cv2.imwrite(str(temporary), cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR)):
-            raise RagarDataError(f"{out}: could not write the PNG")
-        temporary.replace(out)
+        with atomic_path(out) as temporary:
+            if not cv2.imwrite(str(temporary), cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR)):
+                raise RagarDataError(f"{out}: could not write the PNG")
     elif out.suffix.lower() == ".mp4":
         from ragar_data.synth.video import write_video
 

@@ -19,11 +19,11 @@ from typing import Iterable, Mapping
 import numpy as np
 import yaml
 
+from ragar_data.atomic import atomic_write_bytes
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import AnnotationError
 from ragar_data.identity import COMBINATIONS
 from ragar_data.schemas import schema_path
-from ragar_data.shards import atomic_write_bytes
 
 
 def _key_columns() -> tuple[str, ...]:

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ragar_data.atomic import atomic_write_bytes, remove_stale_temporaries
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import CONDITIONS, SequenceKey
 from ragar_data.shards import (
     INDEX_NAME,
     SHARD_DIR,
-    atomic_write_bytes,
     iter_records,
     make_record,
     open_shard,
@@ -113,8 +113,7 @@ def parse_type_folder(name: str, where: Path, schema: AttributeSchema | None = N
 
 def write_pickle(path: Path, array: np.ndarray) -> None:
     """Pickle `array` atomically; stale temp files of an interrupted earlier write are removed first."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    remove_stale_temporaries(path)
     atomic_write_bytes(path, pickle.dumps(array, protocol=PICKLE_PROTOCOL))
 
 

@@ -16,12 +16,12 @@ Summary: means over sequences (IoU also over all frames), sequences with the sub
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ragar_data.atomic import atomic_write_json
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
 
@@ -161,7 +161,7 @@ def run_qa(run_dir: str | Path, ground_truth: str | Path, *, match_iou: float = 
     """Compare the shards (and side data) of `run_dir` with `ground_truth` (the synth output folder or its
     `ground_truth/` subfolder). Writes `json_path` (default RUN/extract/qa.json) and prints a table via `log`."""
     from ragar_data.run_state import current_run
-    from ragar_data.shards import ShardDataset, atomic_write_bytes
+    from ragar_data.shards import ShardDataset
     from ragar_data.synth.ground_truth import ground_truth_relpath, load_ground_truth
 
     run_dir, ground_truth = Path(run_dir), Path(ground_truth)
@@ -180,7 +180,7 @@ def run_qa(run_dir: str | Path, ground_truth: str | Path, *, match_iou: float = 
         rows.append(sequence_qa(key, record, truth, folder.read_tracks(key), folder.read_masks(key), match_iou))
     report = QAReport(str(run_dir), str(ground_truth), rows, summarise(rows))
     target = Path(json_path) if json_path else folder.root / "qa.json"
-    atomic_write_bytes(target, (json.dumps(report.to_json(), indent=1) + "\n").encode())
+    atomic_write_json(target, report.to_json(), indent=1)
     if log is not None:
         for line in format_table(report):
             log(line)

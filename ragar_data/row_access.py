@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from ragar_data.atomic import atomic_path
 from ragar_data.errors import ShardError
 from ragar_data.shards import open_shard
 
@@ -157,9 +158,8 @@ def _batch_count(path: Path) -> int | None:
 def write_row_copy(shard: Path, sha256: str | None, columns: list[str], out: Path) -> None:
     """`columns` of every row of `shard` (digest checked when given) as an IPC file, one batch per row."""
     parquet = open_shard(shard, sha256)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     options = ipc.IpcWriteOptions(compression="zstd")
-    try:
+    with atomic_path(out) as temporary:
         with pa.OSFile(str(temporary), "wb") as sink:
             with ipc.new_file(sink, parquet.schema_arrow.empty_table().select(columns).schema,
                               options=options) as writer:
@@ -170,6 +170,3 @@ def write_row_copy(shard: Path, sha256: str | None, columns: list[str], out: Pat
         rows = parquet.metadata.num_rows
         if _batch_count(temporary) != rows:
             raise ShardError(f"{out}: row copy of {shard} does not hold its {rows} rows")
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)

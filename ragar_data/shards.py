@@ -1,7 +1,8 @@
 """Parquet shards: one row per sequence, schema from `schemas/shard.yaml`, plus the dataset index.
 
-Owns: the Arrow schema, record <-> table conversion, atomic shard and index writes, integrity checks on read
-(sha256 from the index, Parquet page checksums, schema version), and random access by sequence key.
+Owns: the Arrow schema, record <-> table conversion, shard and index writes (atomic, through `ragar_data.atomic`),
+integrity checks on read (sha256 from the index, Parquet page checksums, schema version), and random access by
+sequence key.
 Does not own: what goes into a record (the extraction pipeline and importers build records).
 
 Dataset layout::
@@ -13,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from ragar_data.atomic import atomic_write_bytes
 from ragar_data.errors import ShardError
 from ragar_data.identity import SequenceKey
 from ragar_data.schemas import schema_path
@@ -33,8 +33,6 @@ from ragar_data.schemas import schema_path
 SCHEMA_VERSION_KEY = b"ragar_data.shard_schema_version"
 INDEX_NAME = "index.json"
 SHARD_DIR = "shards"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SCALAR_TYPES = {
     "string": pa.string(), "binary": pa.binary(), "bool": pa.bool_(), "int8": pa.int8(),
@@ -256,23 +254,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and a rename: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; datasets are shared
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _statistics_columns(spec: ShardSpec) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ragar_data.atomic import atomic_write_bytes, atomic_write_json
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
@@ -460,8 +461,6 @@ def _per_attribute(schema: AttributeSchema, counts) -> dict:
 
 
 def write_partition(partition: Partition, path: str | Path) -> Path:
-    from ragar_data.shards import atomic_write_bytes
-
     atomic_write_bytes(path, partition_json(partition).encode())
     return Path(path)
 
@@ -478,8 +477,6 @@ def split_dataset(dataset_dir: str | Path, protocol: str | Path = "official", ou
 
     `out` defaults to `<dataset_dir>/partition.json`; the summary goes beside it.
     """
-    from ragar_data.shards import atomic_write_bytes
-
     if released_partition is not None and str(protocol) != "official":
         raise PartitionError(f"{released_partition}: a released partition file applies to protocol 'official', "
                              f"not {str(protocol)!r}")
@@ -493,6 +490,6 @@ def split_dataset(dataset_dir: str | Path, protocol: str | Path = "official", ou
     write_partition(partition, out)
     summary_path = summary_path_for(out)
     summary["partition_file"] = str(out)
-    atomic_write_bytes(summary_path, (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write_json(summary_path, summary, indent=2)
     summary["summary_file"] = str(summary_path)
     return partition, summary

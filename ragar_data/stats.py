@@ -84,7 +84,7 @@ def plot_class_distribution(stats: dict, path: str | Path, schema: AttributeSche
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    from ragar_data.shards import atomic_write_bytes
+    from ragar_data.atomic import atomic_write_bytes
 
     schema = schema or default_schema()
     columns = 5

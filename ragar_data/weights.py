@@ -1,7 +1,8 @@
 """Weights registry of the paper's model stack (`weights.yaml`): where each model's files live in the local
 models directory, where they come from, and how to fetch them (resumable HTTP download, sha256 check, atomic
-rename, zip extraction). Backends call `require()` to turn a registry name or an explicit path into a file,
-getting `ModelUnavailable` with the expected path and the command to get it when it is missing.
+rename, zip extraction; atomic writes from `ragar_data.atomic`). Backends call `require()` to turn a registry
+name or an explicit path into a file, getting `ModelUnavailable` with the expected path and the command to get
+it when it is missing.
 
 This module never loads a model; `ragar_data.cli.models` and the backends do.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from ragar_data.atomic import atomic_path, replace_into
 from ragar_data.errors import ModelUnavailable, RagarDataError, SchemaError
 
 REGISTRY_PATH = Path(__file__).with_name("weights.yaml")
@@ -207,29 +208,28 @@ def download_file(url: str, destination: str | os.PathLike, sha256: str | None =
         partial.unlink()
         raise RagarDataError(f"{url}: sha256 {found} does not match the expected {sha256}; the partial file was "
                              "deleted")
-    os.replace(partial, destination)
+    replace_into(partial, destination)
     return found
 
 
 def _extract(archive: Path, target: Path, member: str | None) -> None:
     """Extract `member` (matched by file name anywhere in the zip) or the archive's single top folder (or all
-    its content) to `target`, atomically through a temporary folder beside it."""
-    with zipfile.ZipFile(archive) as bundle, tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        names = [n for n in bundle.namelist() if not n.endswith("/")]
+    its content) to `target`, atomically."""
+    with zipfile.ZipFile(archive) as bundle, atomic_path(target) as temporary:
+        files = [info for info in bundle.infolist() if not info.is_dir()]
         if member is not None:
-            matches = [n for n in names if n == member or n.endswith("/" + member)]
+            matches = [i for i in files if i.filename == member or i.filename.endswith("/" + member)]
             if len(matches) != 1:
                 raise RagarDataError(f"{archive}: expected one `{member}` in the archive, found {len(matches)}")
-            extracted = Path(bundle.extract(matches[0], scratch))
-        else:
-            content = Path(scratch) / "content"
-            bundle.extractall(content)
-            tops = {n.split("/", 1)[0] for n in names}
-            single_folder = len(tops) == 1 and all("/" in n for n in names)
-            extracted = content / tops.pop() if single_folder else content
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(extracted, target)
+            with bundle.open(matches[0]) as source, open(temporary, "xb") as sink:
+                shutil.copyfileobj(source, sink)
+            return
+        tops = {i.filename.split("/", 1)[0] for i in files}
+        single_folder = len(tops) == 1 and all("/" in i.filename for i in files)
+        for info in files:
+            if single_folder:  # the folder's content becomes `target`; zipfile still sanitises the new name
+                info.filename = info.filename.split("/", 1)[1]
+            bundle.extract(info, temporary)
 
 
 def download_model(spec: ModelSpec, models_dir: str | os.PathLike | None = None, *, progress: bool = True,

@@ -19,7 +19,6 @@ What is reduced, per model (to keep the files small and CPU runs quick):
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from ragar_data import weights as registry
+from ragar_data.atomic import atomic_path, atomic_torch_save
 
 DEFAULT_NAMES = ("yolo11m", "yolo11n", "pp-humanseg-v2", "rtmpose-m", "rtmpose-l", "vitpose-b", "vitpose-b-upstream",
                  "motionbert-ft-h36m", "motionbert-lite")
@@ -64,14 +64,11 @@ class _TinySimCC(nn.Module):
 
 def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_names: list[str],
                  dynamic_batch: bool = True):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
     dynamic = {name: {0: "batch"} for name in [input_name, *output_names]} if dynamic_batch else None
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as temporary:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(module.eval(), (example,), str(temporary), input_names=[input_name],
                           output_names=output_names, dynamic_axes=dynamic, opset_version=17, dynamo=False)
-    os.replace(temporary, path)
 
 
 def _write_yolo(path: Path) -> None:
@@ -80,8 +77,6 @@ def _write_yolo(path: Path) -> None:
     prepare_ultralytics_offline()
     from ultralytics import YOLO
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.stem + ".tmp.pt")
     model = YOLO("yolo11n.yaml")  # built from the packaged yaml: no download
     # A fresh yolo11n shrinks its input's signal layer by layer (its head outputs vary by ~1e-5 with the image)
     # and scores every class at sigmoid(-11): the stand-in would find nothing and the paper preset would have
@@ -92,8 +87,8 @@ def _write_yolo(path: Path) -> None:
             if isinstance(module, nn.Conv2d) and "dfl" not in module_name:
                 module.weight.mul_(2.0)
         model.model.model[-1].cv3[-1][-1].bias[0] = 2.0
-    model.save(str(temporary))
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        model.save(str(temporary))
 
 
 def _small_vitpose():
@@ -108,15 +103,8 @@ def _small_vitpose():
 
 def _write_vitpose(folder: Path) -> None:
     network = _small_vitpose()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
-        network.save_pretrained(scratch)
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
-        os.replace(scratch, folder)
-        os.mkdir(scratch)  # TemporaryDirectory removes it on exit
+    with atomic_path(folder) as temporary:
+        network.save_pretrained(temporary)
 
 
 def upstream_layout(state_dict: dict, hidden_size: int) -> dict:
@@ -150,7 +138,7 @@ def upstream_layout(state_dict: dict, hidden_size: int) -> dict:
 def _write_vitpose_upstream(path: Path) -> None:
     network = _small_vitpose()
     state = upstream_layout(network.state_dict(), network.config.backbone_config.hidden_size)
-    _save_torch({"meta": {"note": "random-init stand-in"}, "state_dict": state}, path)
+    atomic_torch_save(path, {"meta": {"note": "random-init stand-in"}, "state_dict": state})
 
 
 def _write_motionbert(path: Path, seed: int) -> None:
@@ -162,14 +150,7 @@ def _write_motionbert(path: Path, seed: int) -> None:
     for fuse in network.ts_attn:
         nn.init.normal_(fuse.weight, std=0.05)
     state = {"module." + key: value for key, value in network.state_dict().items()}
-    _save_torch({"epoch": 0, "lr": 0.0, "model_pos": state, "min_loss": 0.0}, path)
-
-
-def _save_torch(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
+    atomic_torch_save(path, {"epoch": 0, "lr": 0.0, "model_pos": state, "min_loss": 0.0})
 
 
 def write_random_models(models_dir: str | os.PathLike, names=None, seed: int = 0) -> dict[str, Path]:

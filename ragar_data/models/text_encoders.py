@@ -16,8 +16,6 @@ naming the path expected.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import torch
 from torch import nn
 
 from ragar_data import weights as registry
+from ragar_data.atomic import atomic_torch_save
 from ragar_data.errors import ModelUnavailable
 
 CLIP_MODEL = "RN50-quickgelu"
@@ -125,10 +124,7 @@ def cached_text_features(
         if cached.get("sentences") == sentences:
             return cached["features"]
     features = encode_sentences_open_clip(model_name, weights, sentences)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tmp", delete=False) as handle:
-        torch.save({"features": features, "sentences": sentences, "model": model_name}, handle)
-    os.replace(handle.name, cache_path)
+    atomic_torch_save(cache_path, {"features": features, "sentences": sentences, "model": model_name})
     return features
 
 

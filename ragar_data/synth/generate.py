@@ -12,7 +12,6 @@ folder is refused, since it would mix two datasets; selections (subjects, views,
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -21,6 +20,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ragar_data.annotations import write_annotations
+from ragar_data.atomic import atomic_write_json, remove_stale_temporaries
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
 from ragar_data.synth.body import subject_attributes
@@ -37,12 +37,6 @@ def sequence_keys(config: SynthConfig) -> list[SequenceKey]:
     return [SequenceKey(subject, combination, condition, view)
             for subject in config.subject_ids for combination in config.combinations
             for condition in config.conditions for view in config.views]
-
-
-def _write_json(path: Path, document: dict) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
 
 
 def _check_previous_run(path: Path, config: SynthConfig) -> None:
@@ -66,8 +60,7 @@ def render_to_files(out_dir: str | Path, config: SynthConfig, key: SequenceKey) 
     video = out_dir / "videos" / key.raw_video_relpath()
     truth_path = out_dir / "ground_truth" / ground_truth_relpath(key)
     for leftover in (video, truth_path):  # temporary files of a run killed while writing this sequence
-        for stale in leftover.parent.glob(f".{leftover.stem}.*.tmp*"):
-            stale.unlink(missing_ok=True)
+        remove_stale_temporaries(leftover)
     frames, truth = stream_sequence(config, key)
     write_video(video, frames, config.fps, config.width, config.height, codec=config.codec, crf=config.crf,
                 preset=config.preset)
@@ -89,7 +82,8 @@ def generate(out_dir: str | Path, config: SynthConfig, workers: int = 1, progres
     _check_previous_run(settings_path, config)
     codec = available_codec(config.codec)
     write_annotations(out_dir / "annotations.csv", subject_attributes(config))
-    _write_json(settings_path, {"generator": "ragar-data synth", "config": config.to_dict(), "video_codec": codec})
+    atomic_write_json(settings_path, {"generator": "ragar-data synth", "config": config.to_dict(),
+                                      "video_codec": codec}, indent=2, sort_keys=True)
     keys = sequence_keys(config)
     todo = [key for key in keys
             if not ((out_dir / "videos" / key.raw_video_relpath()).exists()

@@ -6,12 +6,12 @@ One compressed npz per sequence (keys in `save_ground_truth`); masks are stored 
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ragar_data.atomic import atomic_write_bytes
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
 from ragar_data.synth.sequence import unpack_masks
@@ -41,10 +41,7 @@ def save_ground_truth(path: str | Path, truth: dict) -> Path:
         raise ValueError(f"{path}: ground truth lacks {missing}")
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(buffer.getvalue())
-    os.replace(temporary, path)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -5,12 +5,12 @@ green and the visible COCO keypoints as small red dots, labelled with view and c
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ragar_data.atomic import atomic_write_bytes
 from ragar_data.identity import SequenceKey
 from ragar_data.synth.config import SynthConfig
 from ragar_data.synth.sequence import stream_sequence
@@ -60,7 +60,5 @@ def write_preview(path: str | Path, config: SynthConfig, subject: str | None = N
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f"{path}: PNG encoding failed")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(encoded.tobytes())
-    os.replace(temporary, path)
+    atomic_write_bytes(path, encoded.tobytes())
     return path

@@ -6,7 +6,6 @@ decoder reads. x264 runs with one thread per encoder so output bytes do not depe
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import av
 import cv2
 import numpy as np
 
+from ragar_data.atomic import atomic_path
 from ragar_data.errors import VideoError
 
 FALLBACK_CODEC = "mpeg4"
@@ -35,12 +35,10 @@ def available_codec(codec: str) -> str:
 
 def write_video(path: str | Path, frames, fps: int, width: int, height: int, codec: str = "libx264",
                 crf: int = 20, preset: str = "ultrafast") -> Path:
-    """Encode an iterable of (H, W, 3) uint8 RGB frames to `path` atomically (temp file + os.replace)."""
+    """Encode an iterable of (H, W, 3) uint8 RGB frames to `path` atomically (`ragar_data.atomic`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     codec = available_codec(codec)
-    try:
+    with atomic_path(path) as temporary:
         with av.open(str(temporary), mode="w", format="mp4") as container:
             stream = container.add_stream(codec, rate=fps)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -60,10 +58,6 @@ def write_video(path: str | Path, frames, fps: int, width: int, height: int, cod
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return path
 
 

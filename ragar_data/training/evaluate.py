@@ -10,13 +10,13 @@ left out of the metrics (their count is reported).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ragar_data.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import RagarDataError
 
@@ -122,20 +122,17 @@ def plot_per_attribute(report: dict, path: Path) -> None:
     axis.set_title(f"{report['name']}: per-attribute accuracy (mA {report['headline']['mA']:.2f})")
     axis.legend()
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=100)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
-    temporary.replace(path)
 
 
 def write_report(report: dict, out_dir: str | Path, stem: str = "evaluation") -> dict[str, Path]:
-    from ragar_data.shards import atomic_write_bytes
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}.png"}
-    atomic_write_bytes(paths["json"], (json.dumps(report, indent=2) + "\n").encode())
-    atomic_write_bytes(paths["markdown"], markdown_report(report).encode())
+    atomic_write_json(paths["json"], report, indent=2)
+    atomic_write_text(paths["markdown"], markdown_report(report))
     plot_per_attribute(report, paths["plot"])
     return paths
 

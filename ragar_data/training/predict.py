@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ragar_data.atomic import atomic_write_parquet
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
@@ -46,16 +46,6 @@ def predictions_table(keys: list[str], scores: np.ndarray, schema: AttributeSche
     return pa.table(columns)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        pq.write_table(table, temporary, compression="zstd")
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def predict_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, out: str | Path, device: str = "auto",
                        batch_size: int | None = None, progress: bool = True) -> tuple[Path, int]:
     """Predict every sequence of ``dataset_dir`` with ``checkpoint``; returns (parquet path, rows)."""
@@ -80,5 +70,5 @@ def predict_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, out: str
         "ragar_data.iteration": str(state["iteration"]), "ragar_data.metrics_mode": outputs["mode"],
     })
     out = Path(out)
-    write_parquet_atomic(table, out)
+    atomic_write_parquet(out, table, compression="zstd")
     return out, table.num_rows

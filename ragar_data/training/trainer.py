@@ -3,7 +3,7 @@
 - Exact resume: a checkpoint holds model, optimiser, scheduler, the RNG states of python, numpy, torch (and
   CUDA), the iteration and the sampler position (epoch, batch in epoch). Items are sampled from
   (seed, epoch, index) by the loaders and batches from (seed, epoch) by `EpochBatches`, so a resumed run
-  computes the same next loss as an uninterrupted one. Writes are atomic (temp file + os.replace).
+  computes the same next loss as an uninterrupted one. Writes are atomic (`ragar_data.atomic`).
 - Logs: TensorBoard scalars (loss, lr, 1/τ where there is one) under ``<stage_dir>/tensorboard``; a tqdm bar
   with loss and it/s. Rank 0 alone logs and writes checkpoints.
 - GPU: bf16 autocast (``train.amp=bf16``) and channels-last weights (``train.channels_last``) on CUDA; CPU
@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ragar_data.atomic import atomic_torch_save
 from ragar_data.errors import RagarDataError
 from ragar_data.training.build import CHECKPOINT_FORMAT, read_checkpoint
 from ragar_data.training.config import Config
@@ -110,17 +110,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_torch_save(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
-        temporary = Path(handle.name)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def lr_lambda(config: Config, iterations: int) -> Callable[[int], float]:
@@ -237,8 +226,8 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
     def save(path: Path) -> None:
         rng_per_rank = gather_rng_states(runtime)  # on every rank: a collective under DDP
         if runtime.is_main:
-            atomic_torch_save(checkpoint_payload(task, config, iteration, optimizer, scheduler, epoch,
-                                                 batch_in_epoch, label_names, rng_per_rank), path)
+            atomic_torch_save(path, checkpoint_payload(task, config, iteration, optimizer, scheduler, epoch,
+                                                       batch_in_epoch, label_names, rng_per_rank))
 
     result = StageResult(final_path)
     end = iterations if stop_after is None else min(iterations, stop_after)
