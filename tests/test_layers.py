@@ -67,3 +67,9 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
     found = imported_modules(module, "ragar_data.sub")
     assert "ragar_data.pipelines.runner" in found
     assert "ragar_data.cli.main" in found
+
+
+def test_test_modules_share_builders_through_factories_not_each_other():
+    problems = [f"{path.name} imports {module}" for path in sorted((ROOT / "tests").glob("*.py"))
+                for module in imported_modules(path, "tests") if module.split(".")[0].startswith("test_")]
+    assert problems == []

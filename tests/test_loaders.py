@@ -1,8 +1,6 @@
 """Loaders over shards: OpenGait sampling semantics, labels/one-hot, determinism, DataLoader workers."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -21,58 +19,10 @@ from ragar_data.loaders import (
     to_unit_range,
 )
 from ragar_data.shards import make_record, update_index, write_shard
-from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
+from ragar_data.silhouettes import normalise_sequence
+from factories import build_dataset
 
 torch.set_num_threads(1)
-
-
-def walker_frames(count, rng, height=72, width=96):
-    """Silhouette masks of a bobbing ellipse person, normalised to (S, 64, 64) uint8 frames."""
-    rows, cols = np.mgrid[0:height, 0:width]
-    masks = np.zeros((count, height, width), np.uint8)
-    for frame in range(count):
-        cx = width / 2 + 6 * np.sin(frame / 3) + rng.uniform(-1, 1)
-        ry = height * rng.uniform(0.3, 0.42)
-        masks[frame] = (((cols - cx) / 9) ** 2 + ((rows - height / 2) / ry) ** 2 <= 1) * 255
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FewFramesWarning)
-        return normalise_sequence(masks)
-
-
-def random_labels(rng, schema):
-    return np.array([rng.integers(0, n) for n in schema.num_classes], dtype=np.int8)
-
-
-def build_dataset(root, subjects=("001", "002", "003"), conditions=("nm-01", "bg-01"), views=(0, 36),
-                  lengths=(40, 7, 25), with_pose=True, rows_per_shard=5, seed=0):
-    """A small dataset of shards; sequence lengths cycle through `lengths`. Returns {key: record}."""
-    rng = np.random.default_rng(seed)
-    schema = default_schema()
-    labels = {(s, c): random_labels(rng, schema) for s in subjects for c in (0, 1)}
-    records = {}
-    number = 0
-    for subject in subjects:
-        for combination in (0, 1):
-            for condition in conditions:
-                for view in views:
-                    key = SequenceKey(subject, combination, condition, view)
-                    count = lengths[number % len(lengths)]
-                    number += 1
-                    frames, kept = walker_frames(count, rng)
-                    keypoints = rng.uniform(0, 300, (count, 17, 3)).astype(np.float32) if with_pose else None
-                    records[str(key)] = make_record(
-                        key, image_width=320, image_height=180, labels=labels[(subject, combination)],
-                        frame_index=np.arange(count, dtype=np.int32),
-                        boxes=rng.uniform(0, 100, (count, 4)).astype(np.float32),
-                        silhouettes=frames, silhouette_frame_index=kept.astype(np.int32),
-                        keypoints_2d=keypoints, keypoints_2d_model="synthetic" if with_pose else None,
-                        keypoints_3d=keypoints, keypoints_3d_model="synthetic" if with_pose else None,
-                    )
-    items = list(records.values())
-    infos = [write_shard(root, f"part-{start // rows_per_shard:03d}", items[start:start + rows_per_shard])
-             for start in range(0, len(items), rows_per_shard)]
-    update_index(root, infos)
-    return records
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,7 @@ from ragar_data.opengait import (
 )
 from ragar_data.shards import ShardDataset, make_record, update_index, write_shard
 from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
-from test_loaders import build_dataset
-from test_silhouettes import pretreat_reference, walker_masks
+from factories import build_dataset, pretreat_reference, walker_masks
 
 
 @pytest.fixture(scope="module")

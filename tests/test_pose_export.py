@@ -12,7 +12,7 @@ from ragar_data.identity import SequenceKey
 from ragar_data.opengait import import_opengait
 from ragar_data.pose_export import export_pose
 from ragar_data.shards import ShardDataset, make_record, update_index, write_shard
-from test_loaders import build_dataset
+from factories import build_dataset
 
 
 def test_export_pose_tree(tmp_path):

@@ -1,6 +1,6 @@
 """Silhouette normalisation equals OpenGait's pretreatment, checked against a per-frame reference.
 
-`pretreat_reference` below is our own per-frame transcription of the rules of OpenGait's
+`pretreat_reference` (tests/factories.py) is our own per-frame transcription of the rules of OpenGait's
 `datasets/pretreatment.py` (`imgs2pickle`): threshold, row crop, cubic resize by height, x-centre by the
 cumulative column sum, zero-padded window. The library version is vectorised; both must agree byte for byte.
 """
@@ -13,57 +13,7 @@ import numpy as np
 import pytest
 
 from ragar_data.silhouettes import FewFramesWarning, cut_width, cutting_columns, normalise_sequence
-
-
-def pretreat_reference(images, size=64):
-    """One frame at a time, as upstream reads PNGs: returns (frames, kept positions)."""
-    half = size // 2
-    frames, kept = [], []
-    for position, image in enumerate(images):
-        if image.sum() <= 10000:
-            continue
-        filled_rows = np.flatnonzero(image.sum(axis=1) != 0)
-        crop = image[filled_rows[0]:filled_rows[-1] + 1, :]
-        ratio = crop.shape[1] / crop.shape[0]
-        resized = cv2.resize(crop, (int(size * ratio), size), interpolation=cv2.INTER_CUBIC)
-        cumulative = resized.sum(axis=0).cumsum()
-        centre = None
-        for column, running in enumerate(cumulative):
-            if running > resized.sum() / 2:
-                centre = column
-                break
-        if not centre:  # upstream drops both "no centre" and centre 0
-            continue
-        left, right = centre - half, centre + half
-        if left <= 0 or right >= resized.shape[1]:
-            zeros = np.zeros((resized.shape[0], half))
-            resized = np.concatenate([zeros, resized, zeros], axis=1)
-            left, right = left + half, right + half
-        frames.append(resized[:, left:right].astype("uint8"))
-        kept.append(position)
-    return np.asarray(frames, dtype=np.uint8).reshape(-1, size, size), np.asarray(kept, dtype=np.int64)
-
-
-def walker_masks(count, height, width, rng, scale=1.0, x_shift=0.0, y_shift=0.0):
-    """Ellipse walkers: torso, head and two swinging legs; uint8 0/255."""
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-    masks = np.zeros((count, height, width), np.uint8)
-    for frame in range(count):
-        phase = 2 * np.pi * frame / 16 + rng.uniform(-0.2, 0.2)
-        cx = width * (0.5 + x_shift) + rng.uniform(-3, 3) + 2 * frame * (x_shift != 0)
-        cy = height * (0.5 + y_shift)
-        person = scale * height * rng.uniform(0.55, 0.8)
-        parts = [
-            (cx, cy - 0.15 * person, 0.12 * person, 0.25 * person),  # torso
-            (cx, cy - 0.45 * person, 0.07 * person, 0.08 * person),  # head
-            (cx + 0.08 * person * np.sin(phase), cy + 0.22 * person, 0.05 * person, 0.25 * person),
-            (cx - 0.08 * person * np.sin(phase), cy + 0.22 * person, 0.05 * person, 0.25 * person),
-        ]
-        inside = np.zeros((height, width), bool)
-        for px, py, rx, ry in parts:
-            inside |= ((cols - px) / max(rx, 0.5)) ** 2 + ((rows - py) / max(ry, 0.5)) ** 2 <= 1
-        masks[frame] = inside * 255
-    return masks
+from factories import pretreat_reference, walker_masks
 
 
 def assert_same_as_reference(masks, size=64):
