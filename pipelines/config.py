@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ragar_data.errors import ConfigError
+
 PRESET_DIR = Path(__file__).resolve().parent
 
 
@@ -122,11 +124,11 @@ class PipelineConfig:
 
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping, found {type(values).__name__}")
+        raise ConfigError(f"{where}: expected a mapping, found {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
     kwargs = {}
     for name, value in values.items():
         default = getattr(cls(), name)
@@ -147,11 +149,11 @@ def load_preset(preset: str | Path = "default") -> PipelineConfig:
     if not path.suffix:
         path = PRESET_DIR / f"{preset}.yaml"
         if not path.is_file():
-            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(list_presets())} (or a YAML path)")
+            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(list_presets())} (or a YAML path)")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: cannot read preset: {error}") from error
+        raise ConfigError(f"{path}: cannot read preset: {error}") from error
     return _build(PipelineConfig, values, str(path))
 
 
@@ -169,7 +171,7 @@ def apply_overrides(config: PipelineConfig, overrides: dict | list[str]) -> Pipe
         pairs = {}
         for item in overrides:
             if "=" not in item:
-                raise ValueError(f"override {item!r}: expected NAME=VALUE, e.g. detect.work_width=320")
+                raise ConfigError(f"override {item!r}: expected NAME=VALUE, e.g. detect.work_width=320")
             name, value = item.split("=", 1)
             pairs[name.strip()] = _parse_value(value)
         overrides = pairs
@@ -179,11 +181,11 @@ def apply_overrides(config: PipelineConfig, overrides: dict | list[str]) -> Pipe
         parts = dotted.split(".")
         for depth, part in enumerate(parts[:-1]):
             if not isinstance(target.get(part), dict):
-                raise ValueError(f"override {dotted!r}: {'.'.join(parts[:depth + 1])} is not a section")
+                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:depth + 1])} is not a section")
             target = target[part]
         in_options = len(parts) >= 2 and parts[-2] == "options"
         if parts[-1] not in target and not in_options:
-            raise ValueError(f"override {dotted!r}: no field {parts[-1]!r}; known: {sorted(target)}")
+            raise ConfigError(f"override {dotted!r}: no field {parts[-1]!r}; known: {sorted(target)}")
         target[parts[-1]] = value
     return _build(PipelineConfig, values, "overrides")
 
@@ -195,7 +197,7 @@ def parse_resolution(text: str | None) -> tuple[int, int] | None:
     try:
         width, height = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
-        raise ValueError(f"resolution {text!r}: expected WIDTHxHEIGHT, e.g. 1920x1080") from None
+        raise ConfigError(f"resolution {text!r}: expected WIDTHxHEIGHT, e.g. 1920x1080") from None
     return width, height
 
 
@@ -203,7 +205,7 @@ def resolve_backend(table: dict, name: str, stage: str):
     """The class a stage's backend table names; dotted-path strings ("module:Class") are imported here, lazily,
     so that model packages are only imported by runs that use them."""
     if name not in table:
-        raise ValueError(f"unknown {stage} backend {name!r}; known: {sorted(table)}")
+        raise ConfigError(f"unknown {stage} backend {name!r}; known: {sorted(table)}")
     target = table[name]
     if isinstance(target, str):
         import importlib
@@ -218,5 +220,5 @@ def resolve_backend(table: dict, name: str, stage: str):
         try:
             target = getattr(module, class_name)
         except AttributeError:
-            raise ValueError(f"{stage} backend {name!r}: {module_name} has no {class_name}") from None
+            raise ConfigError(f"{stage} backend {name!r}: {module_name} has no {class_name}") from None
     return target

@@ -16,7 +16,7 @@ from typing import Iterator, NamedTuple, Protocol
 import cv2
 import numpy as np
 
-from ragar_data.errors import VideoError
+from ragar_data.errors import ConfigError, VideoError
 
 
 FRAME_FORMATS = ("rgb24", "yuv420p")
@@ -46,7 +46,7 @@ class PyAVDecoder:
 
     def __init__(self, threads: int = 0, frame_format: str = "rgb24"):
         if frame_format not in FRAME_FORMATS:
-            raise ValueError(f"decode frame_format {frame_format!r}: expected one of {FRAME_FORMATS}")
+            raise ConfigError(f"decode frame_format {frame_format!r}: expected one of {FRAME_FORMATS}")
         self.threads = threads
         self.frame_format = frame_format
 
@@ -109,7 +109,7 @@ class OpenCVDecoder:
 
     def __init__(self, threads: int = 0, frame_format: str = "rgb24"):
         if frame_format != "rgb24":
-            raise ValueError(f"decode frame_format {frame_format!r}: the opencv backend gives RGB frames only "
+            raise ConfigError(f"decode frame_format {frame_format!r}: the opencv backend gives RGB frames only "
                              "(use the pyav backend for yuv420p)")
         self.threads = threads
         self.frame_format = frame_format
@@ -139,7 +139,7 @@ DECODERS = {"pyav": PyAVDecoder, "opencv": OpenCVDecoder}
 
 def make_decoder(backend: str, threads: int = 0, frame_format: str = "rgb24") -> Decoder:
     if backend not in DECODERS:
-        raise ValueError(f"unknown decode backend {backend!r}; known: {sorted(DECODERS)}")
+        raise ConfigError(f"unknown decode backend {backend!r}; known: {sorted(DECODERS)}")
     return DECODERS[backend](threads=threads, frame_format=frame_format)
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ragar_data.errors import ConfigError
 from ragar_data.pipelines.decode import Clip
 from ragar_data.pipelines.tuning import map_frames
 
@@ -174,9 +175,9 @@ class BackgroundDetector:
                  plate_min_sequences: int = 4, plate_max_sequences: int = 16, plate_frames: int = 8,
                  plate_tolerance: float = 14.0, own_median_tolerance: float = 0.0, threads: int = 2, **unknown):
         if unknown:
-            raise ValueError(f"background detector: unknown option(s) {sorted(unknown)}")
+            raise ConfigError(f"background detector: unknown option(s) {sorted(unknown)}")
         if int(threads) < 1:
-            raise ValueError(f"background detector: threads must be >= 1, got {threads!r}")
+            raise ConfigError(f"background detector: threads must be >= 1, got {threads!r}")
         self.threads = int(threads)
         self.background_frames = background_frames
         self.threshold_sigmas = threshold_sigmas
@@ -185,7 +186,7 @@ class BackgroundDetector:
         self.min_area_fraction = min_area_fraction
         self.refine_passes = refine_passes
         if float(own_median_tolerance) < 0:
-            raise ValueError(f"background detector: own_median_tolerance must be >= 0, got {own_median_tolerance!r}")
+            raise ConfigError(f"background detector: own_median_tolerance must be >= 0, got {own_median_tolerance!r}")
         self.own_median_tolerance = float(own_median_tolerance)
         # per-camera background plates (`plates.camera_plates`), estimated by the runner before the main pass
         self.plate_options = None if not camera_plates else dict(

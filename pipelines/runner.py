@@ -22,6 +22,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ragar_data.errors import InputError
 from ragar_data.pipelines.config import PipelineConfig, _build
 from ragar_data.pipelines.sources import WorkUnit, units_from_manifest, units_from_tree
 from ragar_data.pipelines.stages import UnitResult, build_stages, iter_groups, process_group
@@ -146,9 +147,9 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
     """Extract every sequence of `videos` (raw layout) or `manifest` into shards in `out_dir`."""
     options = options or RunOptions()
     if (videos is None) == (manifest is None):
-        raise ValueError("give exactly one of videos (raw tree) or manifest (CSV)")
+        raise InputError("give exactly one of videos (raw tree) or manifest (CSV)")
     if options.engine not in ("local", "ray"):
-        raise ValueError(f"engine {options.engine!r}: expected 'local' or 'ray'")
+        raise InputError(f"engine {options.engine!r}: expected 'local' or 'ray'")
     units = units_from_tree(videos) if videos is not None else units_from_manifest(manifest)
     labels = {}
     if annotations is not None:

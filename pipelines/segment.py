@@ -14,6 +14,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ragar_data.errors import ConfigError
 from ragar_data.pipelines.decode import Clip
 from ragar_data.pipelines.detect import BackgroundModel, classify_foreground
 from ragar_data.pipelines.select import SubjectTrack
@@ -110,9 +111,9 @@ class ForegroundSegmenter:
 
     def __init__(self, *, reference_frames: int = 16, hole_fraction: float = 0.02, threads: int = 2, **unknown):
         if unknown:
-            raise ValueError(f"foreground segmenter: unknown option(s) {sorted(unknown)}")
+            raise ConfigError(f"foreground segmenter: unknown option(s) {sorted(unknown)}")
         if int(threads) < 1:
-            raise ValueError(f"foreground segmenter: threads must be >= 1, got {threads!r}")
+            raise ConfigError(f"foreground segmenter: threads must be >= 1, got {threads!r}")
         self.threads = int(threads)
         self.reference_frames = reference_frames
         self.hole_fraction = hole_fraction

@@ -12,6 +12,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragar_data.errors import InputError
 from ragar_data.identity import SequenceKey, scan_raw_videos
 
 MANIFEST_COLUMNS = ("video", "subject", "combination", "condition", "view")
@@ -33,7 +34,7 @@ def units_from_tree(videos: str | Path) -> list[WorkUnit]:
         raise FileNotFoundError(f"{root}: videos folder not found")
     units = [WorkUnit(key, path, path.relative_to(root).as_posix()) for key, path in scan_raw_videos(root)]
     if not units:
-        raise ValueError(f"{root}: no videos in the raw layout <subject>/c<combination>/<condition>/<view>.mp4")
+        raise InputError(f"{root}: no videos in the raw layout <subject>/c<combination>/<condition>/<view>.mp4")
     return units
 
 
@@ -47,7 +48,7 @@ def units_from_manifest(manifest: str | Path) -> list[WorkUnit]:
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{path}: manifest header lacks {missing}; expected "
+        raise InputError(f"{path}: manifest header lacks {missing}; expected "
                          f"{','.join(MANIFEST_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}]")
     units, seen, problems = [], {}, []
     for line, row in enumerate(reader, start=2):
@@ -57,7 +58,7 @@ def units_from_manifest(manifest: str | Path) -> list[WorkUnit]:
             start = int(row["start_frame"]) if row.get("start_frame") else 0
             end = int(row["end_frame"]) if row.get("end_frame") else None
             if start < 0 or (end is not None and end <= start):
-                raise ValueError(f"frame range [{start}, {end}) is empty or negative")
+                raise InputError(f"frame range [{start}, {end}) is empty or negative")
         except (ValueError, KeyError) as error:
             problems.append(f"{path}:{line}: {error}")
             continue
@@ -69,7 +70,7 @@ def units_from_manifest(manifest: str | Path) -> list[WorkUnit]:
         resolved = video if video.is_absolute() else path.parent / video
         units.append(WorkUnit(key, resolved, row["video"], start, end))
     if problems:
-        raise ValueError("bad manifest rows:\n  " + "\n  ".join(problems))
+        raise InputError("bad manifest rows:\n  " + "\n  ".join(problems))
     if not units:
-        raise ValueError(f"{path}: manifest has no rows")
+        raise InputError(f"{path}: manifest has no rows")
     return sorted(units, key=lambda u: u.key)

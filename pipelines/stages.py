@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from ragar_data.errors import ModelUnavailable, RagarDataError
+from ragar_data.errors import ConfigError, ModelUnavailable, RagarDataError
 from ragar_data.pipelines import decode as decode_stage
 from ragar_data.pipelines.config import PipelineConfig, parse_resolution, resolve_backend
 from ragar_data.pipelines.detect import DETECTORS
@@ -117,7 +117,7 @@ def build_stages(config: PipelineConfig, *, models_dir=None, device: str = "cpu"
     segmenter = _model_backend("segment", SEGMENTERS, config.segment.backend, config.segment.options, models_dir,
                                device)
     if isinstance(segmenter, ForegroundSegmenter) and not hasattr(detector, "detect_sequence"):
-        raise ValueError(f"segment backend 'foreground' refines the background detector's masks; detect backend "
+        raise ConfigError(f"segment backend 'foreground' refines the background detector's masks; detect backend "
                          f"{config.detect.backend!r} has none (choose a model segmenter, e.g. pp-humanseg)")
     skipped, pose, lifter = [], None, None
     if not config.pose2d.backend:

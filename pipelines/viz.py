@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ragar_data.atomic import atomic_path
-from ragar_data.errors import RagarDataError
+from ragar_data.errors import InputError, RagarDataError
 from ragar_data.identity import SequenceKey
 from ragar_data.pipelines.decode import PyAVDecoder, decode_clip
 from ragar_data.run_state import current_run
@@ -117,5 +117,5 @@ def write_visualisation(run_dir: str | Path, key: str, videos: str | Path, out: 
         height_px, width_px = images[0].shape[:2]
         write_video(out, images, 25, width_px, height_px)
     else:
-        raise ValueError(f"{out}: write a .png strip or an .mp4 clip")
+        raise InputError(f"{out}: write a .png strip or an .mp4 clip")
     return out

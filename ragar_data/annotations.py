@@ -21,7 +21,7 @@ import yaml
 
 from ragar_data.atomic import atomic_write_bytes
 from ragar_data.attributes import AttributeSchema, default_schema
-from ragar_data.errors import AnnotationError
+from ragar_data.errors import AnnotationError, InputError
 from ragar_data.identity import COMBINATIONS
 from ragar_data.schemas import schema_path
 
@@ -241,14 +241,14 @@ def write_annotations(
     for (subject, combination), indices in sorted(labels.items(), key=lambda item: (str(item[0][0]), item[0][1])):
         indices = np.asarray(indices).reshape(-1)
         if indices.shape[0] != len(schema):
-            raise ValueError(f"labels of ({subject!r}, {combination}): expected {len(schema)} class indices, "
+            raise InputError(f"labels of ({subject!r}, {combination}): expected {len(schema)} class indices, "
                              f"got {indices.shape[0]}")
         if not _SUBJECT.match(str(subject)) or int(combination) not in COMBINATIONS:
-            raise ValueError(f"bad annotation key ({subject!r}, {combination!r})")
+            raise InputError(f"bad annotation key ({subject!r}, {combination!r})")
         names = []
         for attribute, index in zip(schema.attributes, indices):
             if not 0 <= int(index) < attribute.num_classes:
-                raise ValueError(f"labels of ({subject!r}, {combination}): {attribute.name} class index "
+                raise InputError(f"labels of ({subject!r}, {combination}): {attribute.name} class index "
                                  f"{int(index)} is not a class (0..{attribute.num_classes - 1})")
             names.append(attribute.classes[int(index)])
         writer.writerow([str(subject), int(combination), *names])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ragar_data.errors import SchemaError
+from ragar_data.errors import InputError, SchemaError
 from ragar_data.schemas import schema_path
 
 REGIONS = ("global", "upper_body", "middle_body", "lower_body")
@@ -39,12 +39,12 @@ class Attribute:
             index = int(value)
             if 0 <= index < self.num_classes:
                 return index
-            raise ValueError(f"{self.name}: class index {index} out of range 0..{self.num_classes - 1}")
+            raise InputError(f"{self.name}: class index {index} out of range 0..{self.num_classes - 1}")
         name = str(value).strip().lower()
         for index, class_name in enumerate(self.classes):
             if class_name.lower() == name:
                 return index
-        raise ValueError(f"{self.name}: unknown class {value!r}; expected one of {list(self.classes)}")
+        raise InputError(f"{self.name}: unknown class {value!r}; expected one of {list(self.classes)}")
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,10 @@ class AttributeSchema:
         """(..., 15) class indices -> (..., 45) float32 one-hot; a negative index (unknown) gives zeros."""
         class_indices = np.asarray(class_indices, dtype=np.int64)
         if class_indices.shape[-1] != len(self):
-            raise ValueError(f"expected {len(self)} class indices in the last axis, got {class_indices.shape}")
+            raise InputError(f"expected {len(self)} class indices in the last axis, got {class_indices.shape}")
         too_big = class_indices >= np.asarray(self.num_classes)
         if too_big.any():
-            raise ValueError(f"class index out of range in {class_indices[too_big.nonzero()]}")
+            raise InputError(f"class index out of range in {class_indices[too_big.nonzero()]}")
         one_hot = np.zeros(class_indices.shape[:-1] + (self.total_classes,), dtype=np.float32)
         positions = self.offsets + np.clip(class_indices, 0, None)
         np.put_along_axis(one_hot, positions, (class_indices >= 0).astype(np.float32), axis=-1)

@@ -27,3 +27,13 @@ class ModelUnavailable(RagarDataError):
 
 class VideoError(RagarDataError):
     """A video cannot be decoded or does not have the expected properties."""
+
+
+class InputError(RagarDataError, ValueError):
+    """An argument or a data value is out of its domain (a key, a shape, a range). Also a ValueError, so that
+    callers catching ValueError keep working."""
+
+
+class ConfigError(RagarDataError, ValueError):
+    """A preset, config file, override or backend option is malformed; the message names the key. Also a
+    ValueError, so that callers catching ValueError keep working."""

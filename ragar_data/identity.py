@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragar_data.errors import InputError
+
 CONDITIONS = ("nm-01", "nm-02", "nm-03", "nm-04", "bg-01", "bg-02", "cl-01", "cl-02")
 CONDITION_GROUPS = ("nm", "bg", "cl")
 VIEWS = tuple(range(0, 325, 36))  # 0, 36, ..., 324 degrees
@@ -31,13 +33,13 @@ class SequenceKey:
 
     def __post_init__(self):
         if not _SUBJECT.match(self.subject):
-            raise ValueError(f"subject id {self.subject!r} must be letters, digits or '_'")
+            raise InputError(f"subject id {self.subject!r} must be letters, digits or '_'")
         if self.combination not in COMBINATIONS:
-            raise ValueError(f"combination {self.combination} not in {COMBINATIONS}")
+            raise InputError(f"combination {self.combination} not in {COMBINATIONS}")
         if self.condition not in CONDITIONS:
-            raise ValueError(f"condition {self.condition!r} not in {CONDITIONS}")
+            raise InputError(f"condition {self.condition!r} not in {CONDITIONS}")
         if not 0 <= self.view < 360:
-            raise ValueError(f"view {self.view} is not an angle in degrees 0..359")
+            raise InputError(f"view {self.view} is not an angle in degrees 0..359")
 
     def __str__(self) -> str:
         return f"{self.subject}-c{self.combination}-{self.condition}-{self.view:03d}"
@@ -46,7 +48,7 @@ class SequenceKey:
     def parse(cls, key: str) -> SequenceKey:
         match = _KEY.match(key)
         if not match:
-            raise ValueError(f"not a sequence key: {key!r} (expected like '001-c0-nm-01-036')")
+            raise InputError(f"not a sequence key: {key!r} (expected like '001-c0-nm-01-036')")
         return cls(match["subject"], int(match["combination"]), match["condition"], int(match["view"]))
 
     @property
@@ -75,11 +77,11 @@ class SequenceKey:
     def from_raw_video_relpath(cls, relpath: str | Path) -> SequenceKey:
         parts = Path(relpath).parts
         if len(parts) != 4 or not parts[1].startswith("c") or Path(parts[3]).suffix.lower() not in VIDEO_SUFFIXES:
-            raise ValueError(f"{relpath}: expected <subject>/c<combination>/<condition>/<view>.mp4")
+            raise InputError(f"{relpath}: expected <subject>/c<combination>/<condition>/<view>.mp4")
         try:
             return cls(parts[0], int(parts[1][1:]), parts[2], int(Path(parts[3]).stem))
         except ValueError as error:
-            raise ValueError(f"{relpath}: {error}") from error
+            raise InputError(f"{relpath}: {error}") from error
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ragar_data.attributes import AttributeSchema, default_schema
-from ragar_data.errors import ShardError
+from ragar_data.errors import InputError, ShardError
 from ragar_data.row_access import ArrowRowCache, ParquetRowReader
 from ragar_data.shards import ShardDataset, decode_silhouettes, table_to_records
 from ragar_data.silhouettes import cutting_columns
@@ -52,9 +52,9 @@ def sample_frame_indices(num_frames: int, sampling: str, rng: np.random.Generato
     - all_ordered: every frame in order, the first `max_frames` when longer (upstream frames_all_limit).
     """
     if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling {sampling!r} not in {SAMPLINGS}")
+        raise InputError(f"sampling {sampling!r} not in {SAMPLINGS}")
     if num_frames <= 0:
-        raise ValueError(f"{name}: no frames to sample (the sequence is empty)")
+        raise InputError(f"{name}: no frames to sample (the sequence is empty)")
     if sampling == "all_ordered":
         return np.arange(min(num_frames, max_frames) if max_frames > 0 else num_frames)
     if sampling == "fixed_ordered":
@@ -85,7 +85,7 @@ class _ShardSequences(Dataset):
                  max_open_shards: int = 8, include_failed: bool = False, row_cache: bool = True,
                  cache_dir: str | Path | None = None, progress: bool = True):
         if sampling not in SAMPLINGS:
-            raise ValueError(f"sampling {sampling!r} not in {SAMPLINGS}")
+            raise InputError(f"sampling {sampling!r} not in {SAMPLINGS}")
         self.dataset_dir = Path(dataset_dir)
         self.shards = ShardDataset(self.dataset_dir, verify=verify)
         self.sampling, self.frames, self.frames_skip = sampling, frames, frames_skip

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from ragar_data.attributes import AttributeSchema, default_schema
+from ragar_data.errors import InputError
 
 EPS = 1e-20
 MODES = ("sigmoid", "argmax")
@@ -35,7 +36,7 @@ def predicted_labels(scores: np.ndarray, schema: AttributeSchema | None = None, 
         return scores > threshold
     if mode == "argmax":
         return schema.to_one_hot(schema.from_scores(scores)) > 0
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    raise InputError(f"mode must be one of {MODES}, got {mode!r}")
 
 
 def _check_inputs(scores, one_hot, schema: AttributeSchema) -> tuple[np.ndarray, np.ndarray]:
@@ -43,15 +44,15 @@ def _check_inputs(scores, one_hot, schema: AttributeSchema) -> tuple[np.ndarray,
     one_hot = np.asarray(one_hot)
     expected = schema.total_classes
     if scores.ndim != 2 or scores.shape[1] != expected:
-        raise ValueError(f"scores: expected shape (N, {expected}), got {scores.shape}")
+        raise InputError(f"scores: expected shape (N, {expected}), got {scores.shape}")
     if one_hot.shape != scores.shape:
-        raise ValueError(f"one_hot: expected the shape of scores {scores.shape}, got {one_hot.shape}")
+        raise InputError(f"one_hot: expected the shape of scores {scores.shape}, got {one_hot.shape}")
     if scores.shape[0] == 0:
-        raise ValueError("no samples to score")
+        raise InputError("no samples to score")
     if not np.isfinite(scores).all():
-        raise ValueError("scores contain NaN or infinite values")
+        raise InputError("scores contain NaN or infinite values")
     if not np.isin(one_hot, (0, 1)).all():
-        raise ValueError("one_hot must hold only 0 and 1 (class indices go through AttributeSchema.to_one_hot)")
+        raise InputError("one_hot must hold only 0 and 1 (class indices go through AttributeSchema.to_one_hot)")
     return scores, one_hot.astype(bool)
 
 
@@ -142,7 +143,7 @@ def metrics_by_subset(scores: np.ndarray, one_hot: np.ndarray, groups: Mapping[s
     for name, values in groups.items():
         values = np.asarray(values)
         if values.shape[0] != scores.shape[0]:
-            raise ValueError(f"group {name!r}: {values.shape[0]} values for {scores.shape[0]} samples")
+            raise InputError(f"group {name!r}: {values.shape[0]} values for {scores.shape[0]} samples")
         results[name] = {}
         for value in sorted(set(values.tolist())):
             selected = values == value

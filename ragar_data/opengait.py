@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ragar_data.atomic import atomic_write_bytes, remove_stale_temporaries
 from ragar_data.attributes import AttributeSchema, default_schema
-from ragar_data.errors import RagarDataError
+from ragar_data.errors import InputError, RagarDataError
 from ragar_data.identity import CONDITIONS, SequenceKey
 from ragar_data.shards import (
     INDEX_NAME,
@@ -79,7 +79,7 @@ def type_folder_name(key: SequenceKey, labels, naming: str, schema: AttributeSch
         return key.type_name
     if naming == "ragar":
         return ragar_type_name(key, labels, schema)
-    raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
+    raise InputError(f"type naming {naming!r} not in {NAMINGS}")
 
 
 def parse_type_folder(name: str, where: Path, schema: AttributeSchema | None = None):
@@ -177,7 +177,7 @@ def start_export(dataset_dir: Path, out_root: Path, naming: str, partition, summ
     """Checks and steps shared by the tree exporters: the naming, the partition copy (first, so a bad --split
     fails before any pickle is written); returns the number of sequences in the dataset."""
     if naming not in NAMINGS:
-        raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
+        raise InputError(f"type naming {naming!r} not in {NAMINGS}")
     summary.partition = copy_partition(dataset_dir, out_root, partition)
     return read_index(dataset_dir)["sequences"]
 
@@ -359,7 +359,7 @@ def import_opengait(root: str | Path, dataset_dir: str | Path, modality: str = "
     (`shards/opengait-<subject>.parquet`). Importing the other modality of the same sequences later merges
     it into those shards. Labels come from ragar type names, else from the annotation CSV."""
     if modality not in MODALITIES:
-        raise ValueError(f"modality {modality!r} not in {MODALITIES}")
+        raise InputError(f"modality {modality!r} not in {MODALITIES}")
     from ragar_data.annotations import read_annotations
 
     root, dataset_dir = Path(root), Path(dataset_dir)

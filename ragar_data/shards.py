@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from ragar_data.atomic import atomic_write_bytes
-from ragar_data.errors import ShardError
+from ragar_data.errors import InputError, ShardError
 from ragar_data.identity import SequenceKey
 from ragar_data.schemas import schema_path
 
@@ -268,7 +268,7 @@ def write_shard(dataset_dir: str | Path, name: str, records: Iterable[dict]) -> 
     The index is not touched: call `update_index` once the shards of a run are written.
     """
     if not _NAME.match(name):
-        raise ValueError(f"shard name {name!r}: use letters, digits, '_', '-', '.'")
+        raise InputError(f"shard name {name!r}: use letters, digits, '_', '-', '.'")
     spec = shard_spec()
     table = records_to_table(records)
     sink = pa.BufferOutputStream()

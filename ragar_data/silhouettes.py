@@ -25,6 +25,8 @@ import warnings
 import cv2
 import numpy as np
 
+from ragar_data.errors import InputError
+
 # Upstream constants (OpenGait datasets/pretreatment.py): a frame must hold more than this pixel sum,
 # and a sequence with fewer kept frames gets a warning.
 MIN_PIXEL_SUM = 10000
@@ -39,11 +41,11 @@ def _as_uint8(masks) -> tuple[np.ndarray, int]:
     """(uint8 view of the masks, factor to 0..255 grey levels): bool masks are read as 0/1 without a copy."""
     masks = np.ascontiguousarray(masks)
     if masks.ndim != 3:
-        raise ValueError(f"masks must be (T, H, W), got shape {masks.shape}")
+        raise InputError(f"masks must be (T, H, W), got shape {masks.shape}")
     if masks.dtype == bool:
         return masks.view(np.uint8), 255
     if masks.dtype != np.uint8:
-        raise ValueError(f"masks must be bool or uint8 (0/255 grayscale), got dtype {masks.dtype}")
+        raise InputError(f"masks must be bool or uint8 (0/255 grayscale), got dtype {masks.dtype}")
     return masks, 1
 
 
@@ -67,7 +69,7 @@ def normalise_sequence(masks, size: int = 64, name: str | None = None) -> tuple[
     Returns (frames (S, size, size) uint8, kept_index (S,) int64 positions of the kept input frames).
     """
     if size <= 0 or size % 2:
-        raise ValueError(f"size must be a positive even number (64 or 128), got {size}")
+        raise InputError(f"size must be a positive even number (64 or 128), got {size}")
     masks, grey = _as_uint8(masks)
     count, height, width = masks.shape
     half = size // 2
@@ -84,7 +86,7 @@ def normalise_sequence(masks, size: int = 64, name: str | None = None) -> tuple[
     resized_widths = (size * (width / crop_heights)).astype(np.int64)
     if candidates.size and resized_widths.min() == 0:
         bad = int(candidates[resized_widths.argmin()])
-        raise ValueError(
+        raise InputError(
             f"{name or 'sequence'}: frame {bad} is {crop_heights.min()} rows tall but the image is only {width} "
             f"columns wide; resizing it to height {size} gives width 0 (upstream's cv2.resize fails the same way)"
         )
@@ -137,6 +139,6 @@ def cut_width(frames: np.ndarray, size: int | None = None) -> np.ndarray:
     """
     width = frames.shape[-1]
     if size is not None and width != size:
-        raise ValueError(f"frames are {width} wide, expected {size}")
+        raise InputError(f"frames are {width} wide, expected {size}")
     cut = cutting_columns(width)
     return frames[..., cut:width - cut] if cut else frames

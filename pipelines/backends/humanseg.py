@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ragar_data import weights as registry
-from ragar_data.errors import ModelUnavailable
+from ragar_data.errors import ConfigError, ModelUnavailable
 from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, onnx_session, run_onnx
 
 INPUT_NAME = "x"
@@ -95,7 +95,7 @@ class HumanSegOnnx(_HumanSegBase):
         """`input_size` (width, height) is only needed for an export with dynamic height/width that is not a
         registry model, e.g. [256, 144] for the v2 portrait model."""
         if options:
-            raise ValueError(f"HumanSegOnnx: unknown options {sorted(options)}")
+            raise ConfigError(f"HumanSegOnnx: unknown options {sorted(options)}")
         super().__init__(batch_size, padding, threshold)
         spec, path = registry.require(models_dir=models_dir, model=model, weights=weights,
                                       default=None if weights else "pp-humanseg-v2", task="segmenter")
@@ -129,7 +129,7 @@ class HumanSegPaddle(_HumanSegBase):
                  weights: str | None = None, batch_size: int = 32, padding: float = 1.2, threshold: float = 0.5,
                  threads: int | None = None, **options):
         if options:
-            raise ValueError(f"HumanSegPaddle: unknown options {sorted(options)}")
+            raise ConfigError(f"HumanSegPaddle: unknown options {sorted(options)}")
         super().__init__(batch_size, padding, threshold)
         spec, folder = registry.require(models_dir=models_dir, model=model, weights=weights,
                                         default=None if weights else "pp-humanseg-v2-paddle", task="segmenter")

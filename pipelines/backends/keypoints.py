@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ragar_data.errors import InputError
+
 COCO_KEYPOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
@@ -44,7 +46,7 @@ def coco_to_h36m(keypoints: np.ndarray) -> np.ndarray:
     confidence) is combined the same way."""
     keypoints = np.asarray(keypoints, dtype=np.float64)
     if keypoints.shape[-2] != 17:
-        raise ValueError(f"coco_to_h36m expects 17 COCO keypoints on axis -2, got shape {keypoints.shape}")
+        raise InputError(f"coco_to_h36m expects 17 COCO keypoints on axis -2, got shape {keypoints.shape}")
     h36m = np.zeros_like(keypoints)
     h36m[..., 0, :] = (keypoints[..., 11, :] + keypoints[..., 12, :]) * 0.5
     h36m[..., 1, :] = keypoints[..., 12, :]

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ragar_data import weights as registry
-from ragar_data.errors import ModelUnavailable
+from ragar_data.errors import ConfigError, InputError, ModelUnavailable
 from ragar_data.pipelines.backends import keypoints as kp
 from ragar_data.pipelines.backends.runtime import torch_device, torch_dtype
 
@@ -145,7 +145,7 @@ class DSTformer(nn.Module):
     def forward(self, x):
         batch, frames, joints, _ = x.shape
         if frames > self.maxlen:
-            raise ValueError(f"DSTformer takes at most {self.maxlen} frames per clip, got {frames}")
+            raise InputError(f"DSTformer takes at most {self.maxlen} frames per clip, got {frames}")
         x = self.joints_embed(x.reshape(batch * frames, joints, -1)) + self.pos_embed
         x = (x.reshape(batch, frames, joints, -1) + self.temp_embed[:, :frames]).reshape(batch * frames, joints, -1)
         for index, (block_st, block_ts) in enumerate(zip(self.blocks_st, self.blocks_ts)):
@@ -246,9 +246,9 @@ class MotionBertLifter:
         architecture = {k: options.pop(k) for k in list(options)
                         if k in ("dim_feat", "mlp_ratio", "dim_rep", "depth", "num_heads", "maxlen", "att_fuse")}
         if options:
-            raise ValueError(f"MotionBertLifter: unknown options {sorted(options)}")
+            raise ConfigError(f"MotionBertLifter: unknown options {sorted(options)}")
         if normalization not in ("crop_scale", "pixel"):
-            raise ValueError(f"normalization must be crop_scale or pixel, got {normalization!r}")
+            raise ConfigError(f"normalization must be crop_scale or pixel, got {normalization!r}")
         spec, path = registry.require(models_dir=models_dir, model=model, weights=weights,
                                       default="motionbert-ft-h36m" if not model else None, task="lifter")
         self.name = spec.name if spec else path.name
@@ -277,7 +277,7 @@ class MotionBertLifter:
         """COCO pixels -> H36M-17 normalised network input, with the offset and scale to undo it."""
         keypoints_2d = np.asarray(keypoints_2d, dtype=np.float64)
         if keypoints_2d.ndim != 3 or keypoints_2d.shape[1:] != (17, 3):
-            raise ValueError(f"keypoints_2d must be (T, 17, 3) COCO x, y, score; got {keypoints_2d.shape}")
+            raise InputError(f"keypoints_2d must be (T, 17, 3) COCO x, y, score; got {keypoints_2d.shape}")
         h36m = kp.coco_to_h36m(keypoints_2d)
         if self.normalization == "pixel":
             return pixel_normalize(h36m, image_size)

@@ -28,6 +28,7 @@ from torch import nn
 
 from ragar_data import weights as registry
 from ragar_data.atomic import atomic_path, atomic_torch_save
+from ragar_data.errors import InputError
 
 DEFAULT_NAMES = ("yolo11m", "yolo11n", "pp-humanseg-v2", "rtmpose-m", "rtmpose-l", "vitpose-b", "vitpose-b-upstream",
                  "motionbert-ft-h36m", "motionbert-lite")
@@ -179,7 +180,7 @@ def write_random_models(models_dir: str | os.PathLike, names=None, seed: int = 0
         elif spec.backend == "motionbert":
             _write_motionbert(target, seed)
         else:
-            raise ValueError(f"no random stand-in for {name} (backend {spec.backend}, format {spec.format}); "
+            raise InputError(f"no random stand-in for {name} (backend {spec.backend}, format {spec.format}); "
                              "the Paddle model needs paddlepaddle to write")
         written[name] = target
     return written

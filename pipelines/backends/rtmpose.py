@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ragar_data import weights as registry
-from ragar_data.errors import ModelUnavailable
+from ragar_data.errors import ConfigError, ModelUnavailable
 from ragar_data.pipelines.backends import keypoints as kp
 from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, onnx_session, run_onnx
 
@@ -30,7 +30,7 @@ class RTMPoseEstimator:
                  weights: str | None = None, batch_size: int = 32, padding: float = 1.25,
                  split_ratio: float = 2.0, threads: int | None = None, **options):
         if options:
-            raise ValueError(f"RTMPoseEstimator: unknown options {sorted(options)}")
+            raise ConfigError(f"RTMPoseEstimator: unknown options {sorted(options)}")
         spec, path = registry.require(models_dir=models_dir, model=model, weights=weights,
                                       default=None if weights else "rtmpose-m", task="pose2d")
         self.name = spec.name if spec else path.name

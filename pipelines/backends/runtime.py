@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragar_data.errors import ModelUnavailable
+from ragar_data.errors import ConfigError, InputError, ModelUnavailable
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -41,7 +41,7 @@ def run_onnx(session, output_names: list[str], input_name: str, tensor: np.ndarr
     if not isinstance(fixed, int) or fixed <= 0 or fixed == len(tensor):
         return session.run(output_names, {input_name: tensor})
     if len(tensor) % fixed:
-        raise ValueError(f"the ONNX model takes batches of exactly {fixed}; got {len(tensor)} inputs")
+        raise InputError(f"the ONNX model takes batches of exactly {fixed}; got {len(tensor)} inputs")
     parts = [session.run(output_names, {input_name: tensor[i:i + fixed]}) for i in range(0, len(tensor), fixed)]
     return [np.concatenate(outputs) for outputs in zip(*parts)]
 
@@ -59,7 +59,7 @@ def torch_dtype(precision: str, device: str):
     import torch
 
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32" or not device.startswith("cuda"):
         return torch.float32
     return torch.float16 if precision == "fp16" else torch.bfloat16
@@ -68,14 +68,14 @@ def torch_dtype(precision: str, device: str):
 def check_frames(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (B, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
+        raise InputError(f"frames must be (B, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
     return frames
 
 
 def check_boxes(boxes: np.ndarray, count: int) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float32)
     if boxes.shape != (count, 4):
-        raise ValueError(f"boxes must be ({count}, 4) x1, y1, x2, y2 (one per frame), got {boxes.shape}")
+        raise InputError(f"boxes must be ({count}, 4) x1, y1, x2, y2 (one per frame), got {boxes.shape}")
     return boxes
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ragar_data import weights as registry
-from ragar_data.errors import ModelUnavailable
+from ragar_data.errors import ConfigError, ModelUnavailable
 from ragar_data.pipelines.backends import keypoints as kp
 from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, torch_device, torch_dtype
 
@@ -92,7 +92,7 @@ class ViTPoseEstimator:
                  weights: str | None = None, batch_size: int = 32, padding: float = 1.25, flip_test: bool = True,
                  blur_kernel: int = 11, precision: str = "fp32", **options):
         if options:
-            raise ValueError(f"ViTPoseEstimator: unknown options {sorted(options)}")
+            raise ConfigError(f"ViTPoseEstimator: unknown options {sorted(options)}")
         import torch
 
         spec, path = registry.require(models_dir=models_dir, model=model, weights=weights,

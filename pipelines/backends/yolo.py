@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ragar_data import weights as registry
-from ragar_data.errors import ModelUnavailable
+from ragar_data.errors import ConfigError, ModelUnavailable
 from ragar_data.pipelines.backends.runtime import batches, check_frames
 from ragar_data.pipelines.track import prepare_ultralytics_offline
 
@@ -31,7 +31,7 @@ class YoloDetector:
                  weights: str | None = None, batch_size: int = 16, imgsz: int = 640, conf: float = 0.25,
                  iou: float = 0.7, precision: str = "fp32", **options):
         if options:
-            raise ValueError(f"YoloDetector: unknown options {sorted(options)}")
+            raise ConfigError(f"YoloDetector: unknown options {sorted(options)}")
         spec, path = registry.require(models_dir=models_dir, model=model, weights=weights,
                                       default=None if weights else "yolo11m", task="detector")
         if path.suffix not in SUFFIXES or not path.is_file():

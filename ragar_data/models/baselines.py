@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ragar_data.attributes import AttributeSchema
+from ragar_data.errors import InputError
 from ragar_data.models.deepgaitv2 import DeepGaitV2Encoder
 
 CLASSIFICATION_LOSSES = ("bce", "ce")
@@ -22,7 +23,7 @@ class AttributeClassifier(nn.Module):
     def __init__(self, visual: DeepGaitV2Encoder, schema: AttributeSchema, loss: str = "bce"):
         super().__init__()
         if loss not in CLASSIFICATION_LOSSES:
-            raise ValueError(f"classification loss must be one of {CLASSIFICATION_LOSSES}, got {loss!r}")
+            raise InputError(f"classification loss must be one of {CLASSIFICATION_LOSSES}, got {loss!r}")
         self.schema = schema
         self.loss = loss
         self.visual = visual

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ragar_data.attributes import AttributeSchema
+from ragar_data.errors import InputError
 from ragar_data.models.deepgaitv2 import DeepGaitV2Encoder
 from ragar_data.models.text_encoders import TextFeatures
 
@@ -33,7 +34,7 @@ class AlignHead(nn.Module):
                  logit_scale_init: float = math.log(1 / 0.07)):
         super().__init__()
         if part_similarity not in PART_SIMILARITIES:
-            raise ValueError(f"part_similarity must be one of {PART_SIMILARITIES}, got {part_similarity!r}")
+            raise InputError(f"part_similarity must be one of {PART_SIMILARITIES}, got {part_similarity!r}")
         self.theta = nn.Conv1d(visual_channels, text_dim, kernel_size=1)
         self.part_similarity = part_similarity
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
@@ -94,7 +95,7 @@ class CLIPGAR(nn.Module):
                  fusion_mlp_ratio: float = 4.0, fusion_dropout: float = 0.1):
         super().__init__()
         if text.embeddings.shape[0] != schema.total_classes:
-            raise ValueError(
+            raise InputError(
                 f"text features have {text.embeddings.shape[0]} rows, the schema has {schema.total_classes} classes"
             )
         self.schema = schema
@@ -122,4 +123,4 @@ class CLIPGAR(nn.Module):
             return self.align_similarity(silhouettes, lengths)
         if stage == "fusion":
             return self.fusion_logits(silhouettes, lengths)
-        raise ValueError(f"stage must be 'align' or 'fusion', got {stage!r}")
+        raise InputError(f"stage must be 'align' or 'fusion', got {stage!r}")

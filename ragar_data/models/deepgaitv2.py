@@ -23,6 +23,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ragar_data.errors import InputError
+
 PARTS_CHOICES = (1, 2, 4, 8, 16)
 
 
@@ -85,9 +87,9 @@ class DeepGaitV2Encoder(nn.Module):
     ):
         super().__init__()
         if len(layers) != 4 or len(channels) != 4:
-            raise ValueError(f"layers and channels need 4 stages each, got {list(layers)} and {list(channels)}")
+            raise InputError(f"layers and channels need 4 stages each, got {list(layers)} and {list(channels)}")
         if parts not in PARTS_CHOICES:
-            raise ValueError(f"parts must be one of {PARTS_CHOICES} (the 64x44 input gives 16 rows), got {parts}")
+            raise InputError(f"parts must be one of {PARTS_CHOICES} (the 64x44 input gives 16 rows), got {parts}")
         self.parts = parts
         self.out_channels = channels[-1]
         self.layer0 = nn.Sequential(
@@ -109,7 +111,7 @@ class DeepGaitV2Encoder(nn.Module):
     def feature_maps(self, silhouettes: torch.Tensor) -> torch.Tensor:
         """(B, T, H, W) -> (B, C, T, H/4, W/4) before pooling."""
         if silhouettes.dim() != 4:
-            raise ValueError(f"expected silhouettes (batch, frames, height, width), got shape {tuple(silhouettes.shape)}")
+            raise InputError(f"expected silhouettes (batch, frames, height, width), got shape {tuple(silhouettes.shape)}")
         batch, frames, height, width = silhouettes.shape
         per_frame = silhouettes.reshape(batch * frames, 1, height, width)
         per_frame = self.layer1(self.layer0(per_frame))
@@ -132,7 +134,7 @@ def horizontal_pooling(feature_map: torch.Tensor, parts: int) -> torch.Tensor:
     """(B, C, h, w) -> (B, C, parts): rows split into equal strips, each pooled by mean + max (as OpenGait's HPP)."""
     batch, channels, height, width = feature_map.shape
     if height % parts:
-        raise ValueError(f"feature map height {height} is not divisible into {parts} parts")
+        raise InputError(f"feature map height {height} is not divisible into {parts} parts")
     strips = feature_map.reshape(batch, channels, parts, -1)
     return strips.mean(-1) + strips.amax(-1)
 

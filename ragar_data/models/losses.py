@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ragar_data.attributes import AttributeSchema
+from ragar_data.errors import InputError
 from ragar_data.models.scores import block_index, known_label_mask
 
 ACTIONCLIP_GT_SHARPNESS = 10.0  # ActionCLIP normalises the 0/1 ground truth by softmax(10 · y)
@@ -75,7 +76,7 @@ def positive_ratio_weights(one_hot: np.ndarray, labels: np.ndarray, schema: Attr
     known = mask.sum(0)
     if (known == 0).any():
         missing = [schema.label_names()[j] for j in np.flatnonzero(known == 0)]
-        raise ValueError(f"positive_ratio_weights: no training item with a known label for {missing}")
+        raise InputError(f"positive_ratio_weights: no training item with a known label for {missing}")
     ratio = (np.asarray(one_hot, dtype=np.float64) * mask).sum(0) / known
     return (torch.as_tensor(np.exp(1.0 - ratio), dtype=torch.float32),
             torch.as_tensor(np.exp(ratio), dtype=torch.float32))

@@ -24,7 +24,7 @@ from torch import nn
 
 from ragar_data import weights as registry
 from ragar_data.atomic import atomic_torch_save
-from ragar_data.errors import ModelUnavailable
+from ragar_data.errors import ConfigError, InputError, ModelUnavailable
 
 CLIP_MODEL = "RN50-quickgelu"
 # The weights registry's `clip-rn50` entry (OpenAI's RN50.pt): <models_dir>/clip-rn50/RN50.pt, where the models
@@ -54,7 +54,7 @@ def parse_backend(backend: str) -> tuple[str, str | None]:
         return "open_clip", backend.split(":", 1)[1]
     if backend == "learned":
         return "learned", None
-    raise ValueError(f"unknown text backend {backend!r}; expected 'clip', 'open_clip:<model>' or 'learned'")
+    raise ConfigError(f"unknown text backend {backend!r}; expected 'clip', 'open_clip:<model>' or 'learned'")
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -87,7 +87,7 @@ class ClipTextEncoder:
     def __init__(self, *, models_dir: Path | None = None, device: str = "cpu", model: str | None = None,
                  weights: str | None = None, **options):
         if options:
-            raise ValueError(f"ClipTextEncoder: unknown options {sorted(options)}")
+            raise ConfigError(f"ClipTextEncoder: unknown options {sorted(options)}")
         spec, self.path = registry.require(models_dir=models_dir, model=model, weights=weights,
                                            default=None if weights else "clip-rn50", task="text")
         self.name = spec.name if spec else self.path.name
@@ -110,7 +110,7 @@ def cached_text_features(
     """The frozen (45, d) text features of a pretrained backend, computed once and cached on disk."""
     kind, model_name = parse_backend(backend)
     if kind != "open_clip":
-        raise ValueError(f"backend {backend!r} has no pretrained features to cache")
+        raise InputError(f"backend {backend!r} has no pretrained features to cache")
     weights = Path(weights).expanduser() if weights else DEFAULT_CLIP_WEIGHTS
     if not weights.is_file():
         encode_sentences_open_clip(model_name, weights, sentences)  # raises ModelUnavailable naming the path

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from ragar_data.errors import ConfigError
 from ragar_data.identity import COMBINATIONS, CONDITIONS, VIEWS
 
 
@@ -60,7 +61,7 @@ class SynthConfig:
         if self.distractors not in (0, 1):
             problems.append(f"distractors must be 0 or 1, got {self.distractors}")
         if problems:
-            raise ValueError("invalid SynthConfig: " + "; ".join(problems))
+            raise ConfigError("invalid SynthConfig: " + "; ".join(problems))
 
     @classmethod
     def small(cls, **overrides) -> SynthConfig:
@@ -89,7 +90,7 @@ class SynthConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(document) - known)
         if unknown:
-            raise ValueError(f"unknown SynthConfig fields {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"unknown SynthConfig fields {unknown}; known: {sorted(known)}")
         return cls(**document)
 
 

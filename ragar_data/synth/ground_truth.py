@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ragar_data.atomic import atomic_write_bytes
-from ragar_data.errors import RagarDataError
+from ragar_data.errors import InputError, RagarDataError
 from ragar_data.identity import SequenceKey
 from ragar_data.synth.sequence import unpack_masks
 
@@ -38,7 +38,7 @@ def save_ground_truth(path: str | Path, truth: dict) -> Path:
             arrays[name] = np.asarray(value)
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
-        raise ValueError(f"{path}: ground truth lacks {missing}")
+        raise InputError(f"{path}: ground truth lacks {missing}")
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())

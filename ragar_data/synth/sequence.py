@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ragar_data.attributes import default_schema
+from ragar_data.errors import InputError
 from ragar_data.identity import SequenceKey
 from ragar_data.synth.body import (
     own_labels, simulated_labels, subject_identity, walker_parameters, with_speed,
@@ -83,7 +84,7 @@ def build_walk(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None 
         labels = simulated_labels(config.seed, key.subject, key.combination, schema)
     labels = np.asarray(labels, dtype=np.int8)
     if labels.shape != (len(schema),):
-        raise ValueError(f"labels for {key}: expected ({len(schema)},) class indices, got shape {labels.shape}")
+        raise InputError(f"labels for {key}: expected ({len(schema)},) class indices, got shape {labels.shape}")
     frames, fps = config.num_frames, config.fps
     rng = stream(config.seed, "walk", key.subject, key.combination, key.condition)
     identity = subject_identity(config.seed, key.subject)

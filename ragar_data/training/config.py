@@ -14,13 +14,9 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from ragar_data.errors import RagarDataError
+from ragar_data.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-
-
-class ConfigError(RagarDataError):
-    """A training config file or override is malformed."""
 
 
 @dataclass
