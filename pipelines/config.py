@@ -1,6 +1,8 @@
 """Extraction presets: dataclasses loaded from `pipelines/<preset>.yaml`, CLI overrides by dotted name, config hash.
 
-A preset only chooses backends and numbers. The hash covers everything that changes the extracted rows (backends,
+A preset only chooses backends and numbers. Loading (`ragar_data.typed_config`) refuses unknown keys, wrong types,
+numbers out of their bounds, unknown backend and model names, and a malformed `decode.expect_resolution`, naming
+the key, before any work starts. The hash covers everything that changes the extracted rows (backends,
 their options, thresholds) and nothing that only changes how the run is executed (workers, engine, batch size,
 device): a rerun with another `--workers` still skips finished sequences.
 """
@@ -12,70 +14,90 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from ragar_data import typed_config
+from ragar_data.typed_config import ConfigError, build, load_yaml, setting
 
-from ragar_data.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent
+MIN_WORK_WIDTH = 32  # narrower working frames leave a distant walker a few pixels wide
 
 
 @dataclass
 class DecodeConfig:
     backend: str = "pyav"  # "pyav" (threaded) or "opencv"
-    threads: int = 0  # decoder threads, 0 = library default (all cores)
+    threads: int = setting(0, min=0)  # decoder threads, 0 = library default (all cores)
     # "rgb24" (swscale RGB frames) or "yuv420p" (the decoder's planes kept, RGB made only for the reduced copy and
     # the regions stages read; pyav backend only)
-    frame_format: str = "rgb24"
+    frame_format: str = setting("rgb24", choices=("rgb24", "yuv420p"))
     expect_resolution: str | None = None  # "1920x1080": other sizes fail with a clear error
-    queue_frames: int = 16  # frames buffered between the decode thread and the pipeline
+    queue_frames: int = setting(16, min=1)  # frames buffered between the decode thread and the pipeline
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        try:
+            parse_resolution(self.expect_resolution)
+        except ValueError as error:
+            problems.append(("expect_resolution", str(error)))
+        if self.backend == "opencv" and self.frame_format != "rgb24":
+            problems.append(("frame_format", f"the opencv backend gives RGB frames only, found "
+                                             f"{self.frame_format!r} (use rgb24, or the pyav backend)"))
+        return problems
 
 
 @dataclass
 class DetectConfig:
     backend: str = "background"
-    # working width of the background detector; frames wider than this are downscaled (never upscaled)
-    work_width: int = 480
+    # working width of the background detector; frames wider than this are downscaled (never upscaled); 0 = full
+    # resolution
+    work_width: int = setting(480, min=0)
     options: dict = field(default_factory=dict)  # backend-specific numbers (see the backend's docstring)
+
+    def validate(self) -> list[tuple[str, str]]:
+        if 0 < self.work_width < MIN_WORK_WIDTH:
+            return [("work_width", f"must be 0 (full resolution) or >= {MIN_WORK_WIDTH}, found {self.work_width}")]
+        return []
 
 
 @dataclass
 class TrackConfig:
     backend: str = "bytetrack"
     # ultralytics `cfg/trackers/bytetrack.yaml` defaults
-    track_high_thresh: float = 0.25
-    track_low_thresh: float = 0.1
-    new_track_thresh: float = 0.25
-    track_buffer: int = 30
-    match_thresh: float = 0.8
+    track_high_thresh: float = setting(0.25, min=0.0, max=1.0)
+    track_low_thresh: float = setting(0.1, min=0.0, max=1.0)
+    new_track_thresh: float = setting(0.25, min=0.0, max=1.0)
+    track_buffer: int = setting(30, min=0)
+    match_thresh: float = setting(0.8, min=0.0, max=1.0)
     fuse_score: bool = True
     # ours: a background blob holding two tracked people is replaced by their predicted boxes (track.py)
     split_merged: bool = False
-    split_coverage: float = 0.6
+    split_coverage: float = setting(0.6, min=0.0, max=1.0)
 
 
 @dataclass
 class SelectConfig:
-    min_frames: int = 5  # tracks shorter than this are never the subject
-    walking_displacement: float = 0.25  # net centre motion, in box heights, that counts as walking
-    walking_scale_change: float = 0.1  # or relative box-height change (frontal views walk towards the camera)
-    walking_bonus: float = 0.5
-    centrality_weight: float = 1.0
+    min_frames: int = setting(5, min=1)  # tracks shorter than this are never the subject
+    walking_displacement: float = setting(0.25, min=0.0)  # net centre motion, in box heights, that counts as walking
+    # or relative box-height change (frontal views walk towards the camera)
+    walking_scale_change: float = setting(0.1, min=0.0)
+    walking_bonus: float = setting(0.5, min=0.0)
+    # the score is multiplied by 1 - centrality_weight x (1 - centrality): above 1 it turns negative
+    centrality_weight: float = setting(1.0, min=0.0, max=1.0)
     # a subject box wider than this times the track's median width/height is a passer-by merged into the blob:
     # its centre is interpolated from the neighbouring frames and its width capped (0 disables)
-    merged_aspect: float = 1.35
+    merged_aspect: float = setting(1.35, min=0.0)
     # frames another track took inside a gap of at most this many frames of the subject's track, overlapping
     # its interpolated box with IoU >= stitch_iou, go back to the subject (0 disables)
-    stitch_gap: int = 30
-    stitch_iou: float = 0.5
+    stitch_gap: int = setting(30, min=0)
+    stitch_iou: float = setting(0.5, min=0.0, max=1.0)
     # where blobs merge, tracks entering and leaving are re-paired by constant-velocity motion (fitted over this
     # many frames each side) and box size, undoing identity swaps (0 disables)
-    relink_window: int = 12
+    relink_window: int = setting(12, min=0)
 
 
 @dataclass
 class SegmentConfig:
     backend: str = "foreground"
-    box_padding: float = 0.1  # crop = subject box grown by this fraction on each side
+    box_padding: float = setting(0.1, min=0.0)  # crop = subject box grown by this fraction on each side
     options: dict = field(default_factory=dict)
 
 
@@ -88,11 +110,12 @@ class ModelStageConfig:
 
 @dataclass
 class QualityConfig:
-    min_valid_frames: int = 10  # fewer kept silhouettes -> "too few valid frames"
-    min_track_coverage: float = 0.6  # subject-track frames / frames from its first to last frame
-    max_gap_frames: int = 30  # a longer run of frames without the subject -> "lost track"
-    border_margin: int = 1  # pixels; a mask this close to the image edge is truncated
-    max_truncated_fraction: float = 0.5
+    min_valid_frames: int = setting(10, min=1)  # fewer kept silhouettes -> "too few valid frames"
+    # subject-track frames / frames from its first to last frame
+    min_track_coverage: float = setting(0.6, min=0.0, max=1.0)
+    max_gap_frames: int = setting(30, min=0)  # a longer run of frames without the subject -> "lost track"
+    border_margin: int = setting(1, min=0)  # pixels; a mask this close to the image edge is truncated
+    max_truncated_fraction: float = setting(0.5, min=0.0, max=1.0)
     drop_truncated_frames: bool = True  # keep truncated frames out of the silhouettes
 
 
@@ -107,8 +130,8 @@ class PipelineConfig:
     pose2d: ModelStageConfig = field(default_factory=ModelStageConfig)
     lift3d: ModelStageConfig = field(default_factory=ModelStageConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
-    silhouette_size: int = 64
-    rows_per_shard: int = 256
+    silhouette_size: int = setting(64, min=8)  # OpenGait's 64 (or 128); even, see silhouettes.normalise_sequence
+    rows_per_shard: int = setting(256, min=1)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -121,22 +144,42 @@ class PipelineConfig:
         text = json.dumps({"config": self.to_dict(), "version": __version__}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> PipelineConfig:
+        """A checked config from `to_dict()` output or a preset's mapping; `source` names it in errors."""
+        return build(cls, values, source)
 
-def _build(cls, values: dict, where: str):
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, found {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in values.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value or {}, f"{where}.{name}")
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+    def validate(self) -> list[tuple[str, str]]:
+        problems = backend_problems(self)
+        if self.silhouette_size % 2:
+            problems.append(("silhouette_size", f"must be even, found {self.silhouette_size}"))
+        return problems
+
+
+def backend_problems(config: PipelineConfig) -> list[tuple[str, str]]:
+    """Backend names missing from their stage's table, and pose model names missing from the weights registry.
+    The stage modules hold the tables as names or "module:Class" strings, so nothing heavy is imported."""
+    from ragar_data import weights
+    from ragar_data.pipelines import decode, detect, lift3d, pose2d, segment, track
+
+    tables = {"decode": decode.DECODERS, "detect": detect.DETECTORS, "track": track.TRACKERS,
+              "segment": segment.SEGMENTERS, "pose2d": pose2d.POSE_ESTIMATORS, "lift3d": lift3d.LIFTERS}
+    problems = []
+    for stage, table in tables.items():
+        name = getattr(config, stage).backend
+        if name is not None and name not in table:
+            problems.append((f"{stage}.backend", f"unknown backend {name!r}; known: {', '.join(sorted(table))}"))
+    registry = None
+    for stage, task in (("pose2d", "pose2d"), ("lift3d", "lifter")):
+        model = getattr(config, stage).model
+        if model is None:
+            continue
+        registry = registry or weights.load_registry()
+        known = sorted(name for name, spec in registry.items() if spec.task == task)
+        if model not in known:
+            problems.append((f"{stage}.model", f"unknown {task} model {model!r} in {weights.REGISTRY_PATH.name}; "
+                                               f"known: {', '.join(known)}"))
+    return problems
 
 
 def list_presets() -> list[str]:
@@ -144,50 +187,22 @@ def list_presets() -> list[str]:
 
 
 def load_preset(preset: str | Path = "default") -> PipelineConfig:
-    """A preset by name (`pipelines/<name>.yaml`) or by path to a YAML file."""
+    """A preset by name (`pipelines/<name>.yaml`) or by path to a YAML file, checked in full."""
     path = Path(preset)
     if not path.suffix:
         path = PRESET_DIR / f"{preset}.yaml"
         if not path.is_file():
             raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(list_presets())} (or a YAML path)")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read preset: {error}") from error
-    return _build(PipelineConfig, values, str(path))
-
-
-def _parse_value(text: str):
-    """YAML scalar parsing, so `--set detect.work_width=320` gives an int and `pose2d.backend=null` None."""
-    return yaml.safe_load(text)
+    return build(PipelineConfig, load_yaml(path), str(path))
 
 
 def apply_overrides(config: PipelineConfig, overrides: dict | list[str]) -> PipelineConfig:
-    """Set fields by dotted name: {"detect.work_width": 320} or ["detect.work_width=320"].
+    """Set fields by dotted name: {"detect.work_width": 320} or ["detect.work_width=320"] (text read as YAML).
 
-    Names inside an `options` dict are free (backend-specific); every other name must exist.
+    Names inside an `options` dict are free (backend-specific); every other name must exist, and the result is
+    checked in full (types, bounds, backend names) before any work starts.
     """
-    if isinstance(overrides, (list, tuple)):
-        pairs = {}
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r}: expected NAME=VALUE, e.g. detect.work_width=320")
-            name, value = item.split("=", 1)
-            pairs[name.strip()] = _parse_value(value)
-        overrides = pairs
-    values = config.to_dict()
-    for dotted, value in overrides.items():
-        target = values
-        parts = dotted.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            if not isinstance(target.get(part), dict):
-                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:depth + 1])} is not a section")
-            target = target[part]
-        in_options = len(parts) >= 2 and parts[-2] == "options"
-        if parts[-1] not in target and not in_options:
-            raise ConfigError(f"override {dotted!r}: no field {parts[-1]!r}; known: {sorted(target)}")
-        target[parts[-1]] = value
-    return _build(PipelineConfig, values, "overrides")
+    return typed_config.apply_overrides(config, overrides, "override")
 
 
 def parse_resolution(text: str | None) -> tuple[int, int] | None:
@@ -198,6 +213,8 @@ def parse_resolution(text: str | None) -> tuple[int, int] | None:
         width, height = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
         raise ConfigError(f"resolution {text!r}: expected WIDTHxHEIGHT, e.g. 1920x1080") from None
+    if width < 1 or height < 1:
+        raise ConfigError(f"resolution {text!r}: width and height must be positive")
     return width, height
 
 

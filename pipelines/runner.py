@@ -22,8 +22,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ragar_data.errors import InputError
-from ragar_data.pipelines.config import PipelineConfig, _build
+from ragar_data.pipelines.config import PipelineConfig
 from ragar_data.pipelines.sources import WorkUnit, units_from_manifest, units_from_tree
 from ragar_data.pipelines.stages import UnitResult, build_stages, iter_groups, process_group
 from ragar_data.pipelines.tuning import extraction_settings
@@ -106,7 +105,7 @@ def assemble_shards(out_dir: Path, parts: list[Path], rows_per_shard: int) -> li
 
 @lru_cache(maxsize=2)
 def _cached_stages(config_json: str, models_dir, device: str, batch_size: int):
-    config = _build(PipelineConfig, json.loads(config_json), "config")
+    config = PipelineConfig.from_dict(json.loads(config_json))
     return build_stages(config, models_dir=models_dir, device=device, batch_size=batch_size)
 
 

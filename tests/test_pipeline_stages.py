@@ -52,7 +52,7 @@ def test_config_overrides_hash_and_errors():
     changed = apply_overrides(config, ["detect.work_width=320", "detect.options.min_threshold=10"])
     assert changed.detect.work_width == 320 and changed.detect.options["min_threshold"] == 10
     assert config.hash() == load_preset("default").hash() != changed.hash()
-    with pytest.raises(ValueError, match="no field 'work_widht'"):
+    with pytest.raises(ValueError, match="unknown key 'detect.work_widht'; did you mean 'detect.work_width'"):
         apply_overrides(config, ["detect.work_widht=3"])
     with pytest.raises(ValueError, match="unknown preset"):
         load_preset("nope")

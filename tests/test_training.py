@@ -49,7 +49,7 @@ def test_packaged_configs_and_overrides():
     assert paper.text.backend == "clip"
     changed = load_config("clipgar", ["optim.lr=3e-4", "model.parts=16", "train.channels_last=false"])
     assert (changed.optim.lr, changed.model.parts, changed.train.channels_last) == (3e-4, 16, False)
-    with pytest.raises(ConfigError, match="optim.*unknown key 'lrr'"):
+    with pytest.raises(ConfigError, match="unknown key 'optim.lrr'"):
         load_config("clipgar", ["optim.lrr=1"])
     with pytest.raises(ConfigError, match="batch_size: expected an integer"):
         load_config("clipgar", ["train.batch_size=2.5"])
@@ -135,6 +135,5 @@ def test_bce_weighting_option(tmp_path):
     assert (short.model.bce_weighting, short.optim.scheduler) == ("positive_ratio", "cosine")
     # same seed and batch: the first loss differs only by the label weights, which are all above 1
     assert weighted.losses[1] > plain.losses[1] * 1.05
-    with pytest.raises(Exception, match="model.bce_weighting: expected one of"):
-        train_classification(tiny_config(tmp_path / "bad", *settings, "model.bce_weighting=focal"), dataset,
-                             progress=False)
+    with pytest.raises(ConfigError, match="model.bce_weighting: must be one of 'plain', 'positive_ratio'"):
+        tiny_config(tmp_path / "bad", *settings, "model.bce_weighting=focal")  # refused when loaded

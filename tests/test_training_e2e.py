@@ -111,7 +111,7 @@ def test_bad_checkpoint_and_override_are_clear_errors(tiny_dataset, tmp_path):
     result = CliRunner().invoke(cli, ["evaluate", str(bogus), "--dataset", str(dataset)])
     assert result.exit_code != 0 and "bogus.pt" in result.output
     result = CliRunner().invoke(cli, ["train", "clipgar", "--config", "smoke", "--set", "optim.nope=1", "--dry-run"])
-    assert result.exit_code != 0 and "unknown key 'nope'" in result.output
+    assert result.exit_code != 0 and "unknown key 'optim.nope'" in result.output
 
 
 @pytest.mark.slow

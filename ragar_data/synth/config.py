@@ -7,61 +7,63 @@ independent of call order, process and thread count, so any sequence renders the
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ragar_data.errors import ConfigError
 from ragar_data.identity import COMBINATIONS, CONDITIONS, VIEWS
+from ragar_data.typed_config import build, check, setting
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
 
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """What to render. Defaults mirror RA-GAR: 1920x1080, 30 fps, 10 views, 3 combinations, 8 conditions."""
+    """What to render. Defaults mirror RA-GAR: 1920x1080, 30 fps, 10 views, 3 combinations, 8 conditions.
+    Types and bounds are checked on construction (`ragar_data.typed_config`); a bad value is a `ConfigError`
+    (also a ValueError) naming the field."""
 
-    subjects: int = 2
-    seed: int = 0
-    views: tuple[int, ...] = VIEWS
-    combinations: tuple[int, ...] = COMBINATIONS
-    conditions: tuple[str, ...] = CONDITIONS
-    seconds: float = 3.0
-    width: int = 1920
-    height: int = 1080
-    fps: int = 30
-    distractors: int = 0  # 0 or 1: a second walker crossing the scene
+    subjects: int = setting(2, min=1)
+    seed: int = setting(0, min=0)
+    views: tuple[int, ...] = setting(VIEWS, min=0, max=359)  # angles in degrees
+    combinations: tuple[int, ...] = setting(COMBINATIONS, choices=COMBINATIONS)
+    conditions: tuple[str, ...] = setting(CONDITIONS, choices=CONDITIONS)
+    seconds: float = setting(3.0, above=0.0)
+    width: int = setting(1920, min=32)  # even (H.264 yuv420p)
+    height: int = setting(1080, min=32)  # even
+    fps: int = setting(30, min=1)
+    distractors: int = setting(0, choices=(0, 1))  # 0 or 1: a second walker crossing the scene
     occlusion: bool = False  # a post in front of the path of every camera
     # cameras: RA-GAR's cameras stand 1.3 m high; the path passes `camera_distance` m from each of them
-    camera_height: float = 1.3
-    camera_distance: float = 6.5
-    focal_scale: float = 2.0  # focal length in units of the frame height (vertical field of view 28 deg)
-    noise_sigma: float = 2.5  # sensor noise, grey levels
+    camera_height: float = setting(1.3, above=0.0)
+    camera_distance: float = setting(6.5, above=0.0)
+    # focal length in units of the frame height (vertical field of view 28 deg)
+    focal_scale: float = setting(2.0, above=0.0)
+    noise_sigma: float = setting(2.5, min=0.0)  # sensor noise, grey levels
     # video encoding (PyAV)
     codec: str = "libx264"
-    crf: int = 20
+    crf: int = setting(20, min=0, max=51)  # x264's constant rate factor range
     preset: str = "ultrafast"  # x264 preset; veryfast gives ~5x smaller files at ~1/3 the speed
-    first_subject: int = 1
+    first_subject: int = setting(1, min=0)
 
     def __post_init__(self):
-        object.__setattr__(self, "views", tuple(int(v) for v in self.views))
-        object.__setattr__(self, "combinations", tuple(int(c) for c in self.combinations))
-        object.__setattr__(self, "conditions", tuple(str(c) for c in self.conditions))
+        check(self)
+
+    def validate(self) -> list[tuple[str, str]]:
         problems = []
-        if self.subjects < 1:
-            problems.append(f"subjects must be >= 1, got {self.subjects}")
-        if not self.views or any(not 0 <= v < 360 for v in self.views):
-            problems.append(f"views must be angles 0..359 degrees, got {self.views}")
-        if not self.combinations or any(c not in COMBINATIONS for c in self.combinations):
-            problems.append(f"combinations must be a subset of {COMBINATIONS}, got {self.combinations}")
-        if not self.conditions or any(c not in CONDITIONS for c in self.conditions):
-            problems.append(f"conditions must be a subset of {CONDITIONS}, got {self.conditions}")
-        if self.seconds <= 0 or self.fps < 1:
-            problems.append(f"seconds and fps must be positive, got {self.seconds}, {self.fps}")
-        if self.width < 32 or self.height < 32 or self.width % 2 or self.height % 2:
-            problems.append(f"width and height must be even and >= 32 (H.264 yuv420p), got {self.width}x{self.height}")
-        if self.distractors not in (0, 1):
-            problems.append(f"distractors must be 0 or 1, got {self.distractors}")
-        if problems:
-            raise ConfigError("invalid SynthConfig: " + "; ".join(problems))
+        for name, values in (("views", self.views), ("combinations", self.combinations),
+                             ("conditions", self.conditions)):
+            if not values:
+                problems.append((name, "must not be empty"))
+        for name in ("width", "height"):
+            if getattr(self, name) % 2:
+                problems.append((name, f"must be even (H.264 yuv420p), found {getattr(self, name)}"))
+        if self.codec == "libx264" and self.preset not in X264_PRESETS:
+            problems.append(("preset", f"must be an x264 preset ({', '.join(X264_PRESETS)}), found {self.preset!r}"))
+        return problems
 
     @classmethod
     def small(cls, **overrides) -> SynthConfig:
@@ -86,12 +88,9 @@ class SynthConfig:
         return document
 
     @classmethod
-    def from_dict(cls, document: dict) -> SynthConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(document) - known)
-        if unknown:
-            raise ConfigError(f"unknown SynthConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**document)
+    def from_dict(cls, document: dict, source: str = "SynthConfig") -> SynthConfig:
+        """The config of `to_dict()` (e.g. `synth.json`'s "config"); `source` names it in errors."""
+        return build(cls, document, source)
 
 
 def stream(seed: int, *tags) -> np.random.Generator:

@@ -2,33 +2,43 @@
 
 The packaged configs live in ``ragar_data/training/configs/`` (``clipgar.yaml`` = the paper's defaults,
 ``smoke.yaml`` = a tiny CPU run); ``load_config("smoke")`` finds them by name, any other value is a path.
-Unknown keys and values of the wrong type are errors naming the key.
+Loading goes through `ragar_data.typed_config`: unknown keys, values of the wrong type and numbers out of their
+bounds are `ConfigError`s naming the key.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
 
 import yaml
 
-from ragar_data.errors import ConfigError
+from ragar_data import typed_config
+from ragar_data.typed_config import ConfigError, build, load_yaml, setting
+
+__all__ = ["ConfigError", "Config", "load_config", "config_from_dict", "parse_overrides", "resolve_config_path"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+# the choices of the modules that use them (kept here so that loading a config imports no torch)
+SAMPLINGS = ("fixed_ordered", "fixed_unordered", "fixed_allordered", "all_ordered")  # ragar_data.loaders
+PART_SIMILARITIES = ("mean", "pooled")  # ragar_data.models.clipgar
+CLASSIFICATION_LOSSES = ("bce", "ce")  # ragar_data.models.baseline
+BCE_WEIGHTINGS = ("plain", "positive_ratio")  # ragar_data.training.stages
+SCHEDULERS = ("constant", "cosine")  # ragar_data.training.trainer
+AMP_MODES = ("bf16", "none")  # ragar_data.training.trainer
+STAGES, PARTS_CHOICES = 4, (1, 2, 4, 8, 16)  # ragar_data.models.deepgaitv2
 
 
 @dataclass
 class DataConfig:
     dataset: str | None = None  # dataset directory (shards + index.json + partition.json)
     split: str = "official"  # protocol for `ragar_data.split.split_dataset`, or a partition JSON path
-    frames: int = 30  # frames sampled per training sequence (paper: 30)
-    sampling: str = "fixed_ordered"  # OpenGait sampling for training
-    max_eval_frames: int = 720  # OpenGait's frames_all_limit at test
-    num_workers: int = 2
+    frames: int = setting(30, min=1)  # frames sampled per training sequence (paper: 30)
+    sampling: str = setting("fixed_ordered", choices=SAMPLINGS)  # OpenGait sampling for training
+    max_eval_frames: int = setting(720, min=0)  # OpenGait's frames_all_limit at test (0 = all frames)
+    num_workers: int = setting(2, min=0)
     quality_ok_only: bool = True  # leave out sequences that failed the extraction's quality filter
-    eval_batch_size: int = 8
+    eval_batch_size: int = setting(8, min=1)
     # random access through memory-mapped Arrow copies of the shards' silhouettes (ragar_data.row_access), built
     # once per shard in row_cache_dir (None = $RAGAR_CACHE_DIR/rows or ~/.cache/ragar-data/rows); false reads
     # each item's row group from its shard
@@ -38,18 +48,24 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    layers: list[int] = field(default_factory=lambda: [1, 2, 2, 1])
-    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
-    parts: int = 8
-    part_similarity: str = "mean"  # how the p parts enter s(x, π): "mean" of per-part cosines or "pooled"
-    fusion_depth: int = 1
-    fusion_heads: int = 8
-    fusion_mlp_ratio: float = 4.0
-    fusion_dropout: float = 0.1
-    classification_loss: str = "bce"  # baseline head loss: "bce" over 45 labels or "ce" per attribute
+    layers: list[int] = setting([1, 2, 2, 1], min=1)  # blocks per stage
+    channels: list[int] = setting([64, 128, 256, 512], min=1)  # channels per stage
+    parts: int = setting(8, choices=PARTS_CHOICES)  # HPP bins over the 16 rows of the 64x44 input
+    # how the p parts enter s(x, π): "mean" of per-part cosines or "pooled"
+    part_similarity: str = setting("mean", choices=PART_SIMILARITIES)
+    fusion_depth: int = setting(1, min=1)
+    fusion_heads: int = setting(8, min=1)
+    fusion_mlp_ratio: float = setting(4.0, above=0.0)
+    fusion_dropout: float = setting(0.1, min=0.0, below=1.0)
+    # baseline head loss: "bce" over 45 labels or "ce" per attribute
+    classification_loss: str = setting("bce", choices=CLASSIFICATION_LOSSES)
     # BCE of the fusion heads and the BCE classifier: "plain" (the paper) or "positive_ratio" (the weighted BCE
     # of the pedestrian-attribute literature, weights from the training labels; an option for small datasets)
-    bce_weighting: str = "plain"
+    bce_weighting: str = setting("plain", choices=BCE_WEIGHTINGS)
+
+    def validate(self) -> list[tuple[str, str]]:
+        return [(name, f"expected {STAGES} entries (DeepGaitV2's stages), found {getattr(self, name)}")
+                for name in ("layers", "channels") if len(getattr(self, name)) != STAGES]
 
 
 @dataclass
@@ -57,30 +73,42 @@ class TextConfig:
     backend: str = "clip"  # "clip" (open_clip RN50-quickgelu), "open_clip:<model>" or "learned"
     weights: str | None = None  # local weights file; None = $RAGAR_MODELS_DIR/clip-rn50/RN50.pt (~/.cache/ragar-data/models)
     cache_dir: str | None = None  # None = ~/.cache/ragar-data/text_features
-    dim: int = 1024  # embedding size of the "learned" backend (CLIP RN50: 1024)
+    dim: int = setting(1024, min=1)  # embedding size of the "learned" backend (CLIP RN50: 1024)
+
+    def validate(self) -> list[tuple[str, str]]:
+        # as ragar_data.models.text_encoders.parse_backend
+        if self.backend in ("clip", "learned") or (self.backend.startswith("open_clip:") and
+                                                   len(self.backend) > len("open_clip:")):
+            return []
+        return [("backend", f"expected 'clip', 'open_clip:<model>' or 'learned', found {self.backend!r}")]
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-4
-    weight_decay: float = 2e-5
-    eps: float = 1e-6
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    scheduler: str = "constant"  # the paper states none; "cosine" decays to 0 over the stage
-    warmup_iterations: int = 0
+    lr: float = setting(1e-4, above=0.0)
+    weight_decay: float = setting(2e-5, min=0.0)
+    eps: float = setting(1e-6, above=0.0)
+    betas: list[float] = setting([0.9, 0.999], min=0.0, below=1.0)  # Adam's, each in [0, 1)
+    scheduler: str = setting("constant", choices=SCHEDULERS)  # the paper states none; "cosine" decays to 0
+    warmup_iterations: int = setting(0, min=0)
+
+    def validate(self) -> list[tuple[str, str]]:
+        if len(self.betas) != 2:
+            return [("betas", f"expected two numbers (Adam's beta1, beta2), found {self.betas}")]
+        return []
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    batch_size: int = 32
-    align_iterations: int = 120_000
-    fusion_iterations: int = 20_000
-    classification_iterations: int = 120_000
-    checkpoint_every: int = 5_000
-    log_every: int = 50
+    seed: int = setting(0, min=0)
+    batch_size: int = setting(32, min=1)
+    align_iterations: int = setting(120_000, min=1)
+    fusion_iterations: int = setting(20_000, min=1)
+    classification_iterations: int = setting(120_000, min=1)
+    checkpoint_every: int = setting(5_000, min=1)
+    log_every: int = setting(50, min=1)
     device: str = "auto"  # "auto" = cuda when available
-    amp: str = "bf16"  # "bf16" autocast on CUDA, "none" = fp32 (CPU always runs fp32)
+    amp: str = setting("bf16", choices=AMP_MODES)  # "bf16" autocast on CUDA, "none" = fp32 (CPU always runs fp32)
     channels_last: bool = True  # channels-last (3D) memory format on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     output_dir: str = "runs/clipgar"
@@ -98,53 +126,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    text = str(annotation)
-    if value is None:
-        if "None" in text:
-            return None
-        raise ConfigError(f"{where}: null is not allowed (expected {text})")
-    if annotation is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if annotation is int or annotation is float:
-        try:
-            number = annotation(value) if not isinstance(value, str) else annotation(float(value))
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if annotation is int and isinstance(value, (float, str)) and float(value) != number:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if annotation is float and not math.isfinite(number):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return number
-    if text.startswith("list["):
-        if isinstance(value, str):
-            value = yaml.safe_load(value if value.startswith("[") else f"[{value}]")
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        item_type = int if "int" in text else float
-        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-    return str(value)
-
-
-def _apply(section: Any, values: dict, where: str) -> None:
-    hints = get_type_hints(type(section))
-    for key, value in values.items():
-        if key not in hints:
-            known = ", ".join(hints)
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {known})")
-        current = getattr(section, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
-            _apply(current, value, f"{where}.{key}")
-        else:
-            setattr(section, key, _coerce(value, hints[key], f"{where}.{key}"))
-
-
 def resolve_config_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
@@ -157,13 +138,11 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 
 
 def parse_overrides(overrides: list[str]) -> dict:
-    """``["optim.lr=3e-4", "model.layers=[1,1,1,1]"]`` -> nested dict (values parsed as YAML scalars)."""
+    """``["optim.lr=3e-4", "model.layers=[1,1,1,1]"]`` -> nested dict (values parsed as YAML scalars).
+    `load_config` types override text by the field instead (a string field keeps the text as written)."""
     nested: dict = {}
-    for override in overrides:
-        if "=" not in override:
-            raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
-        dotted, raw = override.split("=", 1)
-        parts = dotted.strip().split(".")
+    for dotted, raw in typed_config.parse_overrides(overrides).items():
+        parts = dotted.split(".")
         node = nested
         for part in parts[:-1]:
             node = node.setdefault(part, {})
@@ -172,22 +151,17 @@ def parse_overrides(overrides: list[str]) -> dict:
 
 
 def load_config(name_or_path: str | Path | None = "clipgar", overrides: list[str] | None = None) -> Config:
+    """A packaged config by name (or a YAML path; None = the built-in defaults) with ``--set`` overrides,
+    checked in full: unknown keys, wrong types and values out of bounds are `ConfigError`s naming the key."""
     config = Config()
     if name_or_path is not None:
         path = resolve_config_path(name_or_path)
-        try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: cannot read config: {error}") from error
-        if not isinstance(document, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        _apply(config, document, str(path))
+        config = build(Config, load_yaml(path), str(path))
     if overrides:
-        _apply(config, parse_overrides(overrides), "override")
+        config = typed_config.apply_overrides(config, overrides, "override")
     return config
 
 
 def config_from_dict(values: dict) -> Config:
-    config = Config()
-    _apply(config, values, "checkpoint config")
-    return config
+    """The config stored in a checkpoint."""
+    return build(Config, values, "checkpoint config")
