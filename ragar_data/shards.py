@@ -286,10 +286,16 @@ def write_shard(dataset_dir: str | Path, name: str, records: Iterable[dict]) -> 
 
     The index is not touched: call `update_index` once the shards of a run are written.
     """
+    return write_shard_table(dataset_dir, name, records_to_table(records))
+
+
+def write_shard_table(dataset_dir: str | Path, name: str, table: pa.Table) -> ShardInfo:
+    """`write_shard` for rows already in a table: cast to the shard schema (its metadata replaces the table's)
+    and written in one chunk, so the bytes do not depend on how the table was put together."""
     if not _NAME.match(name):
         raise ValueError(f"shard name {name!r}: use letters, digits, '_', '-', '.'")
     spec = shard_spec()
-    table = records_to_table(records)
+    table = table.cast(spec.arrow_schema()).combine_chunks()
     sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink, compression=spec.compression, row_group_size=spec.row_group_rows,
