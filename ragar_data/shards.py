@@ -190,7 +190,8 @@ def _list_array(values: list, column: ColumnSpec) -> pa.Array:
     if value_type == pa.string():
         return pa.array([None if v is None else list(v) for v in values], type=column.arrow_type)
     dtype = value_type.to_pandas_dtype()
-    flat = [np.asarray(v, dtype=dtype).ravel() for v in values]
+    # a null row adds no items (np.asarray(None) would be one NaN item, shifting every later row)
+    flat = [np.zeros(0, dtype) if v is None else np.asarray(v, dtype=dtype).ravel() for v in values]
     lengths = np.array([0 if v is None else f.size for v, f in zip(values, flat)], dtype=np.int32)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     items = pa.array(np.concatenate(flat) if flat else np.zeros(0, dtype), type=value_type)
