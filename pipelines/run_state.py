@@ -120,7 +120,8 @@ def check_output_folder(out_dir: Path, run_info: dict | None, source: dict, conf
                                     "another folder (extract never replaces files it did not write)")
         return
     before, before_hash = previous_source(run_info), run_info.get("config_hash")
-    if (before != source or before_hash != config_hash) and not overwrite:
+    holds_rows = bool(shards or tracked_shards(out_dir, run_info))  # a run that failed every sequence holds none
+    if (before != source or before_hash != config_hash) and holds_rows and not overwrite:
         what = " and ".join(w for w, differs in (("source", before != source), ("config", before_hash != config_hash))
                             if differs)
         raise OutputFolderError(

@@ -330,7 +330,8 @@ def _store(result: UnitResult, folder: RunFolder, identity: dict) -> None:
 
 def _finished_earlier(units: list[WorkUnit], folder: RunFolder, identities: dict, keep_masks: bool, log
                       ) -> tuple[set[str], int]:
-    """Keys whose part of an earlier run can be reused, and how many parts exist but are redone (said once)."""
+    """Keys whose part of an earlier run was made from the same input (reusable), and how many parts exist but
+    must be redone (said once per reason)."""
     reused, redone = set(), {}
     for unit in units:
         key = str(unit.key)
@@ -394,8 +395,8 @@ def _extract_locked(folder: RunFolder, config: PipelineConfig, units: list[WorkU
     atomic_write_bytes(folder.failures, b"")
     identities = {str(u.key): run_state.part_identity(u, labels.get((u.key.subject, u.key.combination)), config_hash)
                   for u in units}
-    reused, redone = (set(), 0) if options.force else _finished_earlier(units, folder, identities,
-                                                                        options.keep_masks, log)
+    valid_earlier, redone = _finished_earlier(units, folder, identities, options.keep_masks, log)
+    reused = set() if options.force else valid_earlier
     todo = [u for u in units if str(u.key) not in reused]
     plates = {}
     if todo:  # from every sequence of a camera (finished ones too): same plate on resume
@@ -424,13 +425,14 @@ def _extract_locked(folder: RunFolder, config: PipelineConfig, units: list[WorkU
                     quality_failed += not result.record["quality_ok"]
                 progress.sequence_done(result.key)
     seconds = time.perf_counter() - started
-    # the finished sequences: reused or extracted now (a failed redo leaves its earlier part out, not deleted)
-    parts = [folder.part(str(u.key)) for u in units if str(u.key) in reused | succeeded]
+    # the finished sequences: extracted now, or earlier from the same input (a forced redo that fails keeps its
+    # earlier row; the part of a changed video that now fails is left out of the shards, not deleted)
+    parts = [folder.part(str(u.key)) for u in units if str(u.key) in valid_earlier | succeeded]
     names = shard_names(len(parts), config.rows_per_shard)
     _write_json(folder.run_json, {**run_info, "shards": sorted(tracked | set(names))})  # before writing them
     shards = assemble_shards(out_dir, parts, config.rows_per_shard, stale=tracked)
     _write_json(folder.run_json, {**run_info, "shards": sorted(shards)})
-    if reused:
+    if valid_earlier - succeeded:  # rows of earlier runs: count their quality from the shards
         from ragar_data.shards import iter_records
 
         quality_failed = sum(not r["quality_ok"] for s in shards for r in iter_records(out_dir / s, ["quality_ok"]))

@@ -105,6 +105,31 @@ def test_a_typo_in_an_option_loses_nothing(synth, extracted, tmp_path):
     assert snapshot(out) == before
 
 
+def test_a_run_that_wrote_no_rows_does_not_block_the_corrected_command(synth, tmp_path):
+    out = tmp_path / "dataset"
+    code, _ = run_cli("--videos", synth / "videos", "-o", out, "--expect-resolution", "1920x1080")
+    assert code == 1 and not list((out / "shards").glob("*.parquet"))  # every sequence failed: nothing to keep
+    code, output = run_cli("--videos", synth / "videos", "-o", out)
+    assert code == 0 and len(ShardDataset(out)) == 8, output
+
+
+def test_a_forced_redo_that_fails_keeps_the_earlier_rows(synth, extracted, tmp_path, monkeypatch):
+    from ragar_data.errors import VideoError
+    from ragar_data.pipelines import stages
+
+    out = copy_of(extracted, tmp_path)
+    before = snapshot(out)
+
+    def broken_decoder(*args):
+        raise VideoError("decoder unavailable for a moment")
+
+    monkeypatch.setattr(stages, "_decode", broken_decoder)
+    summary = extract(out, load_preset(), videos=synth / "videos", options=RunOptions(progress=False, force=True),
+                      **QUIET)
+    assert summary.failed == 8 and summary.processed == 0
+    assert snapshot(out) == before  # same shards, same index
+
+
 def test_a_shard_extract_did_not_write_is_never_removed(synth, extracted, tmp_path):
     out = copy_of(extracted, tmp_path)
     stranger = out / "shards" / "opengait-00000.parquet"
