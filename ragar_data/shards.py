@@ -300,8 +300,9 @@ def write_shard_table(dataset_dir: str | Path, name: str, table: pa.Table) -> Sh
     sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink, compression=spec.compression, row_group_size=spec.row_group_rows,
-        write_page_checksum=True, write_statistics=_statistics_columns(spec), use_dictionary=["subject", "condition", "camera", "keypoints_2d_model",
-                                                  "keypoints_3d_model", "silhouette_encoding", "pipeline_hash"],
+        write_page_checksum=True, write_statistics=_statistics_columns(spec),
+        use_dictionary=["subject", "condition", "camera", "keypoints_2d_model", "keypoints_3d_model",
+                        "silhouette_encoding", "pipeline_hash"],
     )
     data = sink.getvalue().to_pybytes()
     relative = f"{SHARD_DIR}/{name}.parquet"
