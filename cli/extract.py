@@ -25,6 +25,9 @@ from ragar_data.errors import RagarDataError
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default starts a local Ray.")
 @click.option("--force", is_flag=True, help="Redo sequences already extracted with this config.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the dataset in --out extracted from another source or config (only the shards extract "
+                   "runs wrote are removed; imported shards and other files never are).")
 @click.option("--keep-masks", is_flag=True, help="Also keep the subject's full-resolution masks (for qa and viz).")
 @click.option("--models-dir", type=click.Path(file_okay=False), envvar="RAGAR_MODELS_DIR",
               help="Model weights folder for model presets.")
@@ -34,11 +37,12 @@ from ragar_data.errors import RagarDataError
               help="Sequences whose frames model stages batch together.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def extract(videos, manifest, out, annotations, preset, overrides, expect_resolution, decoder, workers, engine,
-            address, force, keep_masks, models_dir, device, batch_size, group_size, no_progress):
+            address, force, overwrite, keep_masks, models_dir, device, batch_size, group_size, no_progress):
     """Extract every sequence of --videos (or --manifest) into the dataset folder --out.
 
-    Reruns skip sequences finished with the same config (--force redoes them); failed sequences are listed in
-    OUT/extract/failures.jsonl and the others are written.
+    Reruns skip sequences finished with the same config and the same video (--force redoes them); failed
+    sequences are listed in OUT/extract/failures.jsonl and the others are written. A folder holding another
+    dataset is refused (--overwrite replaces one that extract wrote); one run at a time writes a folder.
     """
     from ragar_data.pipelines.config import apply_overrides, load_preset
     from ragar_data.pipelines.runner import RunOptions, extract as run_extract
@@ -54,9 +58,9 @@ def extract(videos, manifest, out, annotations, preset, overrides, expect_resolu
             if decoder == "opencv":  # cv2.VideoCapture hands over RGB frames only
                 settings.append("decode.frame_format=rgb24")
         config = apply_overrides(load_preset(preset), settings)
-        options = RunOptions(workers=workers, engine=engine, address=address, force=force, keep_masks=keep_masks,
-                             models_dir=models_dir, device=device, batch_size=batch_size, group_size=group_size,
-                             progress=not no_progress)
+        options = RunOptions(workers=workers, engine=engine, address=address, force=force, overwrite=overwrite,
+                             keep_masks=keep_masks, models_dir=models_dir, device=device, batch_size=batch_size,
+                             group_size=group_size, progress=not no_progress)
         summary = run_extract(out, config, videos=videos, manifest=manifest, annotations=annotations,
                               options=options, log=click.echo)
     except (RagarDataError, ValueError, FileNotFoundError) as error:

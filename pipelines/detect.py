@@ -1,9 +1,10 @@
 """Detect stage: person boxes per frame.
 
 Two shapes of detector fit here. A frame detector (`detect(frames) -> boxes per frame`, e.g. YOLO) sees batches
-of frames and can batch across sequences. A sequence detector (`detect_sequence(clip) -> Detections`) needs the
-whole clip: the built-in `BackgroundDetector` builds the sequence's background model (its camera's background
-plate from `plates` when the run has one, else a per-sequence model) and also returns the foreground masks that
+of frames and can batch across sequences. A sequence detector (`detect_sequence(clip, plate) -> Detections`)
+needs the whole clip, and is prepared once per run (`prepare(units, ...)`, before the main pass): the built-in
+`BackgroundDetector` estimates its cameras' background plates there (`plates`), then builds each sequence's
+background model from its camera's plate (or from the sequence alone) and also returns the foreground masks that
 the `foreground` segmenter refines at full resolution.
 
 Boxes are (N, 5) float32 rows x1, y1, x2, y2, score in full-resolution pixels.
@@ -11,13 +12,14 @@ Boxes are (N, 5) float32 rows x1, y1, x2, y2, score in full-resolution pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from ragar_data.errors import ConfigError
-from ragar_data.pipelines.decode import Clip
+from ragar_data.pipelines.decode import Clip, Decoder
 from ragar_data.pipelines.tuning import map_frames
 
 
@@ -26,9 +28,16 @@ class Detector(Protocol):
         """frames (B, H, W, 3) RGB uint8 -> B arrays (N, 5) x1, y1, x2, y2, score."""
 
 
+@runtime_checkable
 class SequenceDetector(Protocol):
-    def detect_sequence(self, clip: Clip) -> Detections:
-        """Boxes for every frame of a whole clip (and whatever per-sequence model it built)."""
+    def prepare(self, units: list, state_dir: Path, decoder: Decoder, *, work_width: int, map_function: Callable = map,
+                log: Callable = print) -> dict:
+        """Run-level state from every work unit of the run ({camera: plate}), kept in `state_dir` for reruns;
+        `map_function` (e.g. a process pool's map) spreads the decoding it needs."""
+
+    def detect_sequence(self, clip: Clip, plate: np.ndarray | None = None) -> Detections:
+        """Boxes for every frame of a whole clip (and whatever per-sequence model it built); `plate` is the
+        prepared state of the clip's camera, when there is one."""
 
 
 @dataclass
@@ -188,10 +197,20 @@ class BackgroundDetector:
         if float(own_median_tolerance) < 0:
             raise ConfigError(f"background detector: own_median_tolerance must be >= 0, got {own_median_tolerance!r}")
         self.own_median_tolerance = float(own_median_tolerance)
-        # per-camera background plates (`plates.camera_plates`), estimated by the runner before the main pass
-        self.plate_options = None if not camera_plates else dict(
+        self._plate_options = None if not camera_plates else dict(
             min_sequences=plate_min_sequences, max_sequences=plate_max_sequences, frames_per_sequence=plate_frames,
             tolerance=plate_tolerance)
+
+    def prepare(self, units: list, state_dir: Path, decoder: Decoder, *, work_width: int, map_function: Callable = map,
+                log: Callable = print) -> dict[int, np.ndarray]:
+        """{camera: background plate} from every unit of the run (finished ones too: the same plates on resume),
+        stored in and reused from `state_dir` (`plates.camera_plates`); {} with `camera_plates` off."""
+        if self._plate_options is None:
+            return {}
+        from ragar_data.pipelines.plates import camera_plates  # plates builds on this module's helpers
+
+        return camera_plates(units, state_dir, decoder, work_width=work_width, map_function=map_function, log=log,
+                             **self._plate_options)
 
     def _classify(self, small, gains, background, threshold, raw=None, region=None) -> tuple[np.ndarray, np.ndarray]:
         """(cleaned, raw) foreground masks. With `raw` masks of an earlier pass and a `region` (x0, y0, x1, y1),

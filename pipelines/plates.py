@@ -185,6 +185,8 @@ def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_se
         else:
             plates[camera] = plate
     flat = [(camera, unit) for camera, (chosen, _, _) in todo.items() for unit in chosen]
+    if flat:
+        log(f"estimating camera plates from {len(flat)} sequences of {len(todo)} camera(s)...")
     sampled = list(map_function(_sample_or_error, [u for _, u in flat], [decoder] * len(flat),
                                 [work_width] * len(flat), [frames_per_sequence] * len(flat)))
     for camera, (chosen, keys, path) in todo.items():

@@ -3,9 +3,12 @@
 Run folder (the output dataset folder, OUT):
 
     OUT/index.json, OUT/shards/part-*.parquet    the dataset (ragar_data.shards), assembled at the end
-    OUT/extract/run.json                         preset, config hash, inputs of the last run
+    OUT/extract/run.json                         preset, config hash, source, inputs of the last run, the shard
+                                                 files extract runs wrote here (the only ones a run removes)
+    OUT/extract/lock                             held while a run writes the folder (a second run refuses)
     OUT/extract/failures.jsonl                   one line per failed sequence: sequence, video, stage, error
-    OUT/extract/<hash>/parts/<key>.parquet       one finished sequence (one-row shard), written atomically
+    OUT/extract/<hash>/parts/<key>.parquet       one finished sequence (one-row shard, with its source identity
+                                                 in the metadata), written atomically
     OUT/extract/<hash>/tracks/<key>.npz          every track of the clip (QA: identity switches)
     OUT/extract/<hash>/masks/<key>.npz           the subject's full-resolution masks (`keep_masks`; QA, viz)
     OUT/extract/<hash>/backgrounds/<view>.npz    per-camera background plates (`plates`), computed once per run
@@ -31,6 +34,7 @@ class RunFolder:
         self.root = self.out_dir / RUN_FOLDER
         self.hash_dir = self.root / config_hash
         self.failures = self.root / "failures.jsonl"
+        self.run_json = self.root / "run.json"
 
     def part(self, key: str) -> Path:
         return self.hash_dir / "parts" / f"{key}.parquet"
@@ -43,6 +47,10 @@ class RunFolder:
 
     def done(self, key: str, keep_masks: bool) -> bool:
         return self.part(key).is_file() and (not keep_masks or self.masks(key).is_file())
+
+    def writable_folders(self) -> list[Path]:
+        sub = [self.hash_dir / name for name in ("parts", "tracks", "masks", "backgrounds")]
+        return [self.out_dir, self.out_dir / "shards", self.root, self.hash_dir, *sub]
 
     def read_tracks(self, key: str) -> dict | None:
         """Every track of the clip (`frame_index`, `track_id`, `boxes`), or None when the run kept none."""

@@ -188,7 +188,8 @@ def _list_array(values: list, column: ColumnSpec) -> pa.Array:
     if value_type == pa.string():
         return pa.array([None if v is None else list(v) for v in values], type=column.arrow_type)
     dtype = value_type.to_pandas_dtype()
-    flat = [np.asarray(v, dtype=dtype).ravel() for v in values]
+    # a null row adds no items (np.asarray(None) would be one NaN item, shifting every later row)
+    flat = [np.zeros(0, dtype) if v is None else np.asarray(v, dtype=dtype).ravel() for v in values]
     lengths = np.array([0 if v is None else f.size for v, f in zip(values, flat)], dtype=np.int32)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     items = pa.array(np.concatenate(flat) if flat else np.zeros(0, dtype), type=value_type)
@@ -267,15 +268,22 @@ def write_shard(dataset_dir: str | Path, name: str, records: Iterable[dict]) -> 
 
     The index is not touched: call `update_index` once the shards of a run are written.
     """
+    return write_shard_table(dataset_dir, name, records_to_table(records))
+
+
+def write_shard_table(dataset_dir: str | Path, name: str, table: pa.Table) -> ShardInfo:
+    """`write_shard` for rows already in a table: cast to the shard schema (its metadata replaces the table's)
+    and written in one chunk, so the bytes do not depend on how the table was put together."""
     if not _NAME.match(name):
         raise InputError(f"shard name {name!r}: use letters, digits, '_', '-', '.'")
     spec = shard_spec()
-    table = records_to_table(records)
+    table = table.cast(spec.arrow_schema()).combine_chunks()
     sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink, compression=spec.compression, row_group_size=spec.row_group_rows,
-        write_page_checksum=True, write_statistics=_statistics_columns(spec), use_dictionary=["subject", "condition", "camera", "keypoints_2d_model",
-                                                  "keypoints_3d_model", "silhouette_encoding", "pipeline_hash"],
+        write_page_checksum=True, write_statistics=_statistics_columns(spec),
+        use_dictionary=["subject", "condition", "camera", "keypoints_2d_model", "keypoints_3d_model",
+                        "silhouette_encoding", "pipeline_hash"],
     )
     data = sink.getvalue().to_pybytes()
     relative = f"{SHARD_DIR}/{name}.parquet"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ragar_data.pipelines.config import apply_overrides, load_preset
+from ragar_data.pipelines.run_state import OutputFolderError
 from ragar_data.pipelines.runner import RunOptions, extract
 from ragar_data.shards import ShardDataset, read_index
 
@@ -101,8 +102,11 @@ def test_rerun_skips_and_force_redoes(synth, baseline, tmp_path):
     assert again.processed == 0 and again.reused == 8
     assert shard_bytes(copy) == shard_bytes(out)
     changed = apply_overrides(load_preset(), ["quality.min_valid_frames=25"])
+    with pytest.raises(OutputFolderError, match="another config"):  # another config is another dataset
+        extract(copy, changed, videos=synth / "videos", options=RunOptions(progress=False), **QUIET)
+    assert shard_bytes(copy) == shard_bytes(out)
     redo = extract(copy, changed, videos=synth / "videos", annotations=synth / "annotations.csv",
-                   options=RunOptions(progress=False), **QUIET)
+                   options=RunOptions(progress=False, overwrite=True), **QUIET)
     assert redo.processed == 8 and redo.config_hash != again.config_hash  # a new config hash redoes everything
 
 
@@ -141,7 +145,8 @@ def test_bad_inputs_go_to_failures_log(synth, tmp_path):
                 for l in (out2 / "extract" / "failures.jsonl").read_text().splitlines()}
     assert "expected 1920x1080" in failures["001-c0-nm-01-090"]
     assert "no such file" in failures["003-c0-nm-01-000"] and "004-c0-nm-01-000" in failures
-    summary = extract(out2, load_preset(), manifest=manifest, options=RunOptions(progress=False), **QUIET)
+    summary = extract(out2, load_preset(), manifest=manifest, options=RunOptions(progress=False, overwrite=True),
+                      **QUIET)
     record = ShardDataset(out2).read_record("001-c0-nm-01-090")
     assert summary.processed == 1 and record["frame_index"].min() >= 5 and record["frame_index"].max() < 25
 

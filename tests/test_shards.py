@@ -177,3 +177,12 @@ def test_written_files_follow_the_umask_not_0600(dataset):
     root, _ = dataset
     assert (root / "shards/part-0000.parquet").stat().st_mode & 0o044 == 0o044
     assert (root / "index.json").stat().st_mode & 0o044 == 0o044
+
+
+def test_a_null_list_row_does_not_shift_the_rows_after_it(tmp_path):
+    rng = np.random.default_rng(1)
+    records = [_record(rng, view=0, poses=False), _record(rng, view=36), _record(rng, view=72, poses=False),
+               _record(rng, view=108)]
+    info = write_shard(tmp_path, "part-0000", records)
+    for expected, actual in zip(records, iter_records(tmp_path / info.file)):
+        _assert_records_equal(expected, actual)  # before: a null row added one NaN item to the next row

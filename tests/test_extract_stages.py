@@ -1,0 +1,194 @@
+"""The extraction's group processing and shard assembly, on arrays made here: per-sequence failures, outputs of
+batched model stages split back per sequence, progress in frames, detector preparation, and shards assembled
+from part tables byte-identical to the record path."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ragar_data.errors import VideoError
+from ragar_data.identity import SequenceKey
+from ragar_data.pipelines.config import load_preset
+from ragar_data.pipelines.decode import Clip, VideoInfo
+from ragar_data.pipelines.detect import BackgroundDetector
+from ragar_data.pipelines.runner import assemble_shards, write_part
+from ragar_data.pipelines.sources import WorkUnit
+from ragar_data.pipelines.stages import build_stages, process_group
+from ragar_data.shards import make_record, read_table, table_to_records, write_shard
+
+
+def moving_block_clip(frames=24, width=160, height=96, seed=0) -> Clip:
+    """A textured still background and a dark block walking left to right."""
+    rng = np.random.default_rng(seed)
+    background = cv2.resize(rng.integers(90, 170, (height // 8, width // 8, 3)).astype(np.uint8), (width, height))
+    video = []
+    for t in range(frames):
+        frame = background.copy()
+        x = int(20 + (width - 50) * t / (frames - 1))
+        frame[30:80, x:x + 12] = (30, 60, 140)
+        video.append(frame)
+    video = np.stack(video)
+    return Clip(Path(f"clip{seed}.mp4"), VideoInfo(width, height, 25.0), list(video), video.copy(),
+                np.arange(frames, dtype=np.int32), 1.0)
+
+
+def unit(view: int) -> WorkUnit:
+    key = SequenceKey("001", 0, "nm-01", view)
+    return WorkUnit(key, Path(f"/videos/{view:03d}.mp4"), f"001/c0/nm-01/{view:03d}.mp4")
+
+
+class FailingDetector(BackgroundDetector):
+    """The background detector, failing on one clip."""
+
+    def __init__(self, fail_on: Clip):
+        super().__init__(refine_passes=0, camera_plates=False)
+        self.fail_on = fail_on
+
+    def detect_sequence(self, clip, plate=None):
+        if clip is self.fail_on:
+            raise RuntimeError("detector exploded")
+        return super().detect_sequence(clip, plate)
+
+
+class CountingPose:
+    """A 2D pose stage that records its batch sizes and returns the box corner as every keypoint."""
+
+    def __init__(self, fail: bool = False):
+        self.batches, self.fail = [], fail
+
+    def estimate(self, frames, boxes):
+        if self.fail:
+            raise ValueError("pose model refused the input")
+        self.batches.append(len(frames))
+        return np.repeat(np.concatenate([boxes[:, None, :2], np.ones((len(boxes), 1, 1))], axis=2), 17, axis=1)
+
+
+@pytest.fixture(scope="module")
+def stages():
+    return build_stages(load_preset())
+
+
+def run(stages, units, decoded, **changes):
+    reports = []
+    results = process_group(dataclasses.replace(stages, **changes), units, labels={}, config_hash="test",
+                            decoded=decoded, progress=lambda key, frames: reports.append((key, frames)))
+    per_key = {}
+    for key, frames in reports:
+        per_key[key] = per_key.get(key, 0) + frames
+    return results, per_key, reports
+
+
+def test_a_stage_failure_stays_with_its_sequence_and_progress_adds_up(stages):
+    clips = [moving_block_clip(seed=s) for s in range(3)]
+    units = [unit(v) for v in (0, 36, 72, 108)]
+    decoded = [clips[0], VideoError("/videos/036.mp4: decoding failed: broken"), clips[1], clips[2]]
+    results, per_key, reports = run(stages, units, decoded, detector=FailingDetector(fail_on=clips[1]))
+    assert [r.key for r in results] == [str(u.key) for u in units]
+    ok, decode_failed, detect_failed, ok_too = results
+    assert ok.error is None and ok_too.error is None and len(ok.record["silhouettes"]) > 10
+    assert decode_failed.error == {"sequence": str(units[1].key), "video": "/videos/036.mp4", "stage": "decode",
+                                   "error": "VideoError: /videos/036.mp4: decoding failed: broken"}
+    assert detect_failed.error["stage"] == "detect" and detect_failed.record is None
+    assert detect_failed.error["error"].startswith("RuntimeError: detector exploded | ")
+    assert "detect_sequence" in detect_failed.error["error"]  # the frame that raised
+    # every decoded sequence reports exactly its frames, in several steps (not only at its end)
+    assert per_key == {str(units[0].key): 24, str(units[2].key): 24, str(units[3].key): 24}
+    assert sum(1 for key, _ in reports if key == str(units[0].key)) >= 4
+
+
+def test_batched_model_stage_outputs_go_back_to_their_sequences(stages):
+    clips = [moving_block_clip(frames=n, seed=s) for s, n in ((0, 24), (1, 17))]
+    units = [unit(0), unit(36)]
+    pose = CountingPose()
+    results, per_key, _ = run(stages, units, clips, pose2d=pose, batch_size=7)
+    assert all(r.error is None for r in results)
+    assert max(pose.batches) == 7 and sum(pose.batches) == sum(len(r.record["boxes"]) for r in results)
+    for result in results:  # each sequence gets the keypoints of its own boxes, in frame order
+        keypoints, boxes = result.record["keypoints_2d"], result.record["boxes"]
+        assert keypoints.shape == (len(boxes), 17, 3)
+        np.testing.assert_allclose(keypoints[:, 0, :2], boxes[:, :2], atol=1e-4)
+    assert per_key == {str(units[0].key): 24, str(units[1].key): 17}
+
+
+def test_a_model_stage_error_fails_the_sequences_it_ran_on(stages):
+    results, _, _ = run(stages, [unit(0), unit(36)], [moving_block_clip(seed=0), moving_block_clip(seed=1)],
+                        pose2d=CountingPose(fail=True))
+    assert [r.error["stage"] for r in results] == ["pose2d", "pose2d"]
+    assert results[0].error["error"] == "ValueError: pose model refused the input"
+
+
+def test_detector_preparation_is_a_method_of_the_detector(synth_videos, stages, tmp_path):
+    from ragar_data.pipelines.sources import units_from_tree
+
+    class FrameDetector:
+        def detect(self, frames):
+            return [np.zeros((0, 5), np.float32) for _ in frames]
+
+    units = units_from_tree(synth_videos)
+    frame_stages = dataclasses.replace(stages, detector=FrameDetector())
+    assert not frame_stages.sequence_detector and frame_stages.prepare_detector(units, tmp_path) == {}
+    no_plates = dataclasses.replace(stages, detector=BackgroundDetector(camera_plates=False))
+    assert no_plates.sequence_detector and no_plates.prepare_detector(units, tmp_path) == {}
+    assert not (tmp_path / "backgrounds").exists()
+
+
+def test_camera_plate_pass_is_announced(synth_videos, stages, tmp_path):
+    from ragar_data.pipelines.sources import units_from_tree
+
+    lines = []
+    plates = stages.prepare_detector(units_from_tree(synth_videos), tmp_path, log=lines.append)
+    assert sorted(plates) == [0, 90]
+    assert lines[0] == "estimating camera plates from 8 sequences of 2 camera(s)..."
+    lines.clear()
+    stages.prepare_detector(units_from_tree(synth_videos), tmp_path, log=lines.append)  # stored: no pass
+    assert lines == []
+
+
+@pytest.fixture(scope="module")
+def synth_videos(tmp_path_factory):
+    from ragar_data.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, SynthConfig.small(subjects=2, seconds=0.5, width=160, height=90, combinations=(0,),
+                                     conditions=("nm-01", "bg-01")), progress=False)
+    return root / "videos"
+
+
+def _records(count: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    records = []
+    for number in range(count):
+        frames = 3 + number % 4
+        key = SequenceKey(f"{number // 3 + 1:03d}", number % 3, "nm-01", 36 * (number % 10))
+        records.append(make_record(
+            key, source=f"{key}.mp4", image_width=320, image_height=180, fps=25.0,
+            labels=rng.integers(-1, 2, 15).astype(np.int8), frame_index=np.arange(frames, dtype=np.int32),
+            boxes=rng.random((frames, 4)).astype(np.float32), track_id=number if number % 2 else None,
+            silhouettes=(rng.random((frames, 64, 64)) > 0.5).astype(np.uint8) * 255,
+            silhouette_frame_index=np.arange(frames, dtype=np.int32),
+            keypoints_2d=rng.random((frames, 17, 3)).astype(np.float32) if number % 3 else None,
+            keypoints_2d_model="rtmpose-m" if number % 3 else None, illumination=0.5,
+            quality_ok=bool(number % 2), quality_reasons=[] if number % 2 else ["too few frames"],
+            pipeline_hash="abc"))
+    return records
+
+
+def test_shards_from_part_tables_are_the_bytes_of_the_record_path(tmp_path):
+    records = _records(7)
+    parts = []
+    for record in records:
+        parts.append(tmp_path / "parts" / f"{record['key']}.parquet")
+        write_part(parts[-1], record, identity={"video": {"size": 1}, "labels": None})
+    names = assemble_shards(tmp_path / "tables", parts, rows_per_shard=3)
+    assert names == [f"shards/part-{n:05d}.parquet" for n in range(3)]
+    # the previous path: every part decoded into a record and the records encoded again
+    decoded = [table_to_records(read_table(p))[0] for p in sorted(parts, key=lambda p: p.stem)]
+    for number, start in enumerate(range(0, 7, 3)):
+        info = write_shard(tmp_path / "records", f"part-{number:05d}", decoded[start:start + 3])
+        assert (tmp_path / "tables" / info.file).read_bytes() == (tmp_path / "records" / info.file).read_bytes()
+    assert read_table(tmp_path / "tables" / names[0]).schema.metadata.keys() == {
+        b"ragar_data.shard_schema_version"}  # the parts' source identity stays out of the shards
