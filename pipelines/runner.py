@@ -170,11 +170,10 @@ def _store(result: UnitResult, folder: RunFolder) -> None:
     write_part(folder.part(result.key), result.record)  # last: its presence marks the sequence finished
 
 
-def _progress(enabled: bool, total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def _progress(enabled: bool, total: int, done: int):
+    from ragar_data.progress import Progress
 
-    return Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                    TimeRemainingColumn(), disable=not enabled, transient=False)
+    return Progress("extract", total, unit="seq", initial=done, enabled=enabled)
 
 
 def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path | None = None,
@@ -225,8 +224,7 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
 
     started = time.perf_counter()
     frames = failed = quality_failed = processed = 0
-    with _progress(options.progress, len(units)) as progress, open(folder.failures, "a") as failures_log:
-        task = progress.add_task("", total=len(units), completed=reused)
+    with _progress(options.progress, len(units), reused) as progress, open(folder.failures, "a") as failures_log:
         for results in _run_groups(groups, stages, options, config, stage_args, labels, config_hash, plates):
             for result in results:
                 frames += result.num_frames
@@ -240,7 +238,8 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
                     processed += 1
                     quality_failed += not result.record["quality_ok"]
                 elapsed = time.perf_counter() - started
-                progress.update(task, advance=1, description=f"{frames / max(elapsed, 1e-9):.1f} frames/s")
+                progress.note(f"{frames / max(elapsed, 1e-9):.1f} frames/s")
+                progress.advance()
     seconds = time.perf_counter() - started
     parts = [folder.part(str(u.key)) for u in units if folder.part(str(u.key)).is_file()]
     shards = assemble_shards(out_dir, parts, config.rows_per_shard)
