@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from ragar_data.errors import RagarDataError
+from ragar_data.cli.common import EXIT_SOME_FAILED
 
 
 @click.command(short_help="Extract silhouettes, boxes and poses from raw videos into shards.")
@@ -38,31 +38,27 @@ def extract(videos, manifest, out, annotations, preset, overrides, expect_resolu
     """Extract every sequence of --videos (or --manifest) into the dataset folder --out.
 
     Reruns skip sequences finished with the same config (--force redoes them); failed sequences are listed in
-    OUT/extract/failures.jsonl and the others are written.
+    OUT/extract/failures.jsonl and the others are written; the exit status is then 3.
     """
     from ragar_data.pipelines.config import apply_overrides, load_preset
     from ragar_data.pipelines.runner import RunOptions, extract as run_extract
 
     if (videos is None) == (manifest is None):
         raise click.UsageError("give --videos DIR or --manifest CSV (one of them)")
-    try:
-        settings = list(overrides)
-        if expect_resolution:
-            settings.append(f"decode.expect_resolution={expect_resolution}")
-        if decoder:
-            settings.append(f"decode.backend={decoder}")
-            if decoder == "opencv":  # cv2.VideoCapture hands over RGB frames only
-                settings.append("decode.frame_format=rgb24")
-        config = apply_overrides(load_preset(preset), settings)
-        options = RunOptions(workers=workers, engine=engine, address=address, force=force, keep_masks=keep_masks,
-                             models_dir=models_dir, device=device, batch_size=batch_size, group_size=group_size,
-                             progress=not no_progress)
-        summary = run_extract(out, config, videos=videos, manifest=manifest, annotations=annotations,
-                              options=options, log=click.echo)
-    except (RagarDataError, ValueError, FileNotFoundError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    settings = list(overrides)
+    if expect_resolution:
+        settings.append(f"decode.expect_resolution={expect_resolution}")
+    if decoder:
+        settings.append(f"decode.backend={decoder}")
+        if decoder == "opencv":  # cv2.VideoCapture hands over RGB frames only
+            settings.append("decode.frame_format=rgb24")
+    config = apply_overrides(load_preset(preset), settings)
+    options = RunOptions(workers=workers, engine=engine, address=address, force=force, keep_masks=keep_masks,
+                         models_dir=models_dir, device=device, batch_size=batch_size, group_size=group_size,
+                         progress=not no_progress)
+    summary = run_extract(out, config, videos=videos, manifest=manifest, annotations=annotations,
+                          options=options, log=click.echo)
     for line in summary.lines():
         click.echo(line)
     if summary.failed:
-        sys.exit(1)
+        sys.exit(EXIT_SOME_FAILED)

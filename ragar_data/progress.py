@@ -33,12 +33,12 @@ class Progress:
                  enabled: bool = True, unit_scale: bool = False, stream: TextIO | None = None,
                  interval_s: float = PLAIN_INTERVAL_S):
         self.description, self.unit, self.unit_scale = description, unit, unit_scale
-        self.count, self._total, self._note = initial, total, ""
+        self.count, self._initial, self._total, self._note = initial, initial, total, ""
         self._stream = stream if stream is not None else sys.stderr
         self._interval_s = interval_s
         self._started = self._last_line = time.monotonic()
         self._last_step = self._step(initial)
-        self._bar = None
+        self._bar, self._printed = None, None
         self._plain = enabled and not _is_terminal(self._stream)
         if enabled and not self._plain:
             self._bar = tqdm(total=total, initial=initial, desc=description, unit=unit, unit_scale=unit_scale,
@@ -77,7 +77,8 @@ class Progress:
             self._bar = None
         elif self._plain:
             self._plain = False
-            self._write_line(final=True)
+            if self._printed != self.count:  # the last line shows the end already otherwise
+                self._write_line(final=True)
 
     def __enter__(self) -> Progress:
         return self
@@ -89,17 +90,19 @@ class Progress:
         return count * PLAIN_STEPS // self._total if self._total else 0
 
     def _amount(self, count: float) -> str:
-        return tqdm.format_sizeof(count) if self.unit_scale else f"{count:g}"
+        return tqdm.format_sizeof(count) if self.unit_scale else f"{count:.3g}" if count < 100 else f"{count:.0f}"
 
     def _write_line(self, final: bool = False) -> None:
         elapsed = time.monotonic() - self._started
+        self._printed = self.count
         done = self._amount(self.count)
         if self._total:
             done += f"/{self._amount(self._total)} {self.unit} ({100 * self.count / self._total:.0f}%)"
         else:
             done += f" {self.unit}"
-        rate = f"{self._amount(self.count / elapsed)} {self.unit}/s" if elapsed > 0 and self.count else ""
-        ending = "" if not final else "done" if not self._total or self.count >= self._total else "stopped"
+        done_here = self.count - self._initial
+        rate = f"{self._amount(done_here / elapsed)} {self.unit}/s" if elapsed > 0 and done_here else ""
+        ending = "stopped" if final and self._total and self.count < self._total else ""
         parts = [done, f"{tqdm.format_interval(elapsed)} elapsed", rate, self._note, ending]
         print(f"{self.description}: " + ", ".join(p for p in parts if p), file=self._stream, flush=True)
 
