@@ -51,7 +51,8 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_EPILOG)
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_CODES_EPILOG)
 @click.version_option(__version__, prog_name="ragar-data")
 def cli():
     """ragar-data: RA-GAR gait datasets from multi-view walking videos, and attribute recognition models."""

@@ -11,10 +11,11 @@ from ragar_data.cli.common import dataset_option, resolve_dataset
 @dataset_option
 @click.option("--ground-truth", "ground_truth", required=True, type=click.Path(file_okay=False, exists=True),
               help="The synth output folder (or its ground_truth/ folder).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Report path (default DATASET/extract/qa.json).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Report path (default DATASET/extract/qa.json).")
 @click.option("--match-iou", default=0.5, show_default=True, help="Box IoU that counts as the same person.")
 def qa(legacy_run, dataset, ground_truth, json_path, match_iou):
-    """Silhouette IoU, subject-track recall, identity switches and keypoint errors of the dataset's extraction run.
+    """Silhouette IoU, subject-track recall, identity switches and keypoint errors of the dataset's extraction.
 
     The positional RUN (the extracted dataset folder) is deprecated: use --dataset."""
     from ragar_data.qa import run_qa

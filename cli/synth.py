@@ -69,7 +69,8 @@ def synth(ctx, out, subjects, seed, views, combinations, conditions, seconds, wi
         chosen = {name: value for name, value in SMALL.items()
                   if ctx.get_parameter_source(name) == ParameterSource.DEFAULT}
         views, conditions = chosen.get("views", views), chosen.get("conditions", conditions)
-        seconds, width, height = chosen.get("seconds", seconds), chosen.get("width", width), chosen.get("height", height)
+        seconds = chosen.get("seconds", seconds)
+        width, height = chosen.get("width", width), chosen.get("height", height)
     try:
         config = SynthConfig(
             subjects=subjects, seed=seed, views=_list(views, int, "--views"),

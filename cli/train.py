@@ -99,8 +99,8 @@ def _set_dataset(config, dataset) -> None:
 def train():
     """Train models from a dataset's training subjects (partition.json, else the official split).
 
-    The default config (clipgar) has the paper's settings: days on a GPU and needs the CLIP RN50 weights.
-    On a CPU, start with --config smoke (about a minute) or short_cpu (minutes)."""
+    The default config (clipgar) has the paper's settings: a GPU job that needs the CLIP RN50 weights. On a
+    CPU, start with --config smoke (seconds on a small set) or short_cpu (minutes)."""
 
 
 @train.command(cls=_ConfigsCommand)

@@ -1,8 +1,8 @@
 """Visual check of one extracted sequence: boxes, track ids, mask outline and keypoints drawn over its frames.
 
 The only place (besides the synthetic generator's raw videos) where RGB frames are written, and only on explicit
-request (`ragar-data viz KEY --videos DIR --out strip.png|clip.mp4`). A clip plays at the source's frame rate. Reads the run's shards and side data
-(tracks always; masks when the run kept them with `--keep-masks`).
+request (`ragar-data viz KEY --videos DIR --out strip.png|clip.mp4`). Reads the run's shards and side data (tracks
+always; masks when the run kept them with `--keep-masks`). A clip plays at the source's frame rate.
 """
 from __future__ import annotations
 
