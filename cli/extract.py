@@ -5,14 +5,14 @@ import sys
 
 import click
 
-from ragar_data.cli.common import EXIT_SOME_FAILED
+from ragar_data.cli.common import DEFAULT_DATASET, EXIT_SOME_FAILED
 
 
 @click.command(short_help="Extract silhouettes, boxes and poses from raw videos into shards.")
 @click.option("--videos", type=click.Path(file_okay=False), help="Raw tree <subject>/c<k>/<condition>/<view>.mp4.")
 @click.option("--manifest", type=click.Path(dir_okay=False),
               help="CSV: video,subject,combination,condition,view[,start_frame,end_frame] (instead of --videos).")
-@click.option("--out", "-o", default="dataset", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", "-o", default=DEFAULT_DATASET, show_default=True, type=click.Path(file_okay=False),
               help="Dataset folder to write (shards, index.json, extract/ run state).")
 @click.option("--annotations", type=click.Path(dir_okay=False, exists=True),
               help="Attribute annotation CSV; sequences without a row get labels -1.")
