@@ -6,7 +6,7 @@ import sys
 import click
 
 from ragar_data.annotations import check_annotations, read_annotations, write_annotations
-from ragar_data.errors import AnnotationError
+from ragar_data.cli.common import EXIT_ERROR
 
 
 def _known_subjects(dataset):
@@ -35,7 +35,7 @@ def check(file, dataset):
     warnings = len(problems) - errors
     if errors:
         click.echo(f"{file}: {errors} error(s), {warnings} warning(s)", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
     click.echo(f"{file}: OK ({warnings} warning(s))")
 
 
@@ -46,9 +46,6 @@ def check(file, dataset):
               help="Dataset directory: subjects not in its shards are errors.")
 def convert(file, out, dataset):
     """Rewrite FILE as OUT in canonical form: class names, rows sorted by subject and combination."""
-    try:
-        table = read_annotations(file, known_subjects=_known_subjects(dataset))
-    except AnnotationError as error:
-        raise click.ClickException(str(error)) from error
+    table = read_annotations(file, known_subjects=_known_subjects(dataset))
     write_annotations(out, table)
     click.echo(f"{out}: {len(table)} rows")

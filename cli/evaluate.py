@@ -3,24 +3,21 @@ from __future__ import annotations
 
 import click
 
-from ragar_data.errors import RagarDataError
+from ragar_data.cli.common import dataset_option, resolve_dataset
 
 
 @click.command(short_help="Evaluate a checkpoint: mA, Acc, Precision, Recall, F1.")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
-@click.option("--dataset", required=True, type=click.Path(file_okay=False, exists=True), help="Dataset directory.")
+@dataset_option
 @click.option("--split", default="official", show_default=True,
               help="'official' (DATASET/partition.json, else the data layer's official split), 'seeded', or a partition JSON.")
 @click.option("--out", type=click.Path(file_okay=False), help="Report directory [default: the checkpoint's directory].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--batch-size", type=int, help="Evaluation batch size [default: data.eval_batch_size of the run].")
 def evaluate(checkpoint, dataset, split, out, device, batch_size):
-    """Evaluate CHECKPOINT on the test subjects of DATASET; print and write evaluation.{json,md,png}."""
+    """Evaluate CHECKPOINT on the test subjects of the dataset; print and write evaluation.{json,md,png}."""
     from ragar_data.training.evaluate import evaluate_checkpoint, markdown_report
 
-    try:
-        report, paths = evaluate_checkpoint(checkpoint, dataset, split, out, device, batch_size)
-    except RagarDataError as error:
-        raise click.ClickException(str(error)) from error
+    report, paths = evaluate_checkpoint(checkpoint, resolve_dataset(dataset), split, out, device, batch_size)
     click.echo(markdown_report(report))
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))

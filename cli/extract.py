@@ -5,14 +5,14 @@ import sys
 
 import click
 
-from ragar_data.errors import RagarDataError
+from ragar_data.cli.common import DEFAULT_DATASET, EXIT_SOME_FAILED
 
 
 @click.command(short_help="Extract silhouettes, boxes and poses from raw videos into shards.")
 @click.option("--videos", type=click.Path(file_okay=False), help="Raw tree <subject>/c<k>/<condition>/<view>.mp4.")
 @click.option("--manifest", type=click.Path(dir_okay=False),
               help="CSV: video,subject,combination,condition,view[,start_frame,end_frame] (instead of --videos).")
-@click.option("--out", "-o", default="dataset", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", "-o", default=DEFAULT_DATASET, show_default=True, type=click.Path(file_okay=False),
               help="Dataset folder to write (shards, index.json, extract/ run state).")
 @click.option("--annotations", type=click.Path(dir_okay=False, exists=True),
               help="Attribute annotation CSV; sequences without a row get labels -1.")
@@ -41,32 +41,29 @@ def extract(videos, manifest, out, annotations, preset, overrides, expect_resolu
     """Extract every sequence of --videos (or --manifest) into the dataset folder --out.
 
     Reruns skip sequences finished with the same config and the same video (--force redoes them); failed
-    sequences are listed in OUT/extract/failures.jsonl and the others are written. A folder holding another
-    dataset is refused (--overwrite replaces one that extract wrote); one run at a time writes a folder.
+    sequences are listed in OUT/extract/failures.jsonl and the others are written; the exit status is then 3.
+    A folder holding another dataset is refused (--overwrite replaces one that extract wrote); one run at a time
+    writes a folder.
     """
     from ragar_data.pipelines.config import apply_overrides, load_preset
     from ragar_data.pipelines.runner import RunOptions, extract as run_extract
 
     if (videos is None) == (manifest is None):
         raise click.UsageError("give --videos DIR or --manifest CSV (one of them)")
-    try:
-        settings = list(overrides)
-        if expect_resolution:
-            settings.append(f"decode.expect_resolution={expect_resolution}")
-        if decoder:
-            settings.append(f"decode.backend={decoder}")
-            if decoder == "opencv":  # cv2.VideoCapture hands over RGB frames only
-                settings.append("decode.frame_format=rgb24")
-        config = apply_overrides(load_preset(preset), settings)
-        options = RunOptions(workers=workers, engine=engine, address=address, force=force, overwrite=overwrite,
-                             keep_masks=keep_masks, models_dir=models_dir, device=device, batch_size=batch_size,
-                             group_size=group_size, progress=not no_progress)
-        summary = run_extract(out, config, videos=videos, manifest=manifest, annotations=annotations,
-                              options=options, log=click.echo)
-    except (RagarDataError, ValueError, FileNotFoundError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    settings = list(overrides)
+    if expect_resolution:
+        settings.append(f"decode.expect_resolution={expect_resolution}")
+    if decoder:
+        settings.append(f"decode.backend={decoder}")
+        if decoder == "opencv":  # cv2.VideoCapture hands over RGB frames only
+            settings.append("decode.frame_format=rgb24")
+    config = apply_overrides(load_preset(preset), settings)
+    options = RunOptions(workers=workers, engine=engine, address=address, force=force, overwrite=overwrite, keep_masks=keep_masks,
+                         models_dir=models_dir, device=device, batch_size=batch_size, group_size=group_size,
+                         progress=not no_progress)
+    summary = run_extract(out, config, videos=videos, manifest=manifest, annotations=annotations,
+                          options=options, log=click.echo)
     for line in summary.lines():
         click.echo(line)
     if summary.failed:
-        sys.exit(1)
+        sys.exit(EXIT_SOME_FAILED)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import click
 
-from ragar_data.errors import RagarDataError
-
 
 @click.group("import", short_help="Import an OpenGait-layout release into shards.")
 def import_group():
@@ -26,8 +24,5 @@ def opengait(root, dataset, modality, annotations):
     """
     from ragar_data.opengait import import_opengait
 
-    try:
-        summary = import_opengait(root, dataset, modality=modality, annotations=annotations)
-    except RagarDataError as error:
-        raise click.ClickException(str(error)) from error
+    summary = import_opengait(root, dataset, modality=modality, annotations=annotations)
     click.echo(str(summary))

@@ -6,6 +6,7 @@ import importlib
 import click
 
 from ragar_data import __version__
+from ragar_data.cli.common import EXIT_CODES_EPILOG, EXIT_ERROR, USER_ERRORS
 
 # name -> (module, attribute, one-line help). Each module holds one click command or group.
 COMMANDS = {
@@ -27,6 +28,14 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx):
+        """Run the command; a user-fixable error becomes one line on stderr and exit status 1, no traceback."""
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(EXIT_ERROR)
+
     def list_commands(self, ctx):
         return list(COMMANDS)
 
@@ -42,7 +51,8 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXIT_CODES_EPILOG)
 @click.version_option(__version__, prog_name="ragar-data")
 def cli():
     """ragar-data: RA-GAR gait datasets from multi-view walking videos, and attribute recognition models."""

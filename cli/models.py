@@ -47,13 +47,9 @@ def list_models(models_dir):
 def download(names, models_dir, force):
     """Download NAMES (resumable, sha256-checked when a digest is published)."""
     from ragar_data import weights
-    from ragar_data.errors import RagarDataError
 
     for name in names:
-        try:
-            path = weights.download_model(weights.get_spec(name), models_dir, force=force)
-        except RagarDataError as error:
-            raise click.ClickException(str(error)) from error
+        path = weights.download_model(weights.get_spec(name), models_dir, force=force)
         click.echo(f"{name}: {path}")
 
 
@@ -62,12 +58,19 @@ def download(names, models_dir, force):
 @MODELS_DIR_OPTION
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 def check(names, models_dir, device):
-    """Load each present model (or NAMES) and run one batch of generated input."""
+    """Load each known model (or NAMES) and run one batch of generated input; exit 1 if any is missing or
+    fails to load."""
+    from ragar_data.cli.common import EXIT_ERROR
     from ragar_data.pipelines.backends.loading import check_models
 
-    failed = False
+    missing, broken = [], []
     for name, status, detail in check_models(models_dir, device, names or None):
-        failed |= status == "error" or (bool(names) and status == "missing")
+        {"missing": missing, "error": broken}.get(status, []).append(name)
         click.echo(f"{name:22s} {status:8s} {detail}")
-    if failed:
-        raise SystemExit(1)
+    if missing:
+        click.echo(f"error: {len(missing)} model(s) missing; get them with `ragar-data models download "
+                   f"{' '.join(missing)}`", err=True)
+    if broken:
+        click.echo(f"error: {len(broken)} model(s) failed to load: {', '.join(broken)}", err=True)
+    if missing or broken:
+        raise SystemExit(EXIT_ERROR)

@@ -7,8 +7,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ragar_data.errors import RagarDataError
-from ragar_data.stats import dataset_stats, plot_class_distribution
+from ragar_data.cli.common import dataset_option, legacy_dataset_argument, resolve_dataset
+from ragar_data.stats import dataset_stats, no_labels_note, plot_class_distribution
 
 
 def _percent(count: int, total: int) -> str:
@@ -20,15 +20,16 @@ def _spread(values: dict) -> str:
 
 
 @click.command(short_help="Print sequence and class counts of a dataset and plot them.")
-@click.argument("dataset", type=click.Path(file_okay=False, exists=True))
+@legacy_dataset_argument
+@dataset_option
 @click.option("--png", type=click.Path(dir_okay=False), help="Write a bar chart of the class distribution here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the counts as JSON.")
-def stats(dataset, png, json_path):
-    """Print sequence counts per attribute class, condition, view and combination type of DATASET."""
-    try:
-        counts = dataset_stats(dataset)
-    except RagarDataError as error:
-        raise click.ClickException(str(error)) from error
+def stats(legacy_dataset, dataset, png, json_path):
+    """Print sequence counts per attribute class, condition, view and combination type of the dataset.
+
+    The positional DATASET is deprecated: use --dataset."""
+    dataset = resolve_dataset(dataset, legacy_dataset)
+    counts = dataset_stats(dataset)
     console = Console()
     total = counts["sequences"]
     per_subject = counts["sequences_per_subject"]
@@ -48,6 +49,9 @@ def stats(dataset, png, json_path):
         overview.add_row(name, str(value))
     console.print(overview)
 
+    note = no_labels_note(counts)
+    if note is not None:
+        click.echo(note)
     classes = Table(title="Sequences per attribute class")
     for column in ("attribute", "class", "sequences", "share"):
         classes.add_column(column, justify="right" if column in ("sequences", "share") else "left")
@@ -55,7 +59,8 @@ def stats(dataset, png, json_path):
         for position, (name, count) in enumerate(per_class.items()):
             classes.add_row(attribute if position == 0 else "", name, str(count), _percent(count, total),
                             end_section=position == len(per_class) - 1)
-    console.print(classes)
+    if note is None:
+        console.print(classes)
 
     covariates = Table(title="Sequences per covariate")
     for column in ("covariate", "value", "sequences", "share"):
@@ -67,7 +72,9 @@ def stats(dataset, png, json_path):
                                end_section=position == len(values) - 1)
     console.print(covariates)
 
-    if png:
+    if png and note is not None:
+        click.echo(f"{png}: not written (no labels to plot)")
+    elif png:
         console.print(f"wrote {plot_class_distribution(counts, png)}")
     if json_path:
         from ragar_data.shards import atomic_write_bytes

@@ -4,11 +4,12 @@ Distributed: ``torchrun --nproc_per_node N -m ragar_data.cli.main train clipgar 
 """
 from __future__ import annotations
 
+import os
+import re
+
 import click
 
-import os
-
-from ragar_data.errors import RagarDataError
+from ragar_data.cli.common import DATASET_HELP, default_dataset, resolve_dataset
 
 
 def _echo(message: str) -> None:
@@ -16,10 +17,53 @@ def _echo(message: str) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(message)
 
+
+def _config_summary(path) -> str:
+    """First sentence of a config file's leading comment, and whether it needs the CLIP weights."""
+    import yaml
+
+    from ragar_data.training.config import TextConfig
+
+    text = path.read_text()
+    comment = " ".join(line.lstrip("#").strip() for line in re.match(r"(?:#.*\n)*", text).group().splitlines())
+    sentence = re.split(r"(?<=\.)\s", comment, maxsplit=1)[0].strip()
+    if len(sentence) > 100:  # long first sentences hold their gist before the colon
+        sentence = sentence.split(": ", 1)[0]
+    document = yaml.safe_load(text) or {}
+    backend = (document.get("text") or {}).get("backend", TextConfig.backend)
+    needs = {"learned": "no weights needed", "clip": "needs the CLIP RN50 weights"}.get(
+        backend, f"needs the {backend} weights")
+    return f"{sentence.rstrip('.') or path.stem} ({needs})"
+
+
+def packaged_configs() -> list[tuple[str, str]]:
+    """(name, one-line summary) of every config in ragar_data/training/configs/."""
+    from ragar_data.training.config import CONFIG_DIR
+
+    return [(path.stem, _config_summary(path)) for path in sorted(CONFIG_DIR.glob("*.yaml"))]
+
+
+def _format_configs(formatter) -> None:
+    with formatter.section("Packaged configs (--config NAME)"):
+        formatter.write_dl(packaged_configs())
+
+
+class _ConfigsGroup(click.Group):
+    def format_epilog(self, ctx, formatter):
+        _format_configs(formatter)
+        super().format_epilog(ctx, formatter)
+
+
+class _ConfigsCommand(click.Command):
+    def format_epilog(self, ctx, formatter):
+        _format_configs(formatter)
+        super().format_epilog(ctx, formatter)
+
+
 _config_options = [
     click.option("--config", "config_name", default=None,
-                 help="Packaged config name (clipgar, smoke, short_cpu) or a YAML file."),
-    click.option("--dataset", type=click.Path(file_okay=False), help="Dataset directory (sets data.dataset)."),
+                 help="Packaged config name (listed below) or a YAML file [default: clipgar]."),
+    click.option("--dataset", "-d", type=click.Path(file_okay=False), help=DATASET_HELP + " Sets data.dataset."),
     click.option("--out", type=click.Path(file_okay=False), help="Run directory (sets train.output_dir)."),
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                  help="Override a config field by dotted name, e.g. --set optim.lr=3e-4 (repeatable)."),
@@ -34,58 +78,64 @@ def _with_config_options(function):
     return function
 
 
-def _load(config_name, dataset, out, overrides, default_name):
-    from ragar_data.training.config import ConfigError, load_config
+def _load(config_name, out, overrides, default_name):
+    from ragar_data.training.config import load_config
 
     extra = list(overrides)
-    if dataset:
-        extra.append(f"data.dataset={dataset}")
     if out:
         extra.append(f"train.output_dir={out}")
-    try:
-        return load_config(config_name or default_name, extra)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from error
+    return load_config(config_name or default_name, extra)
 
 
-@click.group(short_help="Train CLIP-GAR or a baseline from shards.")
+def _set_dataset(config, dataset) -> None:
+    """--dataset, else data.dataset of the config or a --set, else the default dataset folder."""
+    if dataset is not None:
+        config.data.dataset = str(resolve_dataset(dataset))
+    elif not config.data.dataset:
+        config.data.dataset = str(default_dataset())
+
+
+@click.group(cls=_ConfigsGroup, short_help="Train CLIP-GAR or a baseline from shards.")
 def train():
-    """Train models from a dataset's training subjects (partition.json, else the official split)."""
+    """Train models from a dataset's training subjects (partition.json, else the official split).
+
+    The default config (clipgar) has the paper's settings: a GPU job that needs the CLIP RN50 weights. On a
+    CPU, start with --config smoke (seconds on a small set) or short_cpu (minutes)."""
 
 
-@train.command()
+@train.command(cls=_ConfigsCommand)
 @_with_config_options
 @click.option("--stage", type=click.Choice(["all", "align", "fusion"]), default="all", show_default=True,
               help="Run both stages, or one (fusion starts from the run's align/final.pt).")
 def clipgar(config_name, dataset, out, overrides, no_resume, dry_run, stage):
     """CLIP-GAR: the align stage (V and θ with the KL align loss), then the fusion stage (BCE, V and T frozen)."""
+    from ragar_data.models.text_encoders import require_text_weights
     from ragar_data.training.stages import describe, train_clipgar
 
-    config = _load(config_name, dataset, out, overrides, "clipgar")
-    _echo(describe(config))
+    config = _load(config_name, out, overrides, "clipgar")
     if dry_run:
+        _echo(describe(config))
         return
+    require_text_weights(config.text.backend, config.text.weights)  # first: one message says what to do
+    _set_dataset(config, dataset)
+    _echo(describe(config))
     stages = ("align", "fusion") if stage == "all" else (stage,)
-    try:
-        results = train_clipgar(config, stages, resume=not no_resume)
-    except RagarDataError as error:
-        raise click.ClickException(str(error)) from error
+    results = train_clipgar(config, stages, resume=not no_resume)
     for name, result in results.items():
         _echo(f"{name}: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
 
 
-@train.command()
+@train.command(cls=_ConfigsCommand)
 @_with_config_options
 def classification(config_name, dataset, out, overrides, no_resume, dry_run):
     """The classification baseline: the same visual encoder with attribute heads, no text."""
     from ragar_data.training.stages import describe, train_classification
 
-    config = _load(config_name, dataset, out, overrides, "clipgar")
-    _echo(describe(config))
+    config = _load(config_name, out, overrides, "clipgar")
     if dry_run:
+        _echo(describe(config))
         return
-    try:
-        result = train_classification(config, resume=not no_resume)
-    except RagarDataError as error:
-        raise click.ClickException(str(error)) from error
+    _set_dataset(config, dataset)
+    _echo(describe(config))
+    result = train_classification(config, resume=not no_resume)
     _echo(f"classification: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")

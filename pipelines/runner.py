@@ -225,25 +225,22 @@ class FrameProgress:
     end brings the bar to its estimate, so the bar ends at its total whatever the estimates' errors."""
 
     def __init__(self, enabled: bool, estimates: dict[str, int]):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from ragar_data.progress import Progress
 
         self.estimates, self.credited, self.finished = estimates, dict.fromkeys(estimates, 0), set()
         self.frames, self.started = 0, time.perf_counter()
-        self._bar = Progress(TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                             TextColumn("{task.description}"), TimeRemainingColumn(), disable=not enabled,
-                             transient=False)
-        self._task = self._bar.add_task("", total=sum(estimates.values()))
+        self._bar = Progress("extract", sum(estimates.values()), unit="frames", enabled=enabled)
 
     def __enter__(self) -> FrameProgress:
-        self._bar.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._bar.__exit__(*exc)
+        self._bar.close()
 
     def update(self, frames: int) -> None:
         speed = self.frames / max(time.perf_counter() - self.started, 1e-9)
-        self._bar.update(self._task, advance=frames, description=f"{speed:.1f} frames/s")
+        self._bar.note(f"{speed:.1f} frames/s")
+        self._bar.advance(frames)
 
     def frames_done(self, key: str, frames: int) -> None:
         """Called by the stages (directly or through a worker's queue): `frames` more of sequence `key`."""

@@ -1,9 +1,9 @@
 """Visual check of one extracted sequence: boxes, track ids, mask outline and keypoints drawn over its frames.
 
 The only place (besides the synthetic generator's raw videos) where RGB frames are written, and only on explicit
-request (`ragar-data viz RUN KEY --videos DIR --out strip.png|clip.mp4`). Reads the run's shards and side data
-(tracks always; masks when the run kept them with `--keep-masks`). It sits beside the extraction stages because
-it decodes the source video with the decode stage.
+request (`ragar-data viz KEY --videos DIR --out strip.png|clip.mp4`). Reads the run's shards and side data (tracks
+always; masks when the run kept them with `--keep-masks`). A clip plays at the source's frame rate. It sits
+beside the extraction stages because it decodes the source video with the decode stage.
 """
 from __future__ import annotations
 
@@ -64,13 +64,13 @@ def _find_video(videos: Path, key: SequenceKey, source: str | None) -> Path:
     raise RagarDataError(f"video of {key} not found under {videos} (tried {', '.join(map(str, candidates))})")
 
 
-def overlay_frames(run_dir: str | Path, key: str, videos: str | Path) -> tuple[list[np.ndarray], list[int]]:
-    """Frames of the subject's track with overlays, and their source frame indices."""
+def overlay_frames(run_dir: str | Path, key: str, videos: str | Path) -> tuple[list[np.ndarray], list[int], float]:
+    """Frames of the subject's track with overlays, their source frame indices and the source's frame rate."""
     run_dir, videos = Path(run_dir), Path(videos)
     dataset = ShardDataset(run_dir)
     if key not in dataset:
         raise RagarDataError(f"sequence {key} is not in {run_dir} ({len(dataset)} sequences)")
-    record = dataset.read_record(key, ["frame_index", "boxes", "track_id", "keypoints_2d", "source"])
+    record = dataset.read_record(key, ["frame_index", "boxes", "track_id", "keypoints_2d", "source", "fps"])
     if len(record["frame_index"]) == 0:
         raise RagarDataError(f"{key}: no subject track was found, nothing to draw")
     folder, _ = current_run(run_dir)
@@ -90,14 +90,14 @@ def overlay_frames(run_dir: str | Path, key: str, videos: str | Path) -> tuple[l
             other_boxes=others, other_ids=other_ids, mask=masks.full(row) if masks is not None else None,
             keypoints=record["keypoints_2d"][row] if record["keypoints_2d"] is not None else None))
         indices.append(int(frame_index))
-    return images, indices
+    return images, indices, float(record["fps"])
 
 
 def write_visualisation(run_dir: str | Path, key: str, videos: str | Path, out: str | Path, *, frames: int = 8,
                         height: int = 360) -> Path:
     """`out` .png: a strip of `frames` evenly spaced frames, `height` pixels tall; .mp4: every subject frame."""
     out = Path(out)
-    images, indices = overlay_frames(run_dir, key, videos)
+    images, indices, fps = overlay_frames(run_dir, key, videos)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".png":
         picks = np.unique(np.linspace(0, len(images) - 1, min(frames, len(images))).round().astype(int))
@@ -112,10 +112,13 @@ def write_visualisation(run_dir: str | Path, key: str, videos: str | Path, out: 
             if not cv2.imwrite(str(temporary), cv2.cvtColor(np.concatenate(tiles, axis=1), cv2.COLOR_RGB2BGR)):
                 raise RagarDataError(f"{out}: could not write the PNG")
     elif out.suffix.lower() == ".mp4":
+        from fractions import Fraction
+
         from ragar_data.synth.video import write_video
 
         height_px, width_px = images[0].shape[:2]
-        write_video(out, images, 25, width_px, height_px)
+        # as a fraction: 29.97 fps sources are 30000/1001
+        write_video(out, images, Fraction(fps).limit_denominator(1001), width_px, height_px)
     else:
         raise InputError(f"{out}: write a .png strip or an .mp4 clip")
     return out

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ragar_data.atomic import atomic_write_bytes, remove_stale_temporaries
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import InputError, RagarDataError
 from ragar_data.identity import CONDITIONS, SequenceKey
+from ragar_data.progress import Progress, track
 from ragar_data.shards import (
     INDEX_NAME,
     SHARD_DIR,
@@ -202,8 +202,8 @@ def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str =
     total = start_export(dataset_dir, out_root, naming, partition, summary)
     columns = ["key", "labels", "quality_ok", "silhouettes", "silhouette_encoding", "num_silhouettes",
                "silhouette_height", "silhouette_width"]
-    for record in tqdm(iter_dataset_records(dataset_dir, columns), total=total, desc="export opengait",
-                       unit="seq", disable=not progress):
+    for record in track(iter_dataset_records(dataset_dir, columns), "export opengait", total, unit="seq",
+                        enabled=progress):
         key = SequenceKey.parse(record["key"])
         frames = record["silhouettes"]
         if not record["quality_ok"] and not include_failed:
@@ -372,7 +372,7 @@ def import_opengait(root: str | Path, dataset_dir: str | Path, modality: str = "
     for sequence in sequences:
         by_subject.setdefault(sequence.key.subject, []).append(sequence)
     infos = []
-    bar = tqdm(total=len(sequences), desc=f"import {modality}", unit="seq", disable=not progress)
+    bar = Progress(f"import {modality}", len(sequences), unit="seq", enabled=progress)
     for subject, members in by_subject.items():
         shard_name = f"opengait-{subject}"
         shard_path = dataset_dir / SHARD_DIR / f"{shard_name}.parquet"
@@ -383,7 +383,7 @@ def import_opengait(root: str | Path, dataset_dir: str | Path, modality: str = "
         existing = {r["key"]: r for r in iter_records(shard_path)} if shard_path.is_file() else {}
         if all(str(s.key) in existing and _has(existing[str(s.key)], modality) for s in members):
             summary.kept_subjects += 1  # resumed run: this subject's shard was completed before
-            bar.update(len(members))
+            bar.advance(len(members))
             continue
         for sequence in members:
             key = sequence.key
@@ -395,7 +395,7 @@ def import_opengait(root: str | Path, dataset_dir: str | Path, modality: str = "
                 summary.merged += 1
             existing[str(key)] = _merge(previous, key, modality, _load_array(sequence, modality), labels,
                                         sequence.relpath)
-            bar.update(1)
+            bar.advance()
         infos.append(write_shard(dataset_dir, shard_name, [existing[k] for k in sorted(existing)]))
         summary.sequences += len(members)
         summary.subjects += 1

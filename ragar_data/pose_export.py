@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ragar_data.attributes import default_schema
 from ragar_data.identity import SequenceKey
 from ragar_data.opengait import iter_dataset_records, sequence_pickle_path, start_export, write_pickle
+from ragar_data.progress import track
 
 
 @dataclass
@@ -55,7 +55,7 @@ def export_pose(dataset_dir: str | Path, out_root: str | Path, naming: str = "ke
     summary = PoseExportSummary(out_root)
     total = start_export(dataset_dir, out_root, naming, partition, summary)
     records = iter_dataset_records(dataset_dir, ["key", "labels", "quality_ok", "keypoints_2d"])
-    for record in tqdm(records, total=total, desc="export pose", unit="seq", disable=not progress):
+    for record in track(records, "export pose", total, unit="seq", enabled=progress):
         key = SequenceKey.parse(record["key"])
         keypoints = record["keypoints_2d"]
         if not record["quality_ok"] and not include_failed:

@@ -100,11 +100,11 @@ class ArrowRowCache:
         missing = [(path, digest, copy) for path, (digest, copy) in copies.items() if _batch_count(copy) is None]
         if not missing:
             return
-        from tqdm import tqdm
+        from ragar_data.progress import track
 
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        for path, digest, copy in tqdm(missing, desc=f"row cache ({self.cache_dir})", unit="shard",
-                                       disable=not progress or len(missing) < 4):
+        for path, digest, copy in track(missing, f"row cache ({self.cache_dir})", unit="shard",
+                                        enabled=progress and len(missing) >= 4):
             write_row_copy(path, digest, columns, copy)
 
     def _reader(self, path: Path, sha256: str | None, columns: list[str]) -> ipc.RecordBatchFileReader:

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ragar_data.attributes import REGIONS, AttributeSchema, default_schema
+from ragar_data.errors import RagarDataError
 from ragar_data.identity import CONDITION_GROUPS, CONDITIONS, VIEWS, SequenceKey
 
 # RA-GAR: 10 views x 3 combinations x 8 walks per subject
@@ -71,6 +72,14 @@ def dataset_stats(dataset_dir: str | Path) -> dict:
     return stats
 
 
+def no_labels_note(stats: dict) -> str | None:
+    """One line saying that no sequence carries an attribute label (None when some do)."""
+    if stats["sequences"] and stats["unlabelled_sequences"] < stats["sequences"]:
+        return None
+    return (f"no attribute labels in this dataset: all {stats['sequences']} sequences have labels -1; pass "
+            "--annotations CSV to `ragar-data extract` (with --force for sequences already extracted)")
+
+
 def _spread(values: np.ndarray) -> dict:
     if not len(values):
         return {"min": 0, "max": 0, "mean": 0.0}
@@ -78,7 +87,12 @@ def _spread(values: np.ndarray) -> dict:
 
 
 def plot_class_distribution(stats: dict, path: str | Path, schema: AttributeSchema | None = None) -> Path:
-    """Bar chart PNG: one panel per attribute, sequences per class, coloured by body region."""
+    """Bar chart PNG: one panel per attribute, sequences per class, coloured by body region.
+
+    A dataset without labels has nothing to draw: that is an error (see `no_labels_note`), not 15 empty panels."""
+    note = no_labels_note(stats)
+    if note is not None:
+        raise RagarDataError(f"{path}: not written, {note}")
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from tqdm import tqdm
 
 from ragar_data.atomic import atomic_path, replace_into
 from ragar_data.errors import ModelUnavailable, RagarDataError, SchemaError
+from ragar_data.progress import Progress
 
 REGISTRY_PATH = Path(__file__).with_name("weights.yaml")
 MODELS_DIR_ENV = "RAGAR_MODELS_DIR"
@@ -192,12 +192,11 @@ def download_file(url: str, destination: str | os.PathLike, sha256: str | None =
                 offset = 0
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
-            with open(partial, "ab" if resumed else "wb") as handle, tqdm(
-                    total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name,
-                    disable=not progress) as bar:
+            with open(partial, "ab" if resumed else "wb") as handle, Progress(
+                    destination.name, total, unit="B", unit_scale=True, initial=offset, enabled=progress) as bar:
                 for block in iter(lambda: response.read(chunk_size), b""):
                     handle.write(block)
-                    bar.update(len(block))
+                    bar.advance(len(block))
                 handle.flush()
                 os.fsync(handle.fileno())
             if total is not None and partial.stat().st_size != total:

@@ -73,7 +73,7 @@ def test_folder_with_an_imported_dataset_is_refused_even_with_overwrite(synth, t
     before = snapshot(out)
     for extra in ([], ["--overwrite"]):
         code, output = run_cli("--videos", synth / "videos", "-o", out, *extra)
-        assert code == 2 and "did not write" in output and "Traceback" not in output
+        assert code == 1 and "did not write" in output and "Traceback" not in output
     assert snapshot(out) == before and not (out / "extract").exists()
 
 
@@ -86,7 +86,7 @@ def test_another_source_is_refused_and_overwrite_replaces_only_what_extract_wrot
         shutil.copyfile(synth / "videos" / a / "c0" / "nm-01" / "000.mp4", other / b / "c0" / "nm-01" / "000.mp4")
     before = snapshot(out)
     code, output = run_cli("--videos", other, "-o", out)
-    assert code == 2 and "another source" in output and "--overwrite" in output
+    assert code == 1 and "another source" in output and "--overwrite" in output
     assert snapshot(out) == before
     summary = extract(out, load_preset(), videos=other, options=RunOptions(progress=False, overwrite=True), **QUIET)
     assert summary.processed == 2 and summary.reused == 6  # the swapped videos are redone, not reused by key
@@ -99,16 +99,16 @@ def test_a_typo_in_an_option_loses_nothing(synth, extracted, tmp_path):
     out = copy_of(extracted, tmp_path)
     before = snapshot(out)
     code, output = run_cli("--videos", synth / "videos", "-o", out, "--expect-resolution", "480by270")
-    assert code == 2 and "Traceback" not in output
+    assert code == 1 and "Traceback" not in output
     code, output = run_cli("--videos", synth / "videos", "-o", out, "--set", "quality.min_valid_frames=3")
-    assert code == 2 and "another config" in output
+    assert code == 1 and "another config" in output
     assert snapshot(out) == before
 
 
 def test_a_run_that_wrote_no_rows_does_not_block_the_corrected_command(synth, tmp_path):
     out = tmp_path / "dataset"
     code, _ = run_cli("--videos", synth / "videos", "-o", out, "--expect-resolution", "1920x1080")
-    assert code == 1 and not list((out / "shards").glob("*.parquet"))  # every sequence failed: nothing to keep
+    assert code == 3 and not list((out / "shards").glob("*.parquet"))  # every sequence failed: nothing to keep
     code, output = run_cli("--videos", synth / "videos", "-o", out)
     assert code == 0 and len(ShardDataset(out)) == 8, output
 
@@ -182,7 +182,7 @@ def test_a_second_run_on_the_same_folder_is_refused(synth, extracted, tmp_path):
     with open(out / "extract" / "lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         code, output = run_cli("--videos", synth / "videos", "-o", out)
-    assert code == 2 and "another extract run is writing this folder" in output and str(out) in output
+    assert code == 1 and "another extract run is writing this folder" in output and str(out) in output
     assert snapshot(out) == before
 
 
@@ -198,7 +198,7 @@ def test_read_only_output_folder_is_a_clear_error(synth, tmp_path):
         command = ["unshare", "-rm", "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && '
                    'exec "$@"', str(out), *command]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr
     assert "cannot write" in result.stderr and str(out) in result.stderr and "Traceback" not in result.stderr
     assert list(out.iterdir()) == []
 

@@ -205,8 +205,11 @@ def test_models_cli_list_download_check(server, tmp_path, monkeypatch):
     no_url = runner.invoke(cli, ["models", "download", "pp-humanseg-v2", "--models-dir", str(models_dir)])
     assert no_url.exit_code != 0 and "paddle2onnx" in no_url.output
     checked = runner.invoke(cli, ["models", "check", "--models-dir", str(models_dir)])
-    assert checked.exit_code == 0, checked.output
+    assert checked.exit_code == 1, checked.output  # the others are missing: the check fails, naming them
     assert "rtmpose-m" in checked.output and "keypoints (4, 17, 3)" in checked.output
-    assert "yolo11m                missing" in checked.output
+    assert "yolo11m                missing" in checked.output and "ragar-data models download" in checked.stderr
+    assert "yolo11m" in checked.stderr
+    ok = runner.invoke(cli, ["models", "check", "rtmpose-m", "--models-dir", str(models_dir)])
+    assert ok.exit_code == 0, ok.output
     named = runner.invoke(cli, ["models", "check", "yolo11m", "--models-dir", str(models_dir)])
     assert named.exit_code == 1  # a named model that is missing fails the check

@@ -104,6 +104,25 @@ def encode_with_model(model: nn.Module, tokenizer, sentences: list[str]) -> torc
     return nn.functional.normalize(features, dim=-1)
 
 
+def require_text_weights(backend: str, weights: str | Path | None = None) -> Path | None:
+    """The local weights file of a pretrained text backend (None for ``learned``), checked before any other work:
+    a missing file raises `ModelUnavailable` saying how to train without it or where to put it."""
+    kind, model_name = parse_backend(backend)
+    if kind != "open_clip":
+        return None
+    path = Path(weights).expanduser() if weights else DEFAULT_CLIP_WEIGHTS
+    if path.is_file():
+        return path
+    if weights is None and model_name == CLIP_MODEL:
+        get = (f"`ragar-data models download clip-rn50` (writes {path}; $RAGAR_MODELS_DIR sets another models "
+               "folder)")
+    else:
+        get = f"put OpenAI's RN50.pt or the open_clip checkpoint of {model_name} at {path}"
+    raise ModelUnavailable(
+        f"text encoder {model_name}: weights file not found at {path}. Either train without it: --config smoke "
+        f"(a tiny CPU run) or --set text.backend=learned; or get it: {get}, or --set text.weights=PATH")
+
+
 def cached_text_features(
     backend: str, sentences: list[str], weights: str | Path | None = None, cache_dir: str | Path | None = None
 ) -> torch.Tensor:
@@ -111,9 +130,7 @@ def cached_text_features(
     kind, model_name = parse_backend(backend)
     if kind != "open_clip":
         raise InputError(f"backend {backend!r} has no pretrained features to cache")
-    weights = Path(weights).expanduser() if weights else DEFAULT_CLIP_WEIGHTS
-    if not weights.is_file():
-        encode_sentences_open_clip(model_name, weights, sentences)  # raises ModelUnavailable naming the path
+    weights = require_text_weights(backend, weights)
     cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE_DIR
     key = hashlib.sha256(
         f"{model_name}|{file_sha256(weights)}|{sentences_sha256(sentences)}".encode()

@@ -17,12 +17,11 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from ragar_data.annotations import write_annotations
 from ragar_data.atomic import atomic_write_json, remove_stale_temporaries
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
+from ragar_data.progress import Progress
 from ragar_data.synth.body import subject_attributes
 from ragar_data.synth.config import SynthConfig
 from ragar_data.synth.ground_truth import ground_truth_relpath, save_ground_truth
@@ -90,16 +89,14 @@ def generate(out_dir: str | Path, config: SynthConfig, workers: int = 1, progres
                     and (out_dir / "ground_truth" / ground_truth_relpath(key)).exists())]
     started = time.perf_counter()
     frames = 0
-    columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task("synth", total=len(todo), rate="")
+    with Progress("synth", len(todo), unit="seq", enabled=progress) as bar:
 
         def advance(count: int):
             nonlocal frames
             frames += count
             elapsed = max(time.perf_counter() - started, 1e-9)
-            bar.update(task, advance=1, rate=f"{frames / elapsed:.1f} frames/s")
+            bar.note(f"{frames / elapsed:.1f} frames/s")
+            bar.advance()
 
         if workers <= 1:
             for key in todo:

@@ -34,16 +34,15 @@ def pick_device(name: str = "auto") -> torch.device:
 def run_inference(model, stage: str, dataset, batch_size: int, device: torch.device,
                   schema: AttributeSchema, progress: bool = True, num_workers: int = 0) -> dict:
     """Scores (N, 45), metrics mode, keys, one_hot (N, 45) and labels (N, 15) of every item of ``dataset``."""
-    from tqdm import tqdm
-
     from ragar_data.loaders import collate
+    from ragar_data.progress import track
     from ragar_data.training.stages import scores_of
 
     model = model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
     scores, keys, one_hot, labels, mode = [], [], [], [], "sigmoid"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
-    for batch in tqdm(loader, desc="inference", unit="batch", disable=not progress, dynamic_ncols=True):
+    for batch in track(loader, "inference", unit="batch", enabled=progress):
         silhouettes, lengths = batch["silhouettes"].to(device), batch["lengths"].to(device)
         if autocast is not None:
             with autocast:

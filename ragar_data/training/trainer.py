@@ -4,8 +4,8 @@
   CUDA), the iteration and the sampler position (epoch, batch in epoch). Items are sampled from
   (seed, epoch, index) by the loaders and batches from (seed, epoch) by `EpochBatches`, so a resumed run
   computes the same next loss as an uninterrupted one. Writes are atomic (`ragar_data.atomic`).
-- Logs: TensorBoard scalars (loss, lr, 1/τ where there is one) under ``<stage_dir>/tensorboard``; a tqdm bar
-  with loss and it/s. Rank 0 alone logs and writes checkpoints.
+- Logs: TensorBoard scalars (loss, lr, 1/τ where there is one) under ``<stage_dir>/tensorboard``; a progress bar
+  (`ragar_data.progress`) with loss and it/s. Rank 0 alone logs and writes checkpoints.
 - GPU: bf16 autocast (``train.amp=bf16``) and channels-last weights (``train.channels_last``) on CUDA; CPU
   runs fp32.
 - DDP: under ``torchrun`` (WORLD_SIZE > 1) each process takes its slice of every global batch (batch_size
@@ -219,9 +219,9 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
         writer = SummaryWriter(str(stage_dir / "tensorboard"))
     bar = None
     if runtime.is_main and progress:
-        from tqdm import tqdm
+        from ragar_data.progress import Progress
 
-        bar = tqdm(total=iterations, initial=iteration, desc=task.stage, unit="it", dynamic_ncols=True)
+        bar = Progress(task.stage, iterations, unit="it", initial=iteration)
 
     def save(path: Path) -> None:
         rng_per_rank = gather_rng_states(runtime)  # on every rank: a collective under DDP
@@ -259,8 +259,8 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
             value = float(loss.detach())
             result.losses[iteration] = value
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.4f}")
+                bar.note(f"loss={value:.4f}")
+                bar.advance()
             if writer is not None and (iteration % config.train.log_every == 0 or iteration == end):
                 writer.add_scalar(f"{task.stage}/loss", value, iteration)
                 writer.add_scalar(f"{task.stage}/lr", scheduler.get_last_lr()[0], iteration)
