@@ -14,7 +14,9 @@ What is reduced, per model (to keep the files small and CPU runs quick):
 - ViTPose: transformers VitPose with 2 layers of width 128 (the real ViT-B has 12 of 768), the classic
   deconvolution decoder, 256x192 input, 17 heatmaps; `vitpose-b-upstream` is the same network saved in the original checkpoint key layout.
 - MotionBERT: the DSTformer with dim_feat 64 / dim_rep 64 / depth 2 (parameter names, 17 joints and maxlen 243
-  as official) in an official-layout checkpoint (`model_pos`, `module.` prefixes).
+  as official) in an official-layout checkpoint: upstream `train.py`'s dict (`epoch`, `lr`, `optimizer`,
+  `model_pos` with `module.` prefixes, `min_loss` a numpy float64), its numpy scalar named
+  `numpy.core.multiarray.scalar` as numpy 1.x wrote it, so the restricted loader is tested on both names.
 """
 from __future__ import annotations
 
@@ -162,7 +164,29 @@ def _write_motionbert(path: Path, seed: int) -> None:
     for fuse in network.ts_attn:
         nn.init.normal_(fuse.weight, std=0.05)
     state = {"module." + key: value for key, value in network.state_dict().items()}
-    _save_torch({"epoch": 0, "lr": 0.0, "model_pos": state, "min_loss": 0.0}, path)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=0.0005, weight_decay=0.01)
+    _save_torch({"epoch": 60, "lr": 0.0005 * 0.99 ** 60, "optimizer": optimizer.state_dict(), "model_pos": state,
+                 "min_loss": np.float64(37.2)}, path)
+    _rename_numpy_core(path)
+
+
+def _rename_numpy_core(path: Path) -> None:
+    """Rewrite a torch checkpoint's pickle with numpy 1.x module names (`numpy.core.*`), as official checkpoints
+    written before numpy 2 hold them; the archive is otherwise copied entry by entry."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        rewritten = io.BytesIO()
+        with zipfile.ZipFile(rewritten, "w", zipfile.ZIP_STORED) as target:
+            for info in source.infolist():
+                data = source.read(info.filename)
+                if info.filename.endswith("/data.pkl"):
+                    data = data.replace(b"numpy._core.", b"numpy.core.")
+                target.writestr(info.filename, data)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(rewritten.getvalue())
+    os.replace(temporary, path)
 
 
 def _save_torch(obj, path: Path) -> None:
