@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -121,10 +122,18 @@ def load_torch_checkpoint(path: str | Path, allow_numpy_scalars: bool = True):
         with torch.serialization.safe_globals(extra):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        # torch's message: a generic first line, then the refused global, then a documentation pointer
-        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
-        reason = next((line for line in lines if not line.startswith("Check the documentation")), str(error))
         raise UnsafePickleError(f"{path}: not loaded: the checkpoint holds more than tensors and plain values "
-                                f"({reason}); ragar-data loads weights with torch.load(weights_only=True) only") from None
+                                f"({_refusal(error)}); ragar-data loads weights with torch.load(weights_only=True) "
+                                "only") from None
     except (OSError, RuntimeError, EOFError, ValueError) as error:
         raise RagarDataError(f"{path}: cannot read the checkpoint ({type(error).__name__}: {error})") from error
+
+
+def _refusal(error: Exception) -> str:
+    """The global torch refused, out of its long message (which also advises weights_only=False: not here)."""
+    match = re.search(r"GLOBAL (\S+)", str(error))
+    if match:
+        return f"refused global {match[1]}"
+    advice = ("Weights only load failed", "(1)", "(2)", "Check the documentation")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return next((line for line in lines if not line.startswith(advice)), lines[0] if lines else type(error).__name__)
