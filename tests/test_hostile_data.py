@@ -182,6 +182,21 @@ def test_models_check_refuses_a_checkpoint_that_runs_code(tmp_path, name, filena
     assert not marker.exists()
 
 
+def test_yolo_refuses_a_pt_that_runs_code(tmp_path, monkeypatch):
+    from ragar_data.pipelines.backends.random_models import write_random_models
+
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
+    official = write_random_models(tmp_path / "models", names=["yolo11n"])["yolo11n"]
+    assert run_cli("models", "check", "yolo11n", "--models-dir", tmp_path / "models").exit_code == 0
+    marker = tmp_path / "marker"
+    checkpoint = torch.load(official, weights_only=False)  # the test's own file
+    checkpoint["train_args"] = SystemCall(marker)
+    torch.save(checkpoint, _write_models_dir(tmp_path / "crafted", "yolo11n", "yolo11n.pt", {}))
+    result = run_cli("models", "check", "yolo11n", "--models-dir", tmp_path / "crafted")
+    assert result.exit_code == 1 and "UnsafePickleError" in result.output
+    assert not marker.exists()
+
+
 def test_lifter_refuses_a_crafted_checkpoint(tmp_path):
     from ragar_data.pipelines.backends.motionbert import MotionBertLifter
 
