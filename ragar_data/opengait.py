@@ -134,18 +134,16 @@ def iter_dataset_records(dataset_dir: str | Path, columns: list[str]):
         yield from iter_records(path, columns=columns)
 
 
-def copy_partition(dataset_dir: Path, writer: TreeWriter, partition: str | Path | None) -> Path | None:
-    """Copy `partition` (validated) or the dataset's partition.json into the tree; None when neither exists."""
+def partition_bytes(dataset_dir: Path, partition: str | Path | None) -> bytes | None:
+    """The tree's partition.json: `partition` (validated) or the dataset's; None when neither exists."""
     from ragar_data.split import load_partition, partition_json
 
     source = Path(partition) if partition is not None else dataset_dir / PARTITION_FILE
     if partition is None and not source.is_file():
         return None
     loaded = load_partition(source)  # raises PartitionError naming the file
-    target = writer.out_root / PARTITION_FILE
     # a released file is copied byte for byte; others are rewritten in the canonical OpenGait layout
-    writer.write(target, source.read_bytes() if loaded.is_released else partition_json(loaded).encode())
-    return target
+    return source.read_bytes() if loaded.is_released else partition_json(loaded).encode()
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -192,14 +190,17 @@ def tree_lines(summary) -> list[str]:
 
 def start_export(dataset_dir: Path, out_root: Path, naming: str, partition, summary, modality: str,
                  overwrite: bool) -> tuple[int, TreeWriter]:
-    """Checks and steps shared by the tree exporters: the naming, the index, the output folder's owner, the
-    partition copy (first, so a bad --split fails before any pickle is written); returns the number of
-    sequences in the dataset and the writer of the tree."""
+    """Checks and steps shared by the tree exporters: the naming, the index, the partition (a bad --split fails
+    before anything is written), the output folder's owner, the partition copy; returns the number of sequences
+    in the dataset and the writer of the tree."""
     if naming not in NAMINGS:
         raise ValueError(f"type naming {naming!r} not in {NAMINGS}")
     total = read_index(dataset_dir)["sequences"]
+    partition_data = partition_bytes(dataset_dir, partition)
     writer = TreeWriter(out_root, dataset_dir, modality, naming, overwrite)
-    summary.partition = copy_partition(dataset_dir, writer, partition)
+    if partition_data is not None:
+        summary.partition = out_root / PARTITION_FILE
+        writer.write(summary.partition, partition_data)
     return total, writer
 
 

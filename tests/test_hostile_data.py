@@ -440,3 +440,11 @@ def test_export_pose_without_keypoints_fails(tmp_path):
     assert not (tmp_path / "pose").exists()
     with pytest.raises(RagarDataError, match="no sequence has 2D keypoints"):
         export_pose(tmp_path / "data", tmp_path / "pose", progress=False)
+
+
+def test_a_bad_split_file_writes_nothing(tmp_path):
+    tiny_dataset(tmp_path / "data")
+    (tmp_path / "split.json").write_text('{"TRAIN_SET": ["001"], "TEST_SET": ["001"]}')
+    result = run_cli("export", "opengait", tmp_path / "data", tmp_path / "tree", "--split", tmp_path / "split.json")
+    assert result.exit_code == 1 and str(tmp_path / "split.json") in result.output
+    assert not (tmp_path / "tree").exists()
