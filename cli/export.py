@@ -19,7 +19,10 @@ def _tree_options(command):
                      help=NAMING_HELP),
         click.option("--split", "partition", type=click.Path(dir_okay=False, exists=True),
                      help="Partition JSON to copy into OUT [default: the dataset's partition.json when present]."),
-        click.option("--overwrite", is_flag=True, help="Rewrite pickles that already exist (default: resume)."),
+        click.option("--overwrite", is_flag=True,
+                     help="Write into a folder holding other files or another export: files at the exported paths "
+                          "are replaced, files of an earlier ragar-data export removed, nothing else is deleted "
+                          "[default: resume this dataset's own export, refuse anything else]."),
         click.option("--include-failed", is_flag=True, help="Also export sequences failing the quality filter."),
     ]):
         command = decorator(command)

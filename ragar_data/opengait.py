@@ -26,14 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ragar_data.atomic import atomic_write_bytes, remove_stale_temporaries
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import InputError, RagarDataError
 from ragar_data.identity import CONDITIONS, SequenceKey
+from ragar_data.export_tree import TreeWriter
 from ragar_data.progress import Progress, track
+from ragar_data.safe_load import load_array_pickle
 from ragar_data.shards import (
     INDEX_NAME,
     SHARD_DIR,
+    check_shard_matches_index,
     iter_records,
     make_record,
     open_shard,
@@ -111,42 +113,37 @@ def parse_type_folder(name: str, where: Path, schema: AttributeSchema | None = N
 # ---------------------------------------------------------------------------------------------- pickles
 
 
-def write_pickle(path: Path, array: np.ndarray) -> None:
-    """Pickle `array` atomically; stale temp files of an interrupted earlier write are removed first."""
-    remove_stale_temporaries(path)
-    atomic_write_bytes(path, pickle.dumps(array, protocol=PICKLE_PROTOCOL))
+def pickle_bytes(array: np.ndarray) -> bytes:
+    """The bytes of a sequence pickle, as `pickle.dump` in OpenGait's pretreatment writes them."""
+    return pickle.dumps(array, protocol=PICKLE_PROTOCOL)
 
 
 def read_pickle(path: Path):
-    try:
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
-        raise TreeLayoutError(f"{path}: cannot unpickle: {error}") from error
+    """A pickle of the tree, through the restricted unpickler (numpy arrays and plain containers only):
+    a pickle asking for anything else raises `UnsafePickleError` naming the file, and nothing runs."""
+    return load_array_pickle(path)
 
 
 def iter_dataset_records(dataset_dir: str | Path, columns: list[str]):
-    """Records of every shard of a dataset, shard by shard and row group by row group, digests checked."""
+    """Records of every shard of a dataset, shard by shard and row group by row group, digests, row counts and
+    keys checked against the index."""
     dataset_dir = Path(dataset_dir)
     for entry in read_index(dataset_dir)["shards"]:
         path = dataset_dir / entry["file"]
-        open_shard(path, entry["sha256"])
+        check_shard_matches_index(path, open_shard(path, entry["sha256"]), entry)
         yield from iter_records(path, columns=columns)
 
 
-def copy_partition(dataset_dir: Path, out_root: Path, partition: str | Path | None) -> Path | None:
-    """Copy `partition` (validated) or the dataset's partition.json into the tree; None when neither exists."""
+def partition_bytes(dataset_dir: Path, partition: str | Path | None) -> bytes | None:
+    """The tree's partition.json: `partition` (validated) or the dataset's; None when neither exists."""
     from ragar_data.split import load_partition, partition_json
 
     source = Path(partition) if partition is not None else dataset_dir / PARTITION_FILE
     if partition is None and not source.is_file():
         return None
     loaded = load_partition(source)  # raises PartitionError naming the file
-    target = out_root / PARTITION_FILE
     # a released file is copied byte for byte; others are rewritten in the canonical OpenGait layout
-    data = source.read_bytes() if loaded.is_released else partition_json(loaded).encode()
-    atomic_write_bytes(target, data)
-    return target
+    return source.read_bytes() if loaded.is_released else partition_json(loaded).encode()
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -160,9 +157,13 @@ class ExportSummary:
     empty: list[str] = field(default_factory=list)  # no frames: nothing written, as pretreatment does
     failed_quality: list[str] = field(default_factory=list)  # quality_ok false, left out unless include_failed
     partition: Path | None = None
+    removed: list[str] = field(default_factory=list)  # written by an earlier export, no longer exported
+    changed: list[str] = field(default_factory=list)  # written by an earlier export, changed since: left
+    foreign: int = 0  # files in OUT this export did not write (left in place)
 
     def __str__(self) -> str:
         lines = [f"{self.out_root}: wrote {self.written} sequence pickles, kept {self.existing} from an earlier run"]
+        lines += tree_lines(self)
         if self.empty:
             lines.append(f"skipped {len(self.empty)} sequences with no frames, e.g. {self.empty[:3]}")
         if self.failed_quality:
@@ -173,13 +174,40 @@ class ExportSummary:
         return "\n".join(lines)
 
 
-def start_export(dataset_dir: Path, out_root: Path, naming: str, partition, summary) -> int:
-    """Checks and steps shared by the tree exporters: the naming, the partition copy (first, so a bad --split
-    fails before any pickle is written); returns the number of sequences in the dataset."""
+def tree_lines(summary) -> list[str]:
+    """Summary lines about files of earlier exports and other files in OUT (both tree exporters)."""
+    lines = []
+    if summary.removed:
+        lines.append(f"removed {len(summary.removed)} files an earlier export of this dataset wrote and this one "
+                     f"no longer does, e.g. {summary.removed[:3]}")
+    if summary.changed:
+        lines.append(f"left {len(summary.changed)} files of an earlier export that were changed since it wrote "
+                     f"them, e.g. {summary.changed[:3]}")
+    if summary.foreign:
+        lines.append(f"{summary.foreign} other files in the folder were not written by this export (left in place)")
+    return lines
+
+
+def start_export(dataset_dir: Path, out_root: Path, naming: str, partition, summary, modality: str,
+                 overwrite: bool) -> tuple[int, TreeWriter]:
+    """Checks and steps shared by the tree exporters: the naming, the index, the partition (a bad --split fails
+    before anything is written), the output folder's owner, the partition copy; returns the number of sequences
+    in the dataset and the writer of the tree."""
     if naming not in NAMINGS:
         raise InputError(f"type naming {naming!r} not in {NAMINGS}")
-    summary.partition = copy_partition(dataset_dir, out_root, partition)
-    return read_index(dataset_dir)["sequences"]
+    total = read_index(dataset_dir)["sequences"]
+    partition_data = partition_bytes(dataset_dir, partition)
+    writer = TreeWriter(out_root, dataset_dir, modality, naming, overwrite)
+    if partition_data is not None:
+        summary.partition = out_root / PARTITION_FILE
+        writer.write(summary.partition, partition_data)
+    return total, writer
+
+
+def finish_export(writer: TreeWriter, summary) -> None:
+    """Remove what the earlier export wrote and this one no longer does; fill the summary's counts."""
+    summary.removed, summary.changed = writer.finish()
+    summary.foreign = writer.foreign_files()
 
 
 def sequence_pickle_path(out_root: Path, key: SequenceKey, labels, naming: str, schema: AttributeSchema) -> Path:
@@ -193,13 +221,15 @@ def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str =
                     progress: bool = True) -> ExportSummary:
     """Write the dataset's silhouettes as an OpenGait tree (see the module docstring).
 
-    Resumable: a sequence whose pickle exists is kept unless `overwrite`. Every pickle is written atomically.
-    Sequences failing the extraction's quality filter are left out unless `include_failed`.
+    Resumable: a pickle already holding what would be written is kept; files of an earlier export of the same
+    dataset are rewritten or removed as needed; a folder holding anything else is refused unless `overwrite`
+    (`ragar_data.export_tree`). Every pickle is written atomically. Sequences failing the extraction's quality
+    filter are left out unless `include_failed`.
     """
     dataset_dir, out_root = Path(dataset_dir), Path(out_root)
     schema = default_schema()
     summary = ExportSummary(out_root)
-    total = start_export(dataset_dir, out_root, naming, partition, summary)
+    total, writer = start_export(dataset_dir, out_root, naming, partition, summary, "silhouette", overwrite)
     columns = ["key", "labels", "quality_ok", "silhouettes", "silhouette_encoding", "num_silhouettes",
                "silhouette_height", "silhouette_width"]
     for record in track(iter_dataset_records(dataset_dir, columns), "export opengait", total, unit="seq",
@@ -213,11 +243,10 @@ def export_opengait(dataset_dir: str | Path, out_root: str | Path, naming: str =
             summary.empty.append(str(key))
             continue
         path = sequence_pickle_path(out_root, key, record["labels"], naming, schema)
-        if path.exists() and not overwrite:
-            summary.existing += 1
-            continue
-        write_pickle(path, np.ascontiguousarray(frames, dtype=np.uint8))
-        summary.written += 1
+        written = writer.write(path, pickle_bytes(np.ascontiguousarray(frames, dtype=np.uint8)), str(key))
+        summary.written += written
+        summary.existing += not written
+    finish_export(writer, summary)
     return summary
 
 
@@ -430,4 +459,4 @@ def _key_owners(dataset_dir: Path) -> dict[str, Path]:
 
 __all__ = ["NAMINGS", "MODALITIES", "TreeLayoutError", "walk_number", "ragar_type_name", "type_folder_name",
            "parse_type_folder", "export_opengait", "import_opengait", "scan_tree", "ExportSummary",
-           "ImportSummary", "write_pickle", "read_pickle"]
+           "ImportSummary", "read_pickle", "pickle_bytes"]

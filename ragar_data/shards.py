@@ -305,7 +305,43 @@ def read_index(dataset_dir: str | Path) -> dict:
             f"{path}: dataset written with shard schema version {index.get('schema_version')}, "
             f"this ragar-data reads version {shard_spec().version}"
         )
+    for entry in index.get("shards", []):
+        _check_index_entry(Path(dataset_dir), path, entry)
     return index
+
+
+_ENTRY_FIELDS = {"file": str, "rows": int, "bytes": int, "sha256": str, "keys": list}
+
+
+def _check_index_entry(dataset_dir: Path, index_path: Path, entry) -> None:
+    """An index entry names a file directly inside DATASET/shards/ (no `..`, no absolute path, no symlink
+    leading out of it) and as many keys as rows."""
+    if not isinstance(entry, dict) or any(not isinstance(entry.get(f), t) for f, t in _ENTRY_FIELDS.items()):
+        raise ShardError(f"{index_path}: malformed shard entry {str(entry)[:120]} (expected "
+                         f"{', '.join(_ENTRY_FIELDS)})")
+    file = entry["file"]
+    folder, _, name = file.partition("/")
+    if folder != SHARD_DIR or not _NAME.match(name) or not name.endswith(".parquet") or name.strip(".") == "":
+        raise ShardError(f"{index_path}: shard entry {file!r} is not {SHARD_DIR}/<name>.parquet; an index may only "
+                         f"name files inside the dataset's {SHARD_DIR}/ folder")
+    path = dataset_dir / file
+    if path.is_symlink() and path.resolve().parent != (dataset_dir / SHARD_DIR).resolve():
+        raise ShardError(f"{index_path}: shard entry {file!r} is a symbolic link to {path.resolve()}, outside "
+                         f"the dataset's {SHARD_DIR}/ folder")
+    if len(entry["keys"]) != entry["rows"]:
+        raise ShardError(f"{index_path}: shard entry {file!r} lists {len(entry['keys'])} keys for "
+                         f"{entry['rows']} rows")
+
+
+def check_shard_matches_index(path: Path, parquet: pq.ParquetFile, entry: dict) -> None:
+    """The shard holds the rows the index says, in the index's order (random access by key relies on it)."""
+    if parquet.metadata.num_rows != entry["rows"]:
+        raise ShardError(f"{path}: {parquet.metadata.num_rows} rows, the index says {entry['rows']}")
+    keys = _read(path, lambda: parquet.read(columns=["key"]))["key"].to_pylist()
+    if keys != list(entry["keys"]):
+        row = next(i for i, (found, listed) in enumerate(zip(keys, entry["keys"])) if found != listed)
+        raise ShardError(f"{path}: row {row} holds sequence {keys[row]}, the index lists {entry['keys'][row]} "
+                         "there; the index was edited or belongs to another version of this shard")
 
 
 def update_index(dataset_dir: str | Path, infos: Iterable[ShardInfo] = (), prune: bool = True) -> dict:
@@ -427,24 +463,29 @@ class ShardDataset:
     def _parquet(self, shard_number: int) -> tuple[pq.ParquetFile, np.ndarray]:
         if shard_number not in self._open:
             entry = self.index["shards"][shard_number]
-            parquet = open_shard(self.dataset_dir / entry["file"], entry["sha256"] if self.verify else None)
-            if parquet.metadata.num_rows != entry["rows"]:
-                raise ShardError(f"{self.dataset_dir / entry['file']}: {parquet.metadata.num_rows} rows, "
-                                 f"the index says {entry['rows']}")
+            path = self.dataset_dir / entry["file"]
+            parquet = open_shard(path, entry["sha256"] if self.verify else None)
+            check_shard_matches_index(path, parquet, entry)
             group_rows = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
             self._open[shard_number] = (parquet, np.cumsum([0] + group_rows))
         return self._open[shard_number]
 
     def read_record(self, key: str, columns: list[str] | None = None) -> dict:
-        """One sequence's record, reading only the row group that holds it."""
+        """One sequence's record, reading only the row group that holds it; the row's key is checked."""
         shard_number, row = self._locations.get(str(key), (None, None))
         if shard_number is None:
             raise KeyError(f"sequence {key} is not in the dataset {self.dataset_dir}")
         parquet, starts = self._parquet(shard_number)
         group = int(np.searchsorted(starts, row, side="right") - 1)
         path = self._paths[shard_number]
-        table = _read(path, lambda: parquet.read_row_group(group, columns=columns))
-        return table_to_records(table.slice(row - starts[group], 1))[0]
+        read_columns = None if columns is None else list(dict.fromkeys([*columns, "key"]))
+        table = _read(path, lambda: parquet.read_row_group(group, columns=read_columns))
+        record = table_to_records(table.slice(row - starts[group], 1))[0]
+        if record["key"] != str(key):
+            raise ShardError(f"{path}: row {row} holds sequence {record['key']}, not {key} as the index says")
+        if columns is not None and "key" not in columns:
+            del record["key"]
+        return record
 
     def table(self, columns: list[str] | None = None) -> pa.Table:
         """All shards' rows for `columns` (metadata queries; avoid silhouettes for large datasets)."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from ragar_data.errors import ConfigError, RagarDataError
+from ragar_data.errors import ConfigError
 
 __all__ = ["ConfigError", "setting", "build", "check", "load_yaml", "parse_overrides", "apply_overrides"]
 

@@ -2,6 +2,7 @@
 and run on a small generated clip: output shapes, value ranges, and that the output depends on the input.
 Random weights give meaningless numbers; the file formats and I/O contracts are what is tested."""
 import os
+import pickle
 import socket
 
 import numpy as np
@@ -221,7 +222,15 @@ def test_vitpose_refuses_the_transformers_default_label_count(models_dir, tmp_pa
 def test_motionbert_checkpoint_has_the_official_layout(models_dir):
     from ragar_data.pipelines.backends.motionbert import DSTformer
 
-    checkpoint = torch.load(models_dir / "motionbert-ft-h36m" / "best_epoch.bin", weights_only=False)
+    from ragar_data.safe_load import load_torch_checkpoint
+
+    path = models_dir / "motionbert-ft-h36m" / "best_epoch.bin"
+    checkpoint = load_torch_checkpoint(path)
+    # upstream train.py's dict, min_loss a numpy scalar named as numpy 1.x wrote it: plain weights_only refuses it
+    assert {"epoch", "lr", "optimizer", "model_pos", "min_loss"} <= set(checkpoint)
+    assert type(checkpoint["min_loss"]) is np.float64
+    with pytest.raises(pickle.UnpicklingError, match="numpy.core.multiarray.scalar"):
+        torch.load(path, weights_only=True)
     keys = set(checkpoint["model_pos"])
     assert all(key.startswith("module.") for key in keys)
     assert {"module.joints_embed.weight", "module.blocks_st.0.attn_s.qkv.weight", "module.blocks_ts.1.mlp_t.fc2.bias",

@@ -2,7 +2,8 @@
 is not on PyPI) and the backend that feeds it as upstream `infer_wild.py` does.
 
 Parameter names equal those of Walter0807/MotionBERT `lib/model/DSTformer.py`, so an official checkpoint
-(`torch.load(..., weights_only=False)["model_pos"]`, keys prefixed `module.` by DataParallel) loads with
+(`["model_pos"]`, keys prefixed `module.` by DataParallel; read with `torch.load(weights_only=True)` admitting the
+numpy scalars upstream leaves beside it, e.g. `min_loss`) loads with
 `strict=True` after stripping only that prefix:
     joints_embed, pos_embed (1, J, C), temp_embed (1, maxlen, 1, C),
     blocks_st.{i} / blocks_ts.{i}: norm1_s, norm1_t, attn_s.{qkv, proj}, attn_t.{qkv, proj}, norm2_s, norm2_t,
@@ -33,6 +34,7 @@ from ragar_data import weights as registry
 from ragar_data.errors import ConfigError, InputError, ModelUnavailable
 from ragar_data.pipelines.backends import keypoints as kp
 from ragar_data.pipelines.backends.runtime import torch_device, torch_dtype
+from ragar_data.safe_load import load_torch_checkpoint
 
 
 # ------------------------------------------------------------------------------------------------ network
@@ -211,7 +213,7 @@ def flip_h36m(data: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- backend
 def load_checkpoint_state(path: Path) -> dict:
     """The official checkpoint's `model_pos` with DataParallel's `module.` prefix removed (nothing else)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_torch_checkpoint(path)
     if not isinstance(checkpoint, dict) or "model_pos" not in checkpoint:
         found = list(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ModelUnavailable(f"{path}: expected a MotionBERT checkpoint with top-level `model_pos`, found {found}")

@@ -14,7 +14,9 @@ What is reduced, per model (to keep the files small and CPU runs quick):
 - ViTPose: transformers VitPose with 2 layers of width 128 (the real ViT-B has 12 of 768), the classic
   deconvolution decoder, 256x192 input, 17 heatmaps; `vitpose-b-upstream` is the same network saved in the original checkpoint key layout.
 - MotionBERT: the DSTformer with dim_feat 64 / dim_rep 64 / depth 2 (parameter names, 17 joints and maxlen 243
-  as official) in an official-layout checkpoint (`model_pos`, `module.` prefixes).
+  as official) in an official-layout checkpoint: upstream `train.py`'s dict (`epoch`, `lr`, `optimizer`,
+  `model_pos` with `module.` prefixes, `min_loss` a numpy float64), its numpy scalar named
+  `numpy.core.multiarray.scalar` as numpy 1.x wrote it, so the restricted loader is tested on both names.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import torch
 from torch import nn
 
 from ragar_data import weights as registry
-from ragar_data.atomic import atomic_path, atomic_torch_save
+from ragar_data.atomic import atomic_path, atomic_torch_save, atomic_write_bytes
 from ragar_data.errors import InputError
 
 DEFAULT_NAMES = ("yolo11m", "yolo11n", "pp-humanseg-v2", "rtmpose-m", "rtmpose-l", "vitpose-b", "vitpose-b-upstream",
@@ -151,7 +153,27 @@ def _write_motionbert(path: Path, seed: int) -> None:
     for fuse in network.ts_attn:
         nn.init.normal_(fuse.weight, std=0.05)
     state = {"module." + key: value for key, value in network.state_dict().items()}
-    atomic_torch_save(path, {"epoch": 0, "lr": 0.0, "model_pos": state, "min_loss": 0.0})
+    optimizer = torch.optim.AdamW(network.parameters(), lr=0.0005, weight_decay=0.01)
+    atomic_torch_save(path, {"epoch": 60, "lr": 0.0005 * 0.99 ** 60, "optimizer": optimizer.state_dict(),
+                             "model_pos": state, "min_loss": np.float64(37.2)})
+    _rename_numpy_core(path)
+
+
+def _rename_numpy_core(path: Path) -> None:
+    """Rewrite a torch checkpoint's pickle with numpy 1.x module names (`numpy.core.*`), as official checkpoints
+    written before numpy 2 hold them; the archive is otherwise copied entry by entry."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        rewritten = io.BytesIO()
+        with zipfile.ZipFile(rewritten, "w", zipfile.ZIP_STORED) as target:
+            for info in source.infolist():
+                data = source.read(info.filename)
+                if info.filename.endswith("/data.pkl"):
+                    data = data.replace(b"numpy._core.", b"numpy.core.")
+                target.writestr(info.filename, data)
+    atomic_write_bytes(path, rewritten.getvalue())
 
 
 def write_random_models(models_dir: str | os.PathLike, names=None, seed: int = 0) -> dict[str, Path]:

@@ -30,6 +30,7 @@ from ragar_data import weights as registry
 from ragar_data.errors import ConfigError, ModelUnavailable
 from ragar_data.pipelines.backends import keypoints as kp
 from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, torch_device, torch_dtype
+from ragar_data.safe_load import load_torch_checkpoint
 
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
@@ -113,7 +114,6 @@ class ViTPoseEstimator:
 
     @staticmethod
     def _load(path: Path):
-        import torch
         from transformers import VitPoseForPoseEstimation
 
         if path.is_dir():
@@ -133,7 +133,7 @@ class ViTPoseEstimator:
                 return VitPoseForPoseEstimation.from_pretrained(str(path), local_files_only=True)
             except (OSError, RuntimeError) as error:
                 raise ModelUnavailable(f"{path}: cannot load the VitPose weights ({error})") from error
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_torch_checkpoint(path)
         state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state_dict, dict) or "backbone.pos_embed" not in state_dict:
             raise ModelUnavailable(f"{path}: not an original ViTPose checkpoint (no `state_dict` with "

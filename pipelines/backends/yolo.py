@@ -5,6 +5,10 @@ weights file is missing (it downloads one by that name, even with YOLO_OFFLINE=1
 missing (pip install). So: `pipelines.track.prepare_ultralytics_offline()` sets YOLO_OFFLINE=1, YOLO_AUTOINSTALL=False and
 YOLO_CONFIG_DIR before ultralytics is imported, and the weights path is checked before `YOLO()` sees it.
 Its boxes feed the same ByteTrack as the default preset (the tracking stage, not this module).
+
+A `.pt` is a pickle of the whole model, which ultralytics loads with `torch.load(weights_only=False)` unless
+its restricted loading is on (`ULTRALYTICS_SAFE_LOAD`: weights_only=True plus its own model classes only);
+this module turns it on, so a `.pt` carrying anything else is refused and runs nothing.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from ragar_data import weights as registry
 from ragar_data.errors import ConfigError, ModelUnavailable
 from ragar_data.pipelines.backends.runtime import batches, check_frames
 from ragar_data.pipelines.track import prepare_ultralytics_offline
+from ragar_data.safe_load import UnsafePickleError
 
 PERSON_CLASS = 0  # COCO class index of `person` in the official YOLO weights
 SUFFIXES = (".pt", ".onnx")
@@ -37,7 +42,10 @@ class YoloDetector:
         if path.suffix not in SUFFIXES or not path.is_file():
             raise ModelUnavailable(f"{path}: YOLO weights must be an existing {' or '.join(SUFFIXES)} file")
         prepare_ultralytics_offline()
+        import ultralytics.nn.tasks as ultralytics_tasks
         from ultralytics import YOLO
+
+        ultralytics_tasks.SAFE_LOAD = True  # read at each load (the env switch is read only at import)
 
         self.name = spec.name if spec else path.stem
         self.path = path
@@ -47,7 +55,10 @@ class YoloDetector:
         self.conf = conf
         self.iou = iou
         self.half = precision == "fp16" and device.startswith("cuda")
-        self.model = YOLO(str(path), task="detect")
+        try:
+            self.model = YOLO(str(path), task="detect")
+        except TypeError as error:  # ultralytics' restricted loader refusing a global
+            raise UnsafePickleError(f"{path}: not loaded: {error}") from None
 
     def detect(self, frames: np.ndarray) -> list[np.ndarray]:
         frames = check_frames(frames)

@@ -8,6 +8,12 @@ Backends (``TextConfig.backend``):
 - ``learned``: no pretrained prior; 45 learnable embeddings (d = ``dim``), trained with V in the align stage
   and frozen afterwards. For ablation and for machines without CLIP weights.
 
+TorchScript policy: OpenAI's `.pt` files are TorchScript archives, and loading TorchScript runs the code stored
+in the archive (`torch.jit.load`). Such a file is accepted only when its sha256 is one OpenAI published (the
+digest in the file's download URL, from the weights registry and open_clip's list of OpenAI weights); any
+other TorchScript file is refused before it is opened. Other weights files load with
+`torch.load(weights_only=True)` (open_clip's `weights_only`).
+
 Features are L2-normalised (CLIP's convention; similarities are cosines either way). The cache file is keyed
 by model name, the weights file's sha256 and the sentences' sha256, so a changed schema or weights file is
 never served stale features. Nothing here downloads: a missing weights file raises `ModelUnavailable`
@@ -24,9 +30,14 @@ from torch import nn
 
 from ragar_data import weights as registry
 from ragar_data.atomic import atomic_torch_save
-from ragar_data.errors import ConfigError, InputError, ModelUnavailable
+from ragar_data.errors import ConfigError, InputError, ModelUnavailable, RagarDataError
 
 CLIP_MODEL = "RN50-quickgelu"
+
+
+class UnsafeWeightsError(RagarDataError):
+    """A weights file would run code when loaded and is not one of the official files."""
+
 # The weights registry's `clip-rn50` entry (OpenAI's RN50.pt): <models_dir>/clip-rn50/RN50.pt, where the models
 # directory is $RAGAR_MODELS_DIR or the user cache.
 DEFAULT_CLIP_WEIGHTS = registry.get_spec("clip-rn50").path(registry.default_models_dir())
@@ -65,6 +76,30 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+def official_torchscript_digests() -> set[str]:
+    """sha256 of OpenAI's TorchScript CLIP files: the registry's pins and the digests in OpenAI's download URLs
+    that open_clip lists (OpenAI's own clip.py checks the same digests)."""
+    import open_clip.pretrained as pretrained
+
+    digests = {f.sha256 for spec in registry.load_registry().values() if spec.format == "torchscript"
+               for f in spec.files if f.sha256}
+    for model, tag in pretrained.list_pretrained():
+        url = pretrained.get_pretrained_cfg(model, tag).get("url") or ""
+        if "openaipublic" in url:
+            digests.add(url.rsplit("/", 2)[-2])
+    return digests
+
+
+def check_torchscript_trusted(weights: Path) -> None:
+    """Refuse a TorchScript archive whose sha256 is not one of OpenAI's: loading it would run its code."""
+    digest = file_sha256(weights)
+    if digest not in official_torchscript_digests():
+        raise UnsafeWeightsError(
+            f"{weights}: a TorchScript archive with sha256 {digest}, not one of OpenAI's published CLIP files. "
+            "Loading TorchScript runs the code stored in it, so ragar-data loads only the official files; "
+            "use the official RN50.pt (`ragar-data models download clip-rn50`) or an open_clip state dict")
+
+
 def encode_sentences_open_clip(model_name: str, weights: Path, sentences: list[str]) -> torch.Tensor:
     """Encode sentences with an open_clip model loaded from a local file; returns (N, d) float32, L2-normalised."""
     if not weights.is_file():
@@ -74,10 +109,10 @@ def encode_sentences_open_clip(model_name: str, weights: Path, sentences: list[s
         )
     import open_clip
 
-    # OpenAI's file is a TorchScript archive, which torch.load only opens with weights_only=False.
-    model = open_clip.create_model(
-        model_name, pretrained=str(weights), weights_only=not _is_torchscript(weights), device="cpu"
-    )
+    torchscript = _is_torchscript(weights)
+    if torchscript:
+        check_torchscript_trusted(weights)  # see the module docstring: TorchScript runs code when loaded
+    model = open_clip.create_model(model_name, pretrained=str(weights), weights_only=not torchscript, device="cpu")
     return encode_with_model(model, open_clip.get_tokenizer(model_name), sentences)
 
 

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ragar_data.errors import ConfigError
 from ragar_data.identity import COMBINATIONS, CONDITIONS, VIEWS
 from ragar_data.typed_config import build, check, setting
 
