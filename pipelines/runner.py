@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ragar_data.pipelines.config import PipelineConfig, _build
-from ragar_data.pipelines.sources import WorkUnit, units_from_manifest, units_from_tree
+from ragar_data.pipelines.sources import WorkUnit, read_inputs
 from ragar_data.pipelines.stages import UnitResult, build_stages, iter_groups, process_group
 from ragar_data.pipelines.tuning import extraction_settings
 
@@ -49,6 +49,7 @@ class RunOptions:
     batch_size: int = 16  # frames per model call (halved on out-of-memory)
     group_size: int = 1  # sequences whose frames model stages batch together
     progress: bool = True
+    strict: bool = False  # refuse inputs with skipped entries or missing videos, before any work
 
 
 @dataclass
@@ -65,6 +66,7 @@ class ExtractSummary:
     shards: list = field(default_factory=list)
     skipped_stages: list = field(default_factory=list)
     failures_log: str = ""
+    skipped_inputs: list = field(default_factory=list)  # "path: reason" of input entries not read
 
     @property
     def frames_per_second(self) -> float:
@@ -77,6 +79,9 @@ class ExtractSummary:
         lines.append(f"{len(self.shards)} shard(s) in {self.out_dir}/shards (config {self.config_hash})")
         if self.failed:
             lines.append(f"failures: {self.failures_log}")
+        if self.skipped_inputs:
+            lines.append(f"{len(self.skipped_inputs)} input entr(ies) skipped, listed before the run "
+                         f"(--strict refuses them)")
         return lines
 
 
@@ -186,7 +191,10 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
         raise ValueError("give exactly one of videos (raw tree) or manifest (CSV)")
     if options.engine not in ("local", "ray"):
         raise ValueError(f"engine {options.engine!r}: expected 'local' or 'ray'")
-    units = units_from_tree(videos) if videos is not None else units_from_manifest(manifest)
+    inputs = read_inputs(videos, manifest, strict=options.strict)
+    units = inputs.units
+    for line in inputs.report():
+        log(line)
     labels = {}
     if annotations is not None:
         from ragar_data.annotations import read_annotations
@@ -249,7 +257,8 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
 
         quality_failed = sum(not r["quality_ok"] for s in shards for r in iter_records(out_dir / s, ["quality_ok"]))
     summary = ExtractSummary(str(out_dir), config_hash, len(units), processed, reused, failed, quality_failed, frames,
-                             seconds, shards, list(stages.skipped), str(folder.failures))
+                             seconds, shards, list(stages.skipped), str(folder.failures),
+                             [f"{path}: {reason}" for path, reason in inputs.skipped])
     atomic_write_bytes(folder.root / "summary.json", (json.dumps(asdict(summary), indent=1) + "\n").encode())
     return summary
 
