@@ -4,8 +4,8 @@ every entry that was not read and why (`Inputs`).
 Manifest CSV (UTF-8, header required, one row per sequence; start/end frames optional, end exclusive):
     video,subject,combination,condition,view[,start_frame,end_frame]
     recordings/day1_cam3.mp4,001,0,nm-01,36,120,310
-Relative video paths are resolved against the manifest's folder. Malformed rows, unknown columns and two rows
-of one sequence are errors naming the line. A row whose video file is missing is kept as a unit, so the runner
+Relative video paths are resolved against the manifest's folder. Malformed rows, unknown columns, two rows of
+one sequence and two rows of the same video and frame range are errors naming the line. A row whose video file is missing is kept as a unit, so the runner
 logs it in the failures log and goes on; it is listed with its line before the run, and `strict` refuses it.
 
 Raw tree: the layout of `ragar_data.identity`; entries that break it are listed with the reason and skipped
@@ -147,10 +147,13 @@ def read_manifest(manifest: str | Path) -> Inputs:
         except ValueError as error:
             problems.append(f"{path}:{line}: {error}")
             continue
-        if unit.key in line_of:
-            problems.append(f"{path}:{line}: sequence {unit.key} is already on line {line_of[unit.key]}")
+        clip = (unit.video.resolve(), unit.start_frame, unit.end_frame)
+        if unit.key in line_of or clip in line_of:
+            first = line_of.get(unit.key) or line_of[clip]
+            what = f"sequence {unit.key}" if unit.key in line_of else "the same video and frame range"
+            problems.append(f"{path}:{line}: {what} is already on line {first}")
             continue
-        line_of[unit.key] = line
+        line_of[unit.key] = line_of[clip] = line
         units.append(unit)
         if not unit.video.is_file():
             missing.append(f"{path}:{line}: {unit.source} (not a file)")

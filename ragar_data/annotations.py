@@ -55,16 +55,16 @@ def decode_utf8(data: bytes) -> str:
     """UTF-8 text of a CSV file (a leading byte-order mark is dropped); raises `TextEncodingError` otherwise."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise TextEncodingError(1, "not UTF-8 text: UTF-16 or UTF-32 (byte-order mark); save the file as UTF-8")
+    if b"\x00" in data:  # valid UTF-8, but UTF-16 without a byte-order mark reads as text interleaved with NULs
+        line = data[:data.index(b"\x00")].count(b"\n") + 1
+        raise TextEncodingError(line, "not UTF-8 text: NUL bytes (UTF-16 without a byte-order mark?); save the "
+                                      "file as UTF-8")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise TextEncodingError(line, f"not UTF-8 text: byte 0x{data[error.start]:02x} (Latin-1 or Windows-1252 "
                                       f"text?); save the file as UTF-8") from None
-    if "\x00" in text:  # valid UTF-8, but UTF-16 without a byte-order mark reads as text interleaved with NULs
-        line = text[:text.index("\x00")].count("\n") + 1
-        raise TextEncodingError(line, "not UTF-8 text: NUL bytes (UTF-16 without a byte-order mark?); save the "
-                                      "file as UTF-8")
     return text
 
 
