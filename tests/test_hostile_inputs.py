@@ -413,3 +413,17 @@ def test_restart_flag_on_the_cli(tmp_path):
     changed = runner.invoke(cli, [*common, "--set", "optim.lr=0.01"])
     assert changed.exit_code == 1 and "optim.lr: 0.001 -> 0.01" in changed.output
     assert runner.invoke(cli, [*common, "--set", "optim.lr=0.01", "--restart"]).exit_code == 0
+
+
+def test_fusion_does_not_resume_over_a_retrained_align_stage(tmp_path):
+    from ragar_data.training.stages import train_clipgar
+
+    torch.set_num_threads(1)
+    dataset, run = tiny_dataset(tmp_path / "data"), tmp_path / "run"
+    settings = ["train.align_iterations=2", "train.fusion_iterations=2"]
+    train_clipgar(tiny_config(run, dataset, *settings), progress=False)
+    assert "align/final.pt sha256" in torch.load(run / "fusion" / "last.pt", weights_only=True)["origin"]
+    train_clipgar(tiny_config(run, dataset, *settings), ("align",), resume=False, progress=False)
+    (run / "align" / "final.pt").write_bytes((run / "align" / "final.pt").read_bytes() + b"\0")  # other bytes
+    with pytest.raises(RagarDataError, match="the stage started from align/final.pt sha256"):
+        train_clipgar(tiny_config(run, dataset, *settings), ("fusion",), progress=False)

@@ -20,6 +20,7 @@ from ragar_data.models.clipgar import CLIPGAR
 from ragar_data.models.deepgaitv2 import parameter_count, upstream_backbone_parameter_count
 from ragar_data.models.losses import (align_kl_loss, attribute_cross_entropy, masked_bce_loss,
                                       positive_ratio_weights)
+from ragar_data.models.text_encoders import file_sha256
 from ragar_data.training.build import (build_classifier, build_clipgar, check_schema, load_model_state,
                                       read_checkpoint)
 from ragar_data.training.config import Config
@@ -165,9 +166,11 @@ def train_clipgar(config: Config, stages=STAGES, dataset=None, resume: bool = Tr
             raise RagarDataError(f"fusion needs the align stage's final checkpoint {align_final}: run --stage align first")
         load_weights(model, align_final, schema)
         task = FusionTask(model, label_weights=bce_label_weights(config, dataset, schema))
+        # a fusion last.pt continues only from the align weights it started from (not a retrained align stage)
+        origin = f"align/final.pt sha256 {file_sha256(align_final)[:16]}"
         results["fusion"] = train_stage(task, dataset, config, run_dir / "fusion",
                                         config.train.fusion_iterations, schema.label_names(), resume,
-                                        progress=progress)
+                                        progress=progress, origin=origin)
     return results
 
 

@@ -185,25 +185,30 @@ def config_changes(saved: dict, current: dict, stage: str) -> list[str]:
             for name in names if saved.get(name, absent) != current.get(name, absent)]
 
 
-def check_resumable(state: dict, task: TrainingTask, config: Config, label_names: list[str], path: Path) -> None:
-    """Refuse to resume a checkpoint of another stage, config or attribute schema, saying what differs."""
+def check_resumable(state: dict, task: TrainingTask, config: Config, label_names: list[str], path: Path,
+                    origin: str | None = None) -> None:
+    """Refuse to resume a checkpoint of another stage, config, attribute schema or starting point (`origin`),
+    saying what differs."""
     if state.get("stage") != task.stage:
         raise RagarDataError(f"{path}: a {state.get('stage')} checkpoint, this stage is {task.stage}")
     changes = config_changes(state.get("config", {}), config.to_dict(), task.stage)
     if state.get("label_names") != label_names:
         changes.append("attribute labels (schemas/attributes.yaml) differ")
+    if origin is not None and state.get("origin") not in (None, origin):  # None: written without one
+        changes.append(f"the stage started from {state['origin']}, now from {origin}")
     if changes:
         listing = "\n  ".join(changes)
         raise RagarDataError(
             f"{path}: this run directory holds a {task.stage} checkpoint at iteration {state.get('iteration')} "
-            f"trained with another config:\n  {listing}\nresume with the same config, train into a new directory "
+            f"trained with another config or starting point:\n  {listing}\nresume with the same config, train into a new directory "
             f"(--out), or start the stage over with --restart (replaces its checkpoints)")
 
 
 def checkpoint_payload(task: TrainingTask, config: Config, iteration: int, optimizer, scheduler,
-                       epoch: int, batch_in_epoch: int, label_names: list[str], rng_per_rank: list[dict]) -> dict:
+                       epoch: int, batch_in_epoch: int, label_names: list[str], rng_per_rank: list[dict],
+                       origin: str | None = None) -> dict:
     return {
-        "format": CHECKPOINT_FORMAT, "kind": task.kind, "stage": task.stage, "iteration": iteration,
+        "format": CHECKPOINT_FORMAT, "kind": task.kind, "stage": task.stage, "iteration": iteration, "origin": origin,
         "config": config.to_dict(), "label_names": label_names,
         "model": _unwrap(task.model).state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -225,11 +230,14 @@ def gather_rng_states(runtime: Runtime) -> list[dict]:
 
 def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Path, iterations: int,
                 label_names: list[str], resume: bool = True, stop_after: int | None = None,
-                collate_fn=None, runtime: Runtime | None = None, progress: bool = True) -> StageResult:
+                collate_fn=None, runtime: Runtime | None = None, progress: bool = True,
+                origin: str | None = None) -> StageResult:
     """Train ``task.model`` for ``iterations`` steps; returns the final checkpoint (``<stage_dir>/final.pt``).
 
     Resumes from ``<stage_dir>/last.pt`` when it exists and ``resume`` is set. ``stop_after`` ends this run
-    early after that many iterations in total, as an interruption would (the last checkpoint stays).
+    early after that many iterations in total, as an interruption would (the last checkpoint stays). ``origin``
+    names what the stage starts from (the fusion stage: the align checkpoint's digest); it is stored in the
+    checkpoints and a resume from another origin is refused.
     """
     from ragar_data.loaders import collate
 
@@ -252,7 +260,7 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
     last_path, final_path = stage_dir / "last.pt", stage_dir / "final.pt"
     if resume and last_path.is_file():
         state = read_checkpoint(last_path)
-        check_resumable(state, task, config, label_names, last_path)
+        check_resumable(state, task, config, label_names, last_path, origin)
         load_model_state(_unwrap(model), state["model"], str(last_path))
         try:
             optimizer.load_state_dict(state["optimizer"])
@@ -290,7 +298,7 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
         rng_per_rank = gather_rng_states(runtime)  # on every rank: a collective under DDP
         if runtime.is_main:
             atomic_torch_save(checkpoint_payload(task, config, iteration, optimizer, scheduler, epoch,
-                                                 batch_in_epoch, label_names, rng_per_rank), path)
+                                                 batch_in_epoch, label_names, rng_per_rank, origin), path)
 
     result = StageResult(final_path)
     end = iterations if stop_after is None else min(iterations, stop_after)
