@@ -5,8 +5,9 @@ Manifest CSV (UTF-8, header required, one row per sequence; start/end frames opt
     video,subject,combination,condition,view[,start_frame,end_frame]
     recordings/day1_cam3.mp4,001,0,nm-01,36,120,310
 Relative video paths are resolved against the manifest's folder. Malformed rows, unknown columns, two rows of
-one sequence and two rows of the same video and frame range are errors naming the line. A row whose video file is missing is kept as a unit, so the runner
-logs it in the failures log and goes on; it is listed with its line before the run, and `strict` refuses it.
+one sequence and two rows of the same video and frame range are errors naming the line. A row whose video file
+is missing is kept as a unit, so the runner logs it in the failures log and goes on; it is listed with its line
+before the run, and `strict` refuses it.
 
 Raw tree: the layout of `ragar_data.identity`; entries that break it are listed with the reason and skipped
 (`strict` refuses them), and two videos of one sequence are an error naming both. Views outside RA-GAR's ten
@@ -169,7 +170,8 @@ def _check_manifest_header(path: Path, header: list[str]) -> None:
     expected = f"{','.join(MANIFEST_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}]"
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
     # an unknown column is refused, not dropped: a misspelt `start_frames` would extract the whole video
-    unknown = [c or f"#{i + 1} (empty name)" for i, c in enumerate(header) if c not in MANIFEST_COLUMNS + OPTIONAL_COLUMNS]
+    known = MANIFEST_COLUMNS + OPTIONAL_COLUMNS
+    unknown = [c or f"#{i + 1} (empty name)" for i, c in enumerate(header) if c not in known]
     repeated = sorted({c for c in header if header.count(c) > 1})
     if missing or unknown or repeated:
         found = "; ".join(f"{what} {names}" for what, names in

@@ -139,7 +139,8 @@ def test_a_tree_with_nothing_readable_says_what_it_skipped(tmp_path):
         read_inputs(tmp_path)
 
 
-@pytest.mark.parametrize("key", ["001-c0-nm-01-036\n", "001-c٠-nm-01-036", "001-c0-nm-01-٠٣٦", "00１-c0-nm-01-036"])
+@pytest.mark.parametrize("key", ["001-c0-nm-01-036\n", "001-c٠-nm-01-036", "001-c0-nm-01-٠٣٦",
+                                 "00１-c0-nm-01-036"])
 def test_sequence_keys_are_ascii_and_whole(key):
     with pytest.raises(ValueError):
         SequenceKey.parse(key)

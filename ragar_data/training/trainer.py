@@ -1,8 +1,8 @@
 """The training loop shared by every stage: Adam, checkpoints with exact resume, logs, AMP, DDP.
 
-- Resume only what was started: ``last.pt`` is resumed when the config (apart from `RUNTIME_KEYS`) and the
-  attribute labels are those it was trained with; otherwise the run is refused naming the differing keys, and
-  ``resume=False`` (``--restart``) starts the stage over.
+- Resume only what was started: ``last.pt`` is resumed when the config (apart from `RUNTIME_KEYS`), the
+  attribute labels and the stage's starting point (``origin``) are those it was trained with; otherwise the run
+  is refused naming the differing keys, and ``resume=False`` (``--restart``) starts the stage over.
 - Exact resume: a checkpoint holds model, optimiser, scheduler, the RNG states of python, numpy, torch (and
   CUDA), the iteration and the sampler position (epoch, batch in epoch). Items are sampled from
   (seed, epoch, index) by the loaders and batches from (seed, epoch) by `EpochBatches`, so a resumed run
@@ -200,16 +200,16 @@ def check_resumable(state: dict, task: TrainingTask, config: Config, label_names
         listing = "\n  ".join(changes)
         raise RagarDataError(
             f"{path}: this run directory holds a {task.stage} checkpoint at iteration {state.get('iteration')} "
-            f"trained with another config or starting point:\n  {listing}\nresume with the same config, train into a new directory "
-            f"(--out), or start the stage over with --restart (replaces its checkpoints)")
+            f"trained with another config or starting point:\n  {listing}\nresume with the same config, train "
+            f"into a new directory (--out), or start the stage over with --restart (replaces its checkpoints)")
 
 
 def checkpoint_payload(task: TrainingTask, config: Config, iteration: int, optimizer, scheduler,
                        epoch: int, batch_in_epoch: int, label_names: list[str], rng_per_rank: list[dict],
                        origin: str | None = None) -> dict:
     return {
-        "format": CHECKPOINT_FORMAT, "kind": task.kind, "stage": task.stage, "iteration": iteration, "origin": origin,
-        "config": config.to_dict(), "label_names": label_names,
+        "format": CHECKPOINT_FORMAT, "kind": task.kind, "stage": task.stage, "iteration": iteration,
+        "config": config.to_dict(), "label_names": label_names, "origin": origin,
         "model": _unwrap(task.model).state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "rng": rng_per_rank[0], "rng_per_rank": rng_per_rank,
