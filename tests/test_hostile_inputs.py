@@ -18,7 +18,7 @@ from ragar_data.annotations import check_annotations, expected_columns, parse_an
 from ragar_data.attributes import default_schema
 from ragar_data.cli.main import cli
 from ragar_data.errors import AnnotationError, RagarDataError
-from ragar_data.identity import RawLayoutError, SequenceKey, scan_raw_tree
+from ragar_data.identity import RawLayoutError, SequenceKey
 from ragar_data.pipelines.sources import InputError, read_inputs
 from ragar_data.shards import make_record, update_index, write_shard
 
