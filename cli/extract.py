@@ -35,9 +35,11 @@ from ragar_data.cli.common import DEFAULT_DATASET, EXIT_SOME_FAILED
 @click.option("--batch-size", default=16, show_default=True, help="Frames per model call (halves on OOM).")
 @click.option("--group-size", default=1, show_default=True,
               help="Sequences whose frames model stages batch together.")
+@click.option("--strict", is_flag=True,
+              help="Fail before any work if an input entry would be skipped or a manifest video is missing.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def extract(videos, manifest, out, annotations, preset, overrides, expect_resolution, decoder, workers, engine,
-            address, force, overwrite, keep_masks, models_dir, device, batch_size, group_size, no_progress):
+            address, force, overwrite, keep_masks, models_dir, device, batch_size, group_size, strict, no_progress):
     """Extract every sequence of --videos (or --manifest) into the dataset folder --out.
 
     Reruns skip sequences finished with the same config and the same video (--force redoes them); failed
@@ -58,9 +60,9 @@ def extract(videos, manifest, out, annotations, preset, overrides, expect_resolu
         if decoder == "opencv":  # cv2.VideoCapture hands over RGB frames only
             settings.append("decode.frame_format=rgb24")
     config = apply_overrides(load_preset(preset), settings)
-    options = RunOptions(workers=workers, engine=engine, address=address, force=force, overwrite=overwrite, keep_masks=keep_masks,
-                         models_dir=models_dir, device=device, batch_size=batch_size, group_size=group_size,
-                         progress=not no_progress)
+    options = RunOptions(workers=workers, engine=engine, address=address, force=force, overwrite=overwrite,
+                         keep_masks=keep_masks, models_dir=models_dir, device=device, batch_size=batch_size,
+                         group_size=group_size, progress=not no_progress, strict=strict)
     summary = run_extract(out, config, videos=videos, manifest=manifest, annotations=annotations,
                           options=options, log=click.echo)
     for line in summary.lines():

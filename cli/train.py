@@ -67,7 +67,9 @@ _config_options = [
     click.option("--out", type=click.Path(file_okay=False), help="Run directory (sets train.output_dir)."),
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                  help="Override a config field by dotted name, e.g. --set optim.lr=3e-4 (repeatable)."),
-    click.option("--no-resume", is_flag=True, help="Start over even if the run directory has a checkpoint."),
+    click.option("--restart", "--no-resume", "no_resume", is_flag=True,
+                 help="Start the stages over, replacing the run directory's checkpoints (default: resume last.pt, "
+                      "refused when its config differs)."),
     click.option("--dry-run", is_flag=True, help="Print the config summary and parameter counts, train nothing."),
 ]
 

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from ragar_data.errors import InputError
 from ragar_data.pipelines import run_state
 from ragar_data.pipelines.config import PipelineConfig
-from ragar_data.pipelines.sources import WorkUnit, units_from_manifest, units_from_tree
+from ragar_data.pipelines.sources import WorkUnit, read_inputs
 from ragar_data.pipelines.stages import UnitResult, build_stages, iter_groups, process_group
 from ragar_data.pipelines.tuning import extraction_settings
 from ragar_data.run_state import RunFolder
@@ -53,6 +53,7 @@ class RunOptions:
     group_size: int = 1  # sequences whose frames model stages batch together
     progress: bool = True
     overwrite: bool = False  # replace a dataset of another source or config (only shards extract runs wrote)
+    strict: bool = False  # refuse inputs with skipped entries or missing videos, before any work
 
 
 @dataclass
@@ -70,6 +71,7 @@ class ExtractSummary:
     skipped_stages: list = field(default_factory=list)
     failures_log: str = ""
     redone: int = 0  # finished in an earlier run, extracted again because their source changed
+    skipped_inputs: list = field(default_factory=list)  # "path: reason" of input entries not read
 
     @property
     def frames_per_second(self) -> float:
@@ -84,6 +86,9 @@ class ExtractSummary:
         lines.append(f"{len(self.shards)} shard(s) in {self.out_dir}/shards (config {self.config_hash})")
         if self.failed:
             lines.append(f"failures: {self.failures_log}")
+        if self.skipped_inputs:
+            lines.append(f"{len(self.skipped_inputs)} input entr(ies) skipped, listed before the run "
+                         f"(--strict refuses them)")
         return lines
 
 
@@ -310,7 +315,10 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
         raise InputError("give exactly one of videos (raw tree) or manifest (CSV)")
     if options.engine not in ("local", "ray"):
         raise InputError(f"engine {options.engine!r}: expected 'local' or 'ray'")
-    units = units_from_tree(videos) if videos is not None else units_from_manifest(manifest)
+    inputs = read_inputs(videos, manifest, strict=options.strict)
+    units = inputs.units
+    for line in inputs.report():
+        log(line)
     labels = {}
     if annotations is not None:
         from ragar_data.annotations import read_annotations
@@ -322,11 +330,12 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
     run_state.check_output_folder(out_dir, _read_run_info(folder), run_state.source_of(videos, manifest),
                                   config.hash(), options.overwrite)
     with run_state.run_lock(out_dir, folder.root):
-        return _extract_locked(folder, config, units, labels, videos, manifest, annotations, options, log)
+        return _extract_locked(folder, config, units, labels, videos, manifest, annotations, options, log,
+                               [f"{path}: {reason}" for path, reason in inputs.skipped])
 
 
 def _extract_locked(folder: RunFolder, config: PipelineConfig, units: list[WorkUnit], labels: dict, videos,
-                    manifest, annotations, options: RunOptions, log) -> ExtractSummary:
+                    manifest, annotations, options: RunOptions, log, skipped_inputs: list[str]) -> ExtractSummary:
     out_dir, config_hash = folder.out_dir, config.hash()
     previous, source = _read_run_info(folder), run_state.source_of(videos, manifest)
     run_state.check_output_folder(out_dir, previous, source, config_hash, options.overwrite)
@@ -390,7 +399,8 @@ def _extract_locked(folder: RunFolder, config: PipelineConfig, units: list[WorkU
 
         quality_failed = sum(not r["quality_ok"] for s in shards for r in iter_records(out_dir / s, ["quality_ok"]))
     summary = ExtractSummary(str(out_dir), config_hash, len(units), processed, len(reused), failed, quality_failed,
-                             frames, seconds, shards, list(stages.skipped), str(folder.failures), redone)
+                             frames, seconds, shards, list(stages.skipped), str(folder.failures), redone,
+                             skipped_inputs)
     _write_json(folder.root / "summary.json", asdict(summary))
     return summary
 

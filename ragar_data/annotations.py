@@ -9,9 +9,11 @@ own the attribute schema (`ragar_data.attributes`) nor where labels go afterward
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -21,7 +23,7 @@ import yaml
 
 from ragar_data.atomic import atomic_write_bytes
 from ragar_data.attributes import AttributeSchema, default_schema
-from ragar_data.errors import AnnotationError, InputError
+from ragar_data.errors import AnnotationError, InputError, RagarDataError
 from ragar_data.identity import COMBINATIONS
 from ragar_data.schemas import schema_path
 
@@ -33,11 +35,37 @@ def _key_columns() -> tuple[str, ...]:
 
 KEY_COLUMNS = _key_columns()  # ("subject", "combination"): the code below refers to them by these names
 # Same rule as sequence keys (ragar_data.identity): a subject id is a folder name, kept as a string ("001").
-_SUBJECT = re.compile(r"^[A-Za-z0-9_]+$")
-# "c1" is accepted beside "1" because the raw video layout names combinations that way.
-_COMBINATION = re.compile(r"^c?(\d+)$", re.IGNORECASE)
+_SUBJECT = re.compile(r"[A-Za-z0-9_]+")  # with fullmatch
+# "c1" is accepted beside "1" because the raw video layout names combinations that way. [0-9], not \d: other
+# scripts' digits ('١', '１') are not indices.
+_COMBINATION = re.compile(r"c?([0-9]+)", re.IGNORECASE)
 
 AnnotationTable = dict[tuple[str, int], np.ndarray]
+
+
+class TextEncodingError(RagarDataError, ValueError):
+    """A CSV file is not UTF-8 text; ``line`` is the 1-based line of the first offending byte."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(f"line {line}: {message}")
+        self.line, self.reason = line, message
+
+
+def decode_utf8(data: bytes) -> str:
+    """UTF-8 text of a CSV file (a leading byte-order mark is dropped); raises `TextEncodingError` otherwise."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise TextEncodingError(1, "not UTF-8 text: UTF-16 or UTF-32 (byte-order mark); save the file as UTF-8")
+    if b"\x00" in data:  # valid UTF-8, but UTF-16 without a byte-order mark reads as text interleaved with NULs
+        line = data[:data.index(b"\x00")].count(b"\n") + 1
+        raise TextEncodingError(line, "not UTF-8 text: NUL bytes (UTF-16 without a byte-order mark?); save the "
+                                      "file as UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise TextEncodingError(line, f"not UTF-8 text: byte 0x{data[error.start]:02x} (Latin-1 or Windows-1252 "
+                                      f"text?); save the file as UTF-8") from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,7 @@ def parse_annotations(
     if any(p.is_error for p in problems if p.line == 1 and p.column in KEY_COLUMNS):
         return {}, problems  # without the key columns no row can be placed
 
+    rows_seen = 0
     while True:
         start = reader.line_num + 1
         try:
@@ -104,6 +133,7 @@ def parse_annotations(
         line = start  # a quoted cell may span lines: report the line the row begins on
         if not any(cell.strip() for cell in row):
             continue  # blank lines carry nothing
+        rows_seen += 1
         if len(row) != len(header):
             problems.append(Problem(line, None, f"expected {len(header)} fields as in the header, found {len(row)}"))
             continue
@@ -121,6 +151,9 @@ def parse_annotations(
         if labels is not None:
             table[key] = labels
 
+    if not rows_seen and not any(p.is_error for p in problems):
+        problems.append(Problem(0, None, "header only: no annotation rows, every sequence will be unlabelled (-1)",
+                                "warning"))
     if known is not None:
         annotated = {subject for subject, _ in first_line_of}
         for subject in sorted(known - annotated):
@@ -156,12 +189,12 @@ def _parse_key(row, column_of, line, known, problems) -> tuple[str, int] | None:
     if not subject:
         problems.append(Problem(line, "subject", "empty cell"))
         key_ok = False
-    elif not _SUBJECT.match(subject):
+    elif not _SUBJECT.fullmatch(subject):
         problems.append(Problem(line, "subject", f"subject id {subject!r} must be letters, digits or '_'"))
         key_ok = False
     elif known is not None and subject not in known:
         problems.append(Problem(line, "subject", f"subject {subject!r} is not in the data"))
-    match = _COMBINATION.match(combination_text)
+    match = _COMBINATION.fullmatch(combination_text)
     if not combination_text:
         problems.append(Problem(line, "combination", "empty cell"))
         return None
@@ -184,6 +217,10 @@ def _parse_labels(row, column_of, schema: AttributeSchema, line, problems) -> np
             problems.append(Problem(line, attribute.name, "empty cell"))
             complete = False
             continue
+        if cell.isdigit() and not cell.isascii():  # str.isdigit and int() accept '١' and '１' as 1
+            problems.append(Problem(line, attribute.name, f"class index {cell!r} has non-ASCII digits; write 0-9"))
+            complete = False
+            continue
         try:
             labels[position] = attribute.class_index(cell)
         except ValueError as error:
@@ -194,10 +231,9 @@ def _parse_labels(row, column_of, schema: AttributeSchema, line, problems) -> np
 
 def _read_text(path: Path) -> tuple[str | None, list[Problem]]:
     try:
-        # utf-8-sig: spreadsheet programs often prepend a byte-order mark
-        return path.read_text(encoding="utf-8-sig"), []
-    except UnicodeDecodeError as error:
-        return None, [Problem(0, None, f"not UTF-8 text: {error}")]
+        return decode_utf8(path.read_bytes()), []
+    except TextEncodingError as error:
+        return None, [Problem(error.line, None, error.reason)]
     except OSError as error:
         return None, [Problem(0, None, f"cannot read: {error.strerror or error}")]
 
@@ -215,7 +251,8 @@ def check_annotations(
 def read_annotations(
     path: str | Path, schema: AttributeSchema | None = None, known_subjects: Iterable[str] | None = None
 ) -> AnnotationTable:
-    """(subject, combination) -> (15,) int8 class indices; raises `AnnotationError` listing every error."""
+    """(subject, combination) -> (15,) int8 class indices; raises `AnnotationError` listing every error.
+    Warnings (a header-only file, ignored columns) are issued as Python warnings naming the file."""
     path = Path(path)
     text, problems = _read_text(path)
     table: AnnotationTable = {}
@@ -226,6 +263,8 @@ def read_annotations(
         listing = "\n".join(p.format(path) for p in errors[:20])
         more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
         raise AnnotationError(f"{path}: {len(errors)} problem(s) in the annotation file:\n{listing}{more}", errors)
+    for problem in problems:
+        warnings.warn(problem.format(path), stacklevel=2)
     return table
 
 
@@ -243,7 +282,7 @@ def write_annotations(
         if indices.shape[0] != len(schema):
             raise InputError(f"labels of ({subject!r}, {combination}): expected {len(schema)} class indices, "
                              f"got {indices.shape[0]}")
-        if not _SUBJECT.match(str(subject)) or int(combination) not in COMBINATIONS:
+        if not _SUBJECT.fullmatch(str(subject)) or int(combination) not in COMBINATIONS:
             raise InputError(f"bad annotation key ({subject!r}, {combination!r})")
         names = []
         for attribute, index in zip(schema.attributes, indices):

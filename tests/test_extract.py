@@ -127,7 +127,9 @@ def test_bad_inputs_go_to_failures_log(synth, tmp_path):
     summary = extract(out, load_preset(), videos=videos, options=RunOptions(progress=False), **QUIET)
     failures = [json.loads(line) for line in (out / "extract" / "failures.jsonl").read_text().splitlines()]
     failed = {f["sequence"]: f for f in failures}
-    assert set(failed) == {"002-c0-nm-01-000", "002-c0-nm-01-036"}  # scan_raw_videos skips the folder
+    assert set(failed) == {"002-c0-nm-01-000", "002-c0-nm-01-036"}
+    # the folder named like a video is not a sequence: listed with the reason and counted, not failed
+    assert len(summary.skipped_inputs) == 1 and "072.mp4: a folder where" in summary.skipped_inputs[0]
     assert all(f["stage"] == "decode" and f["error"] for f in failures)
     assert summary.processed == 4 and len(ShardDataset(out)) == 4
 

@@ -1,7 +1,7 @@
 """Sequence keys and the raw video layout."""
 import pytest
 
-from ragar_data.identity import CONDITIONS, VIEWS, SequenceKey, scan_raw_videos
+from ragar_data.identity import CONDITIONS, VIEWS, SequenceKey, scan_raw_tree, scan_raw_videos
 
 
 def test_key_string_round_trip_and_properties():
@@ -18,7 +18,7 @@ def test_bad_keys_are_refused(bad):
         SequenceKey.parse(bad)
 
 
-def test_scan_raw_videos_reads_the_layout_and_ignores_other_files(tmp_path):
+def test_scan_raw_videos_reads_the_layout_and_lists_other_files(tmp_path):
     keys = [SequenceKey("001", 0, "nm-01", 0), SequenceKey("002", 1, "bg-02", 36)]
     for key in keys:
         path = tmp_path / key.raw_video_relpath()
@@ -29,3 +29,6 @@ def test_scan_raw_videos_reads_the_layout_and_ignores_other_files(tmp_path):
     found = scan_raw_videos(tmp_path)
     assert [k for k, _ in found] == keys
     assert found[1][1] == tmp_path / "002/c1/bg-02/036.mp4"
+    skipped = dict(scan_raw_tree(tmp_path).skipped)
+    assert set(skipped) == {tmp_path / "notes.mp4", tmp_path / "001/c0/nm-01/readme.txt"}
+    assert "a file where a <subject> folder is expected" in skipped[tmp_path / "notes.mp4"]

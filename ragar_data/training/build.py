@@ -67,20 +67,41 @@ def check_schema(checkpoint: dict, schema: AttributeSchema, where: str) -> None:
         )
 
 
+def load_model_state(model: torch.nn.Module, state: dict, where: str) -> None:
+    """Load a state dict, or raise naming what does not fit (a checkpoint of another architecture)."""
+    expected = model.state_dict()
+    missing = [name for name in expected if name not in state]
+    unexpected = [name for name in state if name not in expected]
+    shapes = [f"{name} {tuple(state[name].shape)} (this model: {tuple(value.shape)})"
+              for name, value in expected.items()
+              if name in state and getattr(state[name], "shape", None) != value.shape]
+    if missing or unexpected or shapes:
+        found = "; ".join(f"{what} {len(names)}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                          for what, names in (("shapes differ", shapes), ("missing", missing),
+                                              ("unexpected", unexpected)) if names)
+        raise RagarDataError(f"{where}: the checkpoint's weights do not fit this model's architecture ({found}); "
+                             f"was it trained with other model.* settings?")
+    model.load_state_dict(state)
+
+
 def model_from_checkpoint(path: str | Path, schema: AttributeSchema | None = None):
     """(model in eval mode, checkpoint dict, config) from a checkpoint file."""
     schema = schema or default_schema()
     checkpoint = read_checkpoint(path)
     check_schema(checkpoint, schema, str(path))
+    lacking = [name for name in ("kind", "stage", "iteration", "config", "model") if name not in checkpoint]
+    if lacking:
+        raise RagarDataError(f"{path}: the checkpoint lacks {lacking}")
     config = config_from_dict(checkpoint["config"])
     state = checkpoint["model"]
     if checkpoint["kind"] == "clipgar":
-        features = state["text.embeddings"]
+        if "text.embeddings" not in state:
+            raise RagarDataError(f"{path}: a clipgar checkpoint without text.embeddings")
         learned = parse_backend(config.text.backend)[0] == "learned"
-        model = build_clipgar(config, schema, TextFeatures(torch.zeros_like(features), learned))
+        model = build_clipgar(config, schema, TextFeatures(torch.zeros_like(state["text.embeddings"]), learned))
     elif checkpoint["kind"] == "classification":
         model = build_classifier(config, schema)
     else:
         raise RagarDataError(f"{path}: unknown model kind {checkpoint['kind']!r}")
-    model.load_state_dict(state)
+    load_model_state(model, state, str(path))
     return model.eval(), checkpoint, config

@@ -1,10 +1,12 @@
 """Which sequences a training or evaluation run reads: the partition of a dataset and the datasets of each side.
 
-Owns the resumable batch order (`EpochBatches`). Does not own frame sampling or shard reading
-(`ragar_data.loaders`) nor the split rules (`ragar_data.split`).
+Owns the resumable batch order (`EpochBatches`) and the run's record of its partition
+(``<run>/partition.json``). Training and evaluation never write into the dataset. Does not own frame sampling
+or shard reading (`ragar_data.loaders`) nor the split rules (`ragar_data.split`).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -14,8 +16,8 @@ from ragar_data.errors import RagarDataError
 
 
 def resolve_partition(dataset_dir: str | Path, split: str = "official"):
-    """The dataset's partition: ``<dataset>/partition.json`` when present and ``split`` is "official",
-    a partition JSON when ``split`` is a path, else the data layer's split (which writes partition.json)."""
+    """The partition of a run, computed in memory: ``<dataset>/partition.json`` when present and ``split`` is
+    "official"; a partition JSON when ``split`` is a path; else the data layer's split rules. Writes nothing."""
     from ragar_data import split as splits
 
     dataset_dir = Path(dataset_dir)
@@ -24,8 +26,29 @@ def resolve_partition(dataset_dir: str | Path, split: str = "official"):
     existing = dataset_dir / "partition.json"
     if split == "official" and existing.is_file():
         return splits.load_partition(existing)
-    partition, _ = splits.split_dataset(dataset_dir, protocol=split)
-    return partition
+    keys, labels = splits.sequence_labels(dataset_dir)
+    if not keys:
+        raise splits.PartitionError(f"{dataset_dir}: the dataset has no sequences to split")
+    released = splits.find_released_partition(dataset_dir) if split == "official" else None
+    return splits.split_subjects(splits.labels_by_subject(keys, labels), split, splits.DEFAULT_SEED, released)
+
+
+def record_partition(partition, run_dir: str | Path, resume: bool) -> Path:
+    """Write the run's partition to ``<run_dir>/partition.json``. A resumed run must train on the partition it
+    started with: another one is refused (``resume=False`` replaces the record)."""
+    from ragar_data import split as splits
+
+    record = Path(run_dir) / "partition.json"
+    if resume and record.is_file():
+        previous = splits.load_partition(record)
+        if (sorted(previous.train), sorted(previous.test)) != (sorted(partition.train), sorted(partition.test)):
+            raise RagarDataError(
+                f"{record}: this run was trained on another partition ({len(previous.train)} train / "
+                f"{len(previous.test)} test subjects) than the one resolved now ({len(partition.train)} / "
+                f"{len(partition.test)}, {partition.protocol}); train into a new --out, or --restart")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun one process writes it
+        splits.write_partition(partition, record)
+    return record
 
 
 def side_keys(dataset_dir: str | Path, partition, side: str, quality_ok_only: bool = True) -> list[str]:

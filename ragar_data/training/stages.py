@@ -2,7 +2,8 @@
 that chain them over a dataset's training subjects.
 
 Run directory layout: ``<output_dir>/align/{last,final}.pt``, ``<output_dir>/fusion/...``,
-``<output_dir>/classification/...``, each with a ``tensorboard/`` folder.
+``<output_dir>/classification/...``, each with a ``tensorboard/`` folder; ``<output_dir>/partition.json`` records
+the partition the run trained on (the dataset folder is never written).
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from ragar_data.models.clipgar import CLIPGAR
 from ragar_data.models.deepgaitv2 import parameter_count, upstream_backbone_parameter_count
 from ragar_data.models.losses import (align_kl_loss, attribute_cross_entropy, masked_bce_loss,
                                       positive_ratio_weights)
-from ragar_data.training.build import build_classifier, build_clipgar, check_schema, read_checkpoint
+from ragar_data.models.text_encoders import file_sha256
+from ragar_data.training.build import (build_classifier, build_clipgar, check_schema, load_model_state,
+                                      read_checkpoint)
 from ragar_data.training.config import Config
-from ragar_data.training.data import resolve_partition, side_keys, silhouette_dataset
+from ragar_data.training.data import record_partition, resolve_partition, side_keys, silhouette_dataset
 from ragar_data.training.trainer import StageResult, train_stage
 
 STAGES = ("align", "fusion")
@@ -113,10 +116,12 @@ def describe(config: Config) -> str:
     )
 
 
-def training_dataset(config: Config):
+def training_dataset(config: Config, resume: bool = True):
+    """The training side of the dataset's partition; the partition is recorded in the run directory."""
     if not config.data.dataset:
         raise RagarDataError("no dataset given: pass --dataset DIR (or set data.dataset)")
     partition = resolve_partition(config.data.dataset, config.data.split)
+    record_partition(partition, config.train.output_dir, resume)
     keys = side_keys(config.data.dataset, partition, "train", config.data.quality_ok_only)
     return silhouette_dataset(config.data.dataset, keys, config, train=True, seed=config.train.seed)
 
@@ -137,7 +142,7 @@ def bce_label_weights(config: Config, dataset, schema: AttributeSchema):
 def load_weights(model: nn.Module, checkpoint_path: Path, schema: AttributeSchema) -> None:
     checkpoint = read_checkpoint(checkpoint_path)
     check_schema(checkpoint, schema, str(checkpoint_path))
-    model.load_state_dict(checkpoint["model"])
+    load_model_state(model, checkpoint["model"], str(checkpoint_path))
 
 
 def train_clipgar(config: Config, stages=STAGES, dataset=None, resume: bool = True,
@@ -147,7 +152,7 @@ def train_clipgar(config: Config, stages=STAGES, dataset=None, resume: bool = Tr
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise RagarDataError(f"unknown stage(s) {unknown}; expected {list(STAGES)}")
-    dataset = dataset if dataset is not None else training_dataset(config)
+    dataset = dataset if dataset is not None else training_dataset(config, resume)
     run_dir = Path(config.train.output_dir)
     model = build_clipgar(config, schema)
     results = {}
@@ -161,16 +166,18 @@ def train_clipgar(config: Config, stages=STAGES, dataset=None, resume: bool = Tr
             raise RagarDataError(f"fusion needs the align stage's final checkpoint {align_final}: run --stage align first")
         load_weights(model, align_final, schema)
         task = FusionTask(model, label_weights=bce_label_weights(config, dataset, schema))
+        # a fusion last.pt continues only from the align weights it started from (not a retrained align stage)
+        origin = f"align/final.pt sha256 {file_sha256(align_final)[:16]}"
         results["fusion"] = train_stage(task, dataset, config, run_dir / "fusion",
                                         config.train.fusion_iterations, schema.label_names(), resume,
-                                        progress=progress)
+                                        progress=progress, origin=origin)
     return results
 
 
 def train_classification(config: Config, dataset=None, resume: bool = True,
                          schema: AttributeSchema | None = None, progress: bool = True) -> StageResult:
     schema = schema or default_schema()
-    dataset = dataset if dataset is not None else training_dataset(config)
+    dataset = dataset if dataset is not None else training_dataset(config, resume)
     model = build_classifier(config, schema)
     task = ClassificationTask(model, label_weights=bce_label_weights(config, dataset, schema))
     return train_stage(task, dataset, config, Path(config.train.output_dir) / "classification",

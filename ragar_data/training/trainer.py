@@ -1,5 +1,8 @@
 """The training loop shared by every stage: Adam, checkpoints with exact resume, logs, AMP, DDP.
 
+- Resume only what was started: ``last.pt`` is resumed when the config (apart from `RUNTIME_KEYS`), the
+  attribute labels and the stage's starting point (``origin``) are those it was trained with; otherwise the run
+  is refused naming the differing keys, and ``resume=False`` (``--restart``) starts the stage over.
 - Exact resume: a checkpoint holds model, optimiser, scheduler, the RNG states of python, numpy, torch (and
   CUDA), the iteration and the sampler position (epoch, batch in epoch). Items are sampled from
   (seed, epoch, index) by the loaders and batches from (seed, epoch) by `EpochBatches`, so a resumed run
@@ -28,9 +31,20 @@ from torch.utils.data import DataLoader
 
 from ragar_data.atomic import atomic_torch_save
 from ragar_data.errors import RagarDataError
-from ragar_data.training.build import CHECKPOINT_FORMAT, read_checkpoint
+from ragar_data.training.build import CHECKPOINT_FORMAT, load_model_state, read_checkpoint
 from ragar_data.training.config import Config
 from ragar_data.training.data import EpochBatches
+
+
+# Settings that change where, how fast or how verbosely a run goes, not what it computes: a resumed run may change
+# them. (The text features are in the model state, so the text weights file is not read again on resume.)
+RUNTIME_KEYS = frozenset({
+    "data.num_workers", "data.eval_batch_size", "data.max_eval_frames", "data.row_cache", "data.row_cache_dir",
+    "text.weights", "text.cache_dir", "train.device", "train.log_every", "train.checkpoint_every",
+    "train.output_dir",
+})
+STAGE_ITERATIONS = {"align": "train.align_iterations", "fusion": "train.fusion_iterations",
+                    "classification": "train.classification_iterations"}
 
 
 class TrainingTask(Protocol):
@@ -140,11 +154,51 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+def _flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def config_changes(saved: dict, current: dict, stage: str) -> list[str]:
+    """``"key: old -> new"`` for every setting of `stage` that differs between two configs (as dicts)."""
+    saved, current = _flatten(saved), _flatten(current)
+    other_stages = {key for name, key in STAGE_ITERATIONS.items() if name != stage}
+    names = sorted((set(saved) | set(current)) - RUNTIME_KEYS - other_stages)
+    absent = "(absent)"
+    return [f"{name}: {saved.get(name, absent)!r} -> {current.get(name, absent)!r}"
+            for name in names if saved.get(name, absent) != current.get(name, absent)]
+
+
+def check_resumable(state: dict, task: TrainingTask, config: Config, label_names: list[str], path: Path,
+                    origin: str | None = None) -> None:
+    """Refuse to resume a checkpoint of another stage, config, attribute schema or starting point (`origin`),
+    saying what differs."""
+    if state.get("stage") != task.stage:
+        raise RagarDataError(f"{path}: a {state.get('stage')} checkpoint, this stage is {task.stage}")
+    changes = config_changes(state.get("config", {}), config.to_dict(), task.stage)
+    if state.get("label_names") != label_names:
+        changes.append("attribute labels (schemas/attributes.yaml) differ")
+    if origin is not None and state.get("origin") not in (None, origin):  # None: written without one
+        changes.append(f"the stage started from {state['origin']}, now from {origin}")
+    if changes:
+        listing = "\n  ".join(changes)
+        raise RagarDataError(
+            f"{path}: this run directory holds a {task.stage} checkpoint at iteration {state.get('iteration')} "
+            f"trained with another config or starting point:\n  {listing}\nresume with the same config, train "
+            f"into a new directory (--out), or start the stage over with --restart (replaces its checkpoints)")
+
+
 def checkpoint_payload(task: TrainingTask, config: Config, iteration: int, optimizer, scheduler,
-                       epoch: int, batch_in_epoch: int, label_names: list[str], rng_per_rank: list[dict]) -> dict:
+                       epoch: int, batch_in_epoch: int, label_names: list[str], rng_per_rank: list[dict],
+                       origin: str | None = None) -> dict:
     return {
         "format": CHECKPOINT_FORMAT, "kind": task.kind, "stage": task.stage, "iteration": iteration,
-        "config": config.to_dict(), "label_names": label_names,
+        "config": config.to_dict(), "label_names": label_names, "origin": origin,
         "model": _unwrap(task.model).state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "rng": rng_per_rank[0], "rng_per_rank": rng_per_rank,
@@ -165,11 +219,14 @@ def gather_rng_states(runtime: Runtime) -> list[dict]:
 
 def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Path, iterations: int,
                 label_names: list[str], resume: bool = True, stop_after: int | None = None,
-                collate_fn=None, runtime: Runtime | None = None, progress: bool = True) -> StageResult:
+                collate_fn=None, runtime: Runtime | None = None, progress: bool = True,
+                origin: str | None = None) -> StageResult:
     """Train ``task.model`` for ``iterations`` steps; returns the final checkpoint (``<stage_dir>/final.pt``).
 
     Resumes from ``<stage_dir>/last.pt`` when it exists and ``resume`` is set. ``stop_after`` ends this run
-    early after that many iterations in total, as an interruption would (the last checkpoint stays).
+    early after that many iterations in total, as an interruption would (the last checkpoint stays). ``origin``
+    names what the stage starts from (the fusion stage: the align checkpoint's digest); it is stored in the
+    checkpoints and a resume from another origin is refused.
     """
     from ragar_data.loaders import collate
 
@@ -192,10 +249,13 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
     last_path, final_path = stage_dir / "last.pt", stage_dir / "final.pt"
     if resume and last_path.is_file():
         state = read_checkpoint(last_path)
-        if state["stage"] != task.stage:
-            raise RagarDataError(f"{last_path}: a {state['stage']} checkpoint, this stage is {task.stage}")
-        _unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        check_resumable(state, task, config, label_names, last_path, origin)
+        load_model_state(_unwrap(model), state["model"], str(last_path))
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as error:
+            raise RagarDataError(f"{last_path}: the optimiser state does not fit this stage's parameters: "
+                                 f"{error}; --restart starts the stage over") from error
         scheduler.load_state_dict(state["scheduler"])
         per_rank = state.get("rng_per_rank") or [state["rng"]]
         # each process resumes its own RNG stream when the process count is unchanged
@@ -227,7 +287,7 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
         rng_per_rank = gather_rng_states(runtime)  # on every rank: a collective under DDP
         if runtime.is_main:
             atomic_torch_save(path, checkpoint_payload(task, config, iteration, optimizer, scheduler, epoch,
-                                                       batch_in_epoch, label_names, rng_per_rank))
+                                                       batch_in_epoch, label_names, rng_per_rank, origin))
 
     result = StageResult(final_path)
     end = iterations if stop_after is None else min(iterations, stop_after)
