@@ -48,9 +48,29 @@ def _load(config_name, dataset, out, overrides, default_name):
         raise click.ClickException(str(error)) from error
 
 
-@click.group(short_help="Train CLIP-GAR or a baseline from shards.")
+class _ModelGroup(click.Group):
+    """`train clipgar`, `train classification`, and `train MODEL` for every registered model."""
+
+    def list_commands(self, ctx):
+        from ragar_data.models.registry import list_models
+
+        return super().list_commands(ctx) + list_models()
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        from ragar_data.models.registry import list_models
+
+        return _model_command(name) if name in list_models() else None
+
+
+@click.group(cls=_ModelGroup, short_help="Train CLIP-GAR or a baseline from shards.")
 def train():
-    """Train models from a dataset's training subjects (partition.json, else the official split)."""
+    """Train models from a dataset's training subjects (partition.json, else the official split).
+
+    Besides clipgar and classification, every registered model (GaitSet, GaitGL, DeepGaitV2-*, GaitGraph, ...)
+    trains with `ragar-data train MODEL --dataset DIR`, its packaged config MODEL.yaml by default."""
 
 
 @train.command()
@@ -89,3 +109,23 @@ def classification(config_name, dataset, out, overrides, no_resume, dry_run):
     except RagarDataError as error:
         raise click.ClickException(str(error)) from error
     _echo(f"classification: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+
+
+def _model_command(name: str) -> click.Command:
+    @click.command(name=name, help=f"Train the registered model {name} (attribute head, BCE) with the shared "
+                                   f"trainer; config {name}.yaml unless --config is given.")
+    @_with_config_options
+    def command(config_name, dataset, out, overrides, no_resume, dry_run):
+        from ragar_data.training.stages import describe, train_classification
+
+        config = _load(config_name, dataset, out, [f"model.name={name}", *overrides], name)
+        _echo(describe(config))
+        if dry_run:
+            return
+        try:
+            result = train_classification(config, resume=not no_resume)
+        except RagarDataError as error:
+            raise click.ClickException(str(error)) from error
+        _echo(f"{name}: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+
+    return command

@@ -42,6 +42,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    # a registered model (`ragar_data.models.registry`, trained by `ragar-data train MODEL`); empty = CLIP-GAR,
+    # or for `train classification` its visual encoder built from layers/channels/parts below
+    name: str = ""
     layers: list[int] = field(default_factory=lambda: [1, 2, 2, 1])
     channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
     parts: int = 8
@@ -50,7 +53,7 @@ class ModelConfig:
     fusion_heads: int = 8
     fusion_mlp_ratio: float = 4.0
     fusion_dropout: float = 0.1
-    classification_loss: str = "bce"  # baseline head loss: "bce" over 45 labels or "ce" per attribute
+    classification_loss: str = "bce"  # baseline (and registered model) head loss: "bce" over 45 labels or "ce" per attribute
     # BCE of the fusion heads and the BCE classifier: "plain" (the paper) or "positive_ratio" (the weighted BCE
     # of the pedestrian-attribute literature, weights from the training labels; an option for small datasets)
     bce_weighting: str = "plain"

@@ -21,7 +21,7 @@ from ragar_data.models.losses import (align_kl_loss, attribute_cross_entropy, ma
                                       positive_ratio_weights)
 from ragar_data.training.build import build_classifier, build_clipgar, check_schema, read_checkpoint
 from ragar_data.training.config import Config
-from ragar_data.training.data import resolve_partition, side_keys, silhouette_dataset
+from ragar_data.training.data import model_input, resolve_partition, side_keys, silhouette_dataset
 from ragar_data.training.trainer import StageResult, train_stage
 
 STAGES = ("align", "fusion")
@@ -87,7 +87,7 @@ class ClassificationTask:
         self.model.train()
 
     def loss(self, model: nn.Module, batch: dict):
-        logits = model(batch["silhouettes"])
+        logits = model(batch[self.model.input_field])
         schema = self.model.schema
         if self.model.loss == "ce":
             return attribute_cross_entropy(logits, batch["labels"], schema), {}
@@ -95,9 +95,12 @@ class ClassificationTask:
 
 
 def describe(config: Config) -> str:
-    """The dry-run summary: the visual encoder's parameter count against OpenGait's backbone arithmetic."""
+    """The dry-run summary: the visual encoder's parameter count against OpenGait's backbone arithmetic (for a
+    registered model: its input and its backbone's and head's parameter counts)."""
     from ragar_data.training.build import build_visual
 
+    if config.model.name:
+        return describe_registered(config)
     visual = build_visual(config)
     ours = parameter_count(visual)
     upstream = upstream_backbone_parameter_count(config.model.layers, config.model.channels)
@@ -113,11 +116,24 @@ def describe(config: Config) -> str:
     )
 
 
+def describe_registered(config: Config) -> str:
+    from ragar_data.training.build import build_classifier
+
+    model = build_classifier(config, default_schema())
+    backbone = parameter_count(model.visual)
+    return (
+        f"model {config.model.name} (input {model.input_field}): backbone {backbone:,} parameters, attribute head "
+        f"{parameter_count(model) - backbone:,} ({config.model.classification_loss} loss)\n"
+        f"batch {config.train.batch_size}; {config.train.classification_iterations} it; frames {config.data.frames}; "
+        f"Adam lr {config.optim.lr} wd {config.optim.weight_decay} eps {config.optim.eps} betas {tuple(config.optim.betas)}"
+    )
+
+
 def training_dataset(config: Config):
     if not config.data.dataset:
         raise RagarDataError("no dataset given: pass --dataset DIR (or set data.dataset)")
     partition = resolve_partition(config.data.dataset, config.data.split)
-    keys = side_keys(config.data.dataset, partition, "train", config.data.quality_ok_only)
+    keys = side_keys(config.data.dataset, partition, "train", config.data.quality_ok_only, model_input(config))
     return silhouette_dataset(config.data.dataset, keys, config, train=True, seed=config.train.seed)
 
 
