@@ -35,6 +35,12 @@ SCHEMA = default_schema()
 #   gaitbase: opengait/modeling/models/baseline.py + backbones/resnet.py, configs/gaitbase/gaitbase_da_casiab.yaml
 #   deepgaitv2_*: opengait/modeling/models/deepgaitv2.py, Backbone mode 2d / p3d / 3d, layers [1, 2, 2, 1],
 #     channels [64, 128, 256, 512] (the figures the issue names)
+#   pose models, all parameters including the identity head ``fcn`` (the figures the issue names):
+#   gaitgraph: opengait/modeling/models/gaitgraph1.py + backbones/resgcn.py, configs/gaitgraph1/gaitgraph1_phase1.yaml
+#   gaitgraph2: opengait/modeling/models/gaitgraph2.py, configs/gaitgraph2/gaitgraph2.yaml
+#   gaittr: opengait/modeling/models/gaittr.py, configs/gaittr/gaittr_OUMVLP17.yaml
+# Ours are counted on the encoder alone (silhouette models) or on the encoder built with upstream's identity
+# embedding (pose models: ``embedding=`` 128, 128, 256), which the registered models replace by the attribute head.
 UPSTREAM_BACKBONE_PARAMETERS = {
     "gaitset": 562_976,
     "gaitpart": 941_856,
@@ -43,6 +49,11 @@ UPSTREAM_BACKBONE_PARAMETERS = {
     "deepgaitv2_2d": 6_373_056,
     "deepgaitv2_p3d": 7_653_568,
     "deepgaitv2_3d": 18_611_904,
+}
+UPSTREAM_POSE_PARAMETERS_WITH_IDENTITY_HEAD = {  # name: (count, upstream embedding size)
+    "gaitgraph": (319_530, 128),
+    "gaitgraph2": (350_822, 128),
+    "gaittr": (544_906, 256),
 }
 
 
@@ -60,6 +71,37 @@ def test_backbone_parameters_equal_upstream(name):
     features = model.visual.out_channels * model.visual.parts
     # the attribute head: BN over the flattened features + a linear layer to the 45 classes
     assert parameter_count(model) - parameter_count(model.visual) == 2 * features + features * 45 + 45
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM_POSE_PARAMETERS_WITH_IDENTITY_HEAD))
+def test_pose_models_with_identity_heads_equal_upstream(name):
+    from ragar_data.models.gaitgraph import GaitGraphEncoder
+    from ragar_data.models.gaitgraph2 import GaitGraph2Encoder
+    from ragar_data.models.gaittr import GaitTREncoder
+
+    encoder = {"gaitgraph": GaitGraphEncoder, "gaitgraph2": GaitGraph2Encoder, "gaittr": GaitTREncoder}[name]
+    count, embedding = UPSTREAM_POSE_PARAMETERS_WITH_IDENTITY_HEAD[name]
+    assert parameter_count(encoder(embedding=embedding)) == count
+    model = create_model(name)
+    assert model_entry(name).input_field == model.input_field == "keypoints_2d"
+    assert parameter_count(model.visual) == count - (256 * embedding + embedding)  # the head is swapped
+
+
+def test_pose_input_transforms_match_upstream_on_a_known_case():
+    from ragar_data.models.gaitgraph2 import fill_empty_joints, multi_input
+
+    keypoints = torch.zeros(1, 4, 17, 3)
+    keypoints[0, :, :, 0] = torch.arange(4.0)[:, None] + 1  # x grows by 1 per frame
+    keypoints[0, :, :, 1] = torch.arange(17.0) * 10  # y by joint
+    keypoints[..., 2] = 0.5
+    keypoints[0, 1, 3, 0] = 0  # an empty joint: moved to the frame's mean, confidence 0
+    filled = fill_empty_joints(keypoints)
+    assert filled[0, 1, 3, 2] == 0 and filled[0, 1, 3, 0] == pytest.approx(keypoints[0, 1, :, 0].mean().item())
+    branches = multi_input(keypoints)  # (B, 3, 5, T, V)
+    assert branches.shape == (1, 3, 5, 4, 17)
+    assert branches[0, 1, 0, 0, 5] == 1 and branches[0, 1, 0, 2, 5] == 0  # velocity; 0 in the last 2 frames
+    assert branches[0, 1, 3, 0, 5] == 0.5  # upstream writes the confidence at index 3
+    assert branches[0, 2, 1, 0, 5] == 50  # bone of the left shoulder (5) from the nose (0): dy = 50
 
 
 class InMemorySequences(Dataset):
@@ -121,3 +163,58 @@ def test_packaged_configs_hold_the_papers_uniform_settings():
         assert config.model.name == name
         assert (config.optim.lr, config.train.batch_size, config.data.frames) == (1e-4, 32, 30)
         assert config.train.output_dir == f"runs/{name}"
+
+
+def write_tiny_dataset(root, with_pose: bool, subjects=("001", "002", "003", "004"), frames=6):
+    """Shards of 2 sequences per subject (silhouettes, and keypoints_2d when ``with_pose``) + partition.json."""
+    rng = np.random.default_rng(1)
+    records = []
+    for subject in subjects:
+        labels = np.array([rng.integers(0, n) for n in SCHEMA.num_classes], dtype=np.int8)
+        for view in (0, 36):
+            silhouettes = (rng.random((frames, 64, 64)) > 0.5).astype(np.uint8) * 255
+            keypoints = np.concatenate([rng.uniform(50, 250, (frames, 17, 2)), rng.uniform(0, 1, (frames, 17, 1))],
+                                       -1).astype(np.float32)
+            records.append(make_record(
+                SequenceKey(subject, 0, "nm-01", view), image_width=320, image_height=240, labels=labels,
+                frame_index=np.arange(frames, dtype=np.int32),
+                boxes=rng.uniform(0, 100, (frames, 4)).astype(np.float32), silhouettes=silhouettes,
+                silhouette_frame_index=np.arange(frames, dtype=np.int32),
+                keypoints_2d=keypoints if with_pose else None, keypoints_2d_model="synthetic" if with_pose else None))
+    update_index(root, [write_shard(root, "part-000", records)])
+    (root / "partition.json").write_text(json.dumps({"TRAIN_SET": list(subjects[:2]), "TEST_SET": list(subjects[2:])}))
+    return root
+
+
+@pytest.mark.parametrize("name", ["gaitgraph", "gaitset"])
+def test_train_model_command_then_evaluate_and_predict(tmp_path, name):
+    dataset = write_tiny_dataset(tmp_path / "data", with_pose=True)
+    runner = CliRunner()
+    settings = [arg for setting in tiny_settings(tmp_path / "run") if not setting.startswith("train.output_dir")
+                for arg in ("--set", setting)]
+    result = runner.invoke(cli, ["train", name, "--dataset", str(dataset), "--out", str(tmp_path / "run"),
+                                 *settings])
+    assert result.exit_code == 0, result.output
+    assert f"model {name} (input {model_entry(name).input_field})" in result.output
+    checkpoint = tmp_path / "run" / "classification" / "final.pt"
+    assert read_checkpoint(checkpoint)["config"]["model"]["name"] == name
+    result = runner.invoke(cli, ["evaluate", str(checkpoint), "--dataset", str(dataset), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((checkpoint.parent / "evaluation.json").read_text())
+    assert report["num_sequences"] == 4  # the 2 test subjects x 2 views
+    result = runner.invoke(cli, ["predict", str(checkpoint), str(dataset), "--out", str(tmp_path / "p.parquet"),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "p.parquet").num_rows == 8
+
+
+def test_pose_model_refuses_a_dataset_without_keypoints(tmp_path):
+    dataset = write_tiny_dataset(tmp_path / "data", with_pose=False)
+    config = load_config("gaittr", tiny_settings(tmp_path / "run", f"data.dataset={dataset}"))
+    with pytest.raises(RagarDataError, match="no sequence has keypoints_2d.*--modality pose"):
+        train_classification(config, progress=False)
+    result = CliRunner().invoke(cli, ["train", "gaittr", "--dataset", str(dataset), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "no sequence has keypoints_2d" in result.output
+    assert not (tmp_path / "r" / "classification").exists()
