@@ -39,6 +39,9 @@ SCHEMA = default_schema()
 #   gaitgraph: opengait/modeling/models/gaitgraph1.py + backbones/resgcn.py, configs/gaitgraph1/gaitgraph1_phase1.yaml
 #   gaitgraph2: opengait/modeling/models/gaitgraph2.py, configs/gaitgraph2/gaitgraph2.yaml
 #   gaittr: opengait/modeling/models/gaittr.py, configs/gaittr/gaittr_OUMVLP17.yaml
+#   gpgait: FastPoseGait github:BNU-IVC/FastPoseGait @ 94da9c82df72b94c342ca8c6366e90578ea8e1ae,
+#     fastposegait/modeling/models/gpgait.py build_network with configs/gpgait/gpgait.yaml (num_class 74):
+#     3,654,810 with its SeparateFCs (19 x 256 x 256) and SeparateBNNecks (19 x 256 x 74 + BN 19 x 256)
 # Ours are counted on the encoder alone (silhouette models) or on the encoder built with upstream's identity
 # embedding (pose models: ``embedding=`` 128, 128, 256), which the registered models replace by the attribute head.
 UPSTREAM_BACKBONE_PARAMETERS = {
@@ -85,6 +88,13 @@ def test_pose_models_with_identity_heads_equal_upstream(name):
     model = create_model(name)
     assert model_entry(name).input_field == model.input_field == "keypoints_2d"
     assert parameter_count(model.visual) == count - (256 * embedding + embedding)  # the head is swapped
+
+
+def test_gpgait_backbone_equals_upstream_without_its_identity_heads():
+    identity_heads = 19 * 256 * 256 + 19 * 256 * 74 + 2 * 19 * 256  # SeparateFCs + SeparateBNNecks (74 ids)
+    model = create_model("gpgait")
+    assert parameter_count(model.visual) == 3_654_810 - identity_heads == 2_039_962
+    assert (model.visual.out_channels, model.visual.parts, model.input_field) == (256, 19, "keypoints_2d")
 
 
 def test_pose_input_transforms_match_upstream_on_a_known_case():

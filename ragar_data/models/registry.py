@@ -15,7 +15,8 @@ from ragar_data.errors import RagarDataError
 
 INPUT_FIELDS = ("silhouettes", "keypoints_2d")
 # One module per model family (timm's layout); importing one registers its models.
-MODEL_MODULES = ("deepgaitv2", "gaitset", "gaitpart", "gaitgl", "gaitbase", "gaitgraph", "gaitgraph2", "gaittr")
+MODEL_MODULES = ("deepgaitv2", "gaitset", "gaitpart", "gaitgl", "gaitbase", "gaitgraph", "gaitgraph2", "gaittr",
+                 "gpgait")
 
 
 @dataclass(frozen=True)
