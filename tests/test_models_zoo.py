@@ -97,6 +97,17 @@ def test_gpgait_backbone_equals_upstream_without_its_identity_heads():
     assert (model.visual.out_channels, model.visual.parts, model.input_field) == (256, 19, "keypoints_2d")
 
 
+def test_garnet_selects_per_attribute_among_static_and_motion_parts():
+    model = create_model("garnet").eval()
+    silhouettes = (torch.rand(2, 5, 64, 44) > 0.5).float()
+    tokens = model.visual.tokens(silhouettes)
+    assert tokens.shape == (2, 128, 32)  # 16 static + 16 motion parts (sizes are our guesses)
+    weights = model.visual.selection.weights(tokens)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 15))
+    assert not torch.allclose(weights[0], weights[1])  # the selection depends on the sequence
+    assert model(silhouettes).shape == (2, 45)
+
+
 def test_pose_input_transforms_match_upstream_on_a_known_case():
     from ragar_data.models.gaitgraph2 import fill_empty_joints, multi_input
 

@@ -16,7 +16,7 @@ from ragar_data.errors import RagarDataError
 INPUT_FIELDS = ("silhouettes", "keypoints_2d")
 # One module per model family (timm's layout); importing one registers its models.
 MODEL_MODULES = ("deepgaitv2", "gaitset", "gaitpart", "gaitgl", "gaitbase", "gaitgraph", "gaitgraph2", "gaittr",
-                 "gpgait")
+                 "gpgait", "garnet")
 
 
 @dataclass(frozen=True)
