@@ -53,7 +53,8 @@ class ModelConfig:
     fusion_heads: int = 8
     fusion_mlp_ratio: float = 4.0
     fusion_dropout: float = 0.1
-    classification_loss: str = "bce"  # baseline (and registered model) head loss: "bce" over 45 labels or "ce" per attribute
+    # head loss of the baseline and the registered models: "bce" over 45 labels or "ce" per attribute
+    classification_loss: str = "bce"
     # BCE of the fusion heads and the BCE classifier: "plain" (the paper) or "positive_ratio" (the weighted BCE
     # of the pedestrian-attribute literature, weights from the training labels; an option for small datasets)
     bce_weighting: str = "plain"

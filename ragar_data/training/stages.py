@@ -125,7 +125,8 @@ def describe_registered(config: Config) -> str:
         f"model {config.model.name} (input {model.input_field}): backbone {backbone:,} parameters, attribute head "
         f"{parameter_count(model) - backbone:,} ({config.model.classification_loss} loss)\n"
         f"batch {config.train.batch_size}; {config.train.classification_iterations} it; frames {config.data.frames}; "
-        f"Adam lr {config.optim.lr} wd {config.optim.weight_decay} eps {config.optim.eps} betas {tuple(config.optim.betas)}"
+        f"Adam lr {config.optim.lr} wd {config.optim.weight_decay} eps {config.optim.eps} "
+        f"betas {tuple(config.optim.betas)}"
     )
 
 
