@@ -97,12 +97,31 @@ def _set_dataset(config, dataset) -> None:
         config.data.dataset = str(default_dataset())
 
 
-@click.group(cls=_ConfigsGroup, short_help="Train CLIP-GAR or a baseline from shards.")
+class _ModelGroup(_ConfigsGroup):
+    """`train clipgar`, `train classification`, and `train MODEL` for every registered model."""
+
+    def list_commands(self, ctx):
+        from ragar_data.models.registry import list_models
+
+        return super().list_commands(ctx) + list_models()
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        from ragar_data.models.registry import list_models
+
+        return _model_command(name) if name in list_models() else None
+
+
+@click.group(cls=_ModelGroup, short_help="Train CLIP-GAR or a baseline from shards.")
 def train():
     """Train models from a dataset's training subjects (partition.json, else the official split).
 
     The default config (clipgar) has the paper's settings: a GPU job that needs the CLIP RN50 weights. On a
-    CPU, start with --config smoke (seconds on a small set) or short_cpu (minutes)."""
+    CPU, start with --config smoke (seconds on a small set) or short_cpu (minutes). Besides clipgar and
+    classification, every registered model (GaitSet, GaitGL, DeepGaitV2-*, GaitGraph, ...) trains with
+    `ragar-data train MODEL`, its packaged config MODEL.yaml by default."""
 
 
 @train.command(cls=_ConfigsCommand)
@@ -141,3 +160,22 @@ def classification(config_name, dataset, out, overrides, no_resume, dry_run):
     _echo(describe(config))
     result = train_classification(config, resume=not no_resume)
     _echo(f"classification: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+
+
+def _model_command(name: str) -> click.Command:
+    @click.command(name=name, cls=_ConfigsCommand, help=f"Train the registered model {name} (attribute head, BCE) with the shared "
+                                   f"trainer; config {name}.yaml unless --config is given.")
+    @_with_config_options
+    def command(config_name, dataset, out, overrides, no_resume, dry_run):
+        from ragar_data.training.stages import describe, train_classification
+
+        config = _load(config_name, out, [f"model.name={name}", *overrides], name)
+        if dry_run:
+            _echo(describe(config))
+            return
+        _set_dataset(config, dataset)
+        _echo(describe(config))
+        result = train_classification(config, resume=not no_resume)
+        _echo(f"{name}: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+
+    return command

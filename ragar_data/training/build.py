@@ -1,7 +1,8 @@
 """Models from a training config, and models back from checkpoints (for evaluation and prediction).
 
 A checkpoint (written by `ragar_data.training.trainer`) is a dict: ``format``, ``kind`` ("clipgar" |
-"classification"), ``stage`` ("align" | "fusion" | "classification"), ``iteration``, ``config`` (the full
+"classification"; registered models are "classification" with ``config.model.name`` set), ``stage`` ("align" |
+"fusion" | "classification"), ``iteration``, ``config`` (the full
 config as a dict), ``label_names`` (the schema's 45 labels, checked on load), ``model`` (state dict), and for
 resuming ``optimizer``, ``scheduler``, ``rng``, ``sampler``. The text features are inside the model state, so
 evaluation needs no CLIP weights.
@@ -41,8 +42,14 @@ def build_clipgar(config: Config, schema: AttributeSchema, text: TextFeatures | 
 
 
 def build_classifier(config: Config, schema: AttributeSchema) -> AttributeClassifier:
+    """The registered model ``model.name`` (`ragar_data.models.registry`), else the classification baseline on
+    CLIP-GAR's visual encoder from ``model.layers/channels/parts``."""
+    from ragar_data.models.registry import create_model
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
+        if config.model.name:
+            return create_model(config.model.name, schema=schema, loss=config.model.classification_loss)
         return AttributeClassifier(build_visual(config), schema, config.model.classification_loss)
 
 

@@ -48,6 +48,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    # a registered model (`ragar_data.models.registry`, trained by `ragar-data train MODEL`); empty = CLIP-GAR,
+    # or for `train classification` its visual encoder built from layers/channels/parts below
+    name: str = ""
     layers: list[int] = setting([1, 2, 2, 1], min=1)  # blocks per stage
     channels: list[int] = setting([64, 128, 256, 512], min=1)  # channels per stage
     parts: int = setting(8, choices=PARTS_CHOICES)  # HPP bins over the 16 rows of the 64x44 input
@@ -57,7 +60,7 @@ class ModelConfig:
     fusion_heads: int = setting(8, min=1)
     fusion_mlp_ratio: float = setting(4.0, above=0.0)
     fusion_dropout: float = setting(0.1, min=0.0, below=1.0)
-    # baseline head loss: "bce" over 45 labels or "ce" per attribute
+    # head loss of the baseline and the registered models: "bce" over 45 labels or "ce" per attribute
     classification_loss: str = setting("bce", choices=CLASSIFICATION_LOSSES)
     # BCE of the fusion heads and the BCE classifier: "plain" (the paper) or "positive_ratio" (the weighted BCE
     # of the pedestrian-attribute literature, weights from the training labels; an option for small datasets)

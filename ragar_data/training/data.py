@@ -1,8 +1,9 @@
 """Which sequences a training or evaluation run reads: the partition of a dataset and the datasets of each side.
 
-Owns the resumable batch order (`EpochBatches`) and the run's record of its partition
-(``<run>/partition.json``). Training and evaluation never write into the dataset. Does not own frame sampling
-or shard reading (`ragar_data.loaders`) nor the split rules (`ragar_data.split`).
+Owns the resumable batch order (`EpochBatches`), which input a model reads (silhouettes, or keypoints_2d for
+the pose models) and the run's record of its partition (``<run>/partition.json``). Training and evaluation
+never write into the dataset. Does not own frame sampling or shard reading (`ragar_data.loaders`) nor the
+split rules (`ragar_data.split`).
 """
 from __future__ import annotations
 
@@ -51,31 +52,66 @@ def record_partition(partition, run_dir: str | Path, resume: bool) -> Path:
     return record
 
 
-def side_keys(dataset_dir: str | Path, partition, side: str, quality_ok_only: bool = True) -> list[str]:
+def model_input(config) -> str:
+    """The batch field the config's model reads: "silhouettes", or "keypoints_2d" for the pose models."""
+    if not config.model.name:
+        return "silhouettes"
+    from ragar_data.models.registry import model_entry
+
+    return model_entry(config.model.name).input_field
+
+
+def _usable(table: dict, input_field: str, dataset_dir) -> list[bool]:
+    """Per row: does the sequence have the model's input (silhouettes kept, or 2D keypoints)?"""
+    if input_field == "silhouettes":
+        return [count > 0 for count in table["num_silhouettes"]]
+    usable = [model is not None and frames > 0
+              for model, frames in zip(table["keypoints_2d_model"], table["num_frames"])]
+    if not any(usable):
+        raise RagarDataError(
+            f"{dataset_dir}: no sequence has keypoints_2d (the pose stage did not run: the default preset writes "
+            "none), and this model reads COCO-17 keypoints. Build the dataset with a pose preset, or import poses "
+            "with `ragar-data import opengait --modality pose`")
+    return usable
+
+
+def usable_keys(dataset_dir: str | Path, input_field: str = "silhouettes") -> list[str]:
+    """Keys of every sequence of the dataset that has the model's input (for prediction)."""
+    from ragar_data.shards import ShardDataset
+
+    table = ShardDataset(dataset_dir).table(["key", "num_silhouettes", "num_frames", "keypoints_2d_model"]).to_pydict()
+    return sorted(key for key, usable in zip(table["key"], _usable(table, input_field, dataset_dir)) if usable)
+
+
+def side_keys(dataset_dir: str | Path, partition, side: str, quality_ok_only: bool = True,
+              input_field: str = "silhouettes") -> list[str]:
     """Keys of one side of the partition. With ``quality_ok_only`` (the default) sequences that failed the
-    extraction's quality filter, or kept no silhouette, are left out."""
+    extraction's quality filter are left out; so are sequences without the model's input (no silhouette kept,
+    or no keypoints_2d for ``input_field="keypoints_2d"``)."""
     from ragar_data.shards import ShardDataset
 
     subjects = set(partition.train if side == "train" else partition.test)
-    table = ShardDataset(dataset_dir).table(["key", "subject", "quality_ok", "num_silhouettes"]).to_pydict()
-    rows = zip(table["key"], table["subject"], table["quality_ok"], table["num_silhouettes"])
-    keys = sorted(key for key, subject, quality_ok, count in rows
-                  if subject in subjects and count > 0 and (quality_ok or not quality_ok_only))
+    columns = ["key", "subject", "quality_ok", "num_silhouettes", "num_frames", "keypoints_2d_model"]
+    table = ShardDataset(dataset_dir).table(columns).to_pydict()
+    rows = zip(table["key"], table["subject"], table["quality_ok"], _usable(table, input_field, dataset_dir))
+    keys = sorted(key for key, subject, quality_ok, usable in rows
+                  if subject in subjects and usable and (quality_ok or not quality_ok_only))
     if not keys:
         raise RagarDataError(f"{dataset_dir}: no usable sequences of the {side} subjects of the partition")
     return keys
 
 
 def silhouette_dataset(dataset_dir, keys, config, train: bool, seed: int = 0):
-    """A SilhouetteDataset with the config's sampling: fixed frames for training, all frames (capped) at test."""
-    from ragar_data.loaders import SilhouetteDataset
+    """The dataset of the config's model input (a SilhouetteDataset, or a PoseDataset for the pose models) with
+    the config's sampling: fixed frames for training, all frames (capped) at test."""
+    from ragar_data.loaders import PoseDataset, SilhouetteDataset
 
+    kind = PoseDataset if model_input(config) == "keypoints_2d" else SilhouetteDataset
     access = dict(row_cache=config.data.row_cache, cache_dir=config.data.row_cache_dir)
     if train:
-        return SilhouetteDataset(dataset_dir, keys=keys, sampling=config.data.sampling,
-                                 frames=config.data.frames, seed=seed, **access)
-    return SilhouetteDataset(dataset_dir, keys=keys, sampling="all_ordered", max_frames=config.data.max_eval_frames,
-                             **access)
+        return kind(dataset_dir, keys=keys, sampling=config.data.sampling, frames=config.data.frames, seed=seed,
+                    **access)
+    return kind(dataset_dir, keys=keys, sampling="all_ordered", max_frames=config.data.max_eval_frames, **access)
 
 
 class EpochBatches(Sampler):

@@ -43,7 +43,9 @@ def run_inference(model, stage: str, dataset, batch_size: int, device: torch.dev
     scores, keys, one_hot, labels, mode = [], [], [], [], "sigmoid"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     for batch in track(loader, "inference", unit="batch", enabled=progress):
-        silhouettes, lengths = batch["silhouettes"].to(device), batch["lengths"].to(device)
+        # the registered models name their input (silhouettes or keypoints_2d); CLIP-GAR reads silhouettes
+        silhouettes = batch[getattr(model, "input_field", "silhouettes")].to(device)
+        lengths = batch["lengths"].to(device)
         if autocast is not None:
             with autocast:
                 batch_scores, mode = scores_of(model, stage, silhouettes, lengths, schema)
@@ -142,12 +144,13 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, split: 
     """Evaluate ``checkpoint`` on the test subjects of ``dataset_dir``; writes the report beside the checkpoint
     (``<checkpoint dir>/evaluation.{json,md,png}``) unless ``out_dir`` is given."""
     from ragar_data.training.build import model_from_checkpoint
-    from ragar_data.training.data import resolve_partition, side_keys, silhouette_dataset
+    from ragar_data.training.data import model_input, resolve_partition, side_keys, silhouette_dataset
 
     schema = default_schema()
     model, state, config = model_from_checkpoint(checkpoint, schema)
     partition = resolve_partition(dataset_dir, split)
-    dataset = silhouette_dataset(dataset_dir, side_keys(dataset_dir, partition, "test", config.data.quality_ok_only), config, train=False)
+    keys = side_keys(dataset_dir, partition, "test", config.data.quality_ok_only, model_input(config))
+    dataset = silhouette_dataset(dataset_dir, keys, config, train=False)
     outputs = run_inference(model, state["stage"], dataset, batch_size or config.data.eval_batch_size,
                             pick_device(device), schema, progress, config.data.num_workers)
     name = f"{state['kind']}/{state['stage']} @ {state['iteration']} it ({Path(checkpoint).name})"

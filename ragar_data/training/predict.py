@@ -50,15 +50,12 @@ def predict_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, out: str
                        batch_size: int | None = None, progress: bool = True) -> tuple[Path, int]:
     """Predict every sequence of ``dataset_dir`` with ``checkpoint``; returns (parquet path, rows)."""
     from ragar_data.training.build import model_from_checkpoint
-    from ragar_data.training.data import silhouette_dataset
+    from ragar_data.training.data import model_input, silhouette_dataset, usable_keys
     from ragar_data.training.evaluate import pick_device, run_inference
 
     schema = default_schema()
     model, state, config = model_from_checkpoint(checkpoint, schema)
-    from ragar_data.shards import ShardDataset
-
-    counts = ShardDataset(dataset_dir).table(["key", "num_silhouettes"]).to_pydict()
-    keys = sorted(k for k, n in zip(counts["key"], counts["num_silhouettes"]) if n > 0)
+    keys = usable_keys(dataset_dir, model_input(config))
     if not keys:
         raise RagarDataError(f"{dataset_dir}: no sequence has silhouettes to predict from")
     dataset = silhouette_dataset(dataset_dir, keys, config, train=False)

@@ -24,7 +24,7 @@ from ragar_data.models.text_encoders import file_sha256
 from ragar_data.training.build import (build_classifier, build_clipgar, check_schema, load_model_state,
                                       read_checkpoint)
 from ragar_data.training.config import Config
-from ragar_data.training.data import record_partition, resolve_partition, side_keys, silhouette_dataset
+from ragar_data.training.data import model_input, record_partition, resolve_partition, side_keys, silhouette_dataset
 from ragar_data.training.trainer import StageResult, train_stage
 
 STAGES = ("align", "fusion")
@@ -90,7 +90,7 @@ class ClassificationTask:
         self.model.train()
 
     def loss(self, model: nn.Module, batch: dict):
-        logits = model(batch["silhouettes"])
+        logits = model(batch[self.model.input_field])
         schema = self.model.schema
         if self.model.loss == "ce":
             return attribute_cross_entropy(logits, batch["labels"], schema), {}
@@ -98,9 +98,12 @@ class ClassificationTask:
 
 
 def describe(config: Config) -> str:
-    """The dry-run summary: the visual encoder's parameter count against OpenGait's backbone arithmetic."""
+    """The dry-run summary: the visual encoder's parameter count against OpenGait's backbone arithmetic (for a
+    registered model: its input and its backbone's and head's parameter counts)."""
     from ragar_data.training.build import build_visual
 
+    if config.model.name:
+        return describe_registered(config)
     visual = build_visual(config)
     ours = parameter_count(visual)
     upstream = upstream_backbone_parameter_count(config.model.layers, config.model.channels)
@@ -116,13 +119,27 @@ def describe(config: Config) -> str:
     )
 
 
+def describe_registered(config: Config) -> str:
+    from ragar_data.training.build import build_classifier
+
+    model = build_classifier(config, default_schema())
+    backbone = parameter_count(model.visual)
+    return (
+        f"model {config.model.name} (input {model.input_field}): backbone {backbone:,} parameters, attribute head "
+        f"{parameter_count(model) - backbone:,} ({config.model.classification_loss} loss)\n"
+        f"batch {config.train.batch_size}; {config.train.classification_iterations} it; frames {config.data.frames}; "
+        f"Adam lr {config.optim.lr} wd {config.optim.weight_decay} eps {config.optim.eps} "
+        f"betas {tuple(config.optim.betas)}"
+    )
+
+
 def training_dataset(config: Config, resume: bool = True):
     """The training side of the dataset's partition; the partition is recorded in the run directory."""
     if not config.data.dataset:
         raise RagarDataError("no dataset given: pass --dataset DIR (or set data.dataset)")
     partition = resolve_partition(config.data.dataset, config.data.split)
     record_partition(partition, config.train.output_dir, resume)
-    keys = side_keys(config.data.dataset, partition, "train", config.data.quality_ok_only)
+    keys = side_keys(config.data.dataset, partition, "train", config.data.quality_ok_only, model_input(config))
     return silhouette_dataset(config.data.dataset, keys, config, train=True, seed=config.train.seed)
 
 
