@@ -127,6 +127,11 @@ def test_landmark_decoding_projects_through_the_roi_and_gates_scores():
     assert (keypoints[1, :, 2] == 0).all()  # pose flag 0.2 < 0.5: no person in that ROI
 
 
+def test_landmark_backends_refuse_unknown_options(tmp_path):
+    with pytest.raises(ValueError, match="threshold"):
+        bp.BlazePoseEstimator(models_dir=tmp_path, threshold=0.5)  # a segmenter option, meaningless here
+
+
 def test_lifter_refuses_keypoint_only_input():
     lifter = bp.BlazePoseLifter.__new__(bp.BlazePoseLifter)
     with pytest.raises(RagarDataError, match="lift_frames"):
@@ -176,6 +181,18 @@ def test_registry_pins_the_wheel_members_and_lists_their_origin():
     assert registry["rtmpose-m"].origin() == "URL" and registry["vitpose-b-upstream"].origin() == "by hand"
     uses = weights.preset_uses()
     assert "paper: pose2d" in uses["rtmpose-m"] and "paper: lift3d" in uses["motionbert-ft-h36m"]
+
+
+def test_models_list_says_where_each_model_comes_from(tmp_path):
+    from click.testing import CliRunner
+
+    from ragar_data.cli.main import cli
+
+    listed = CliRunner().invoke(cli, ["models", "list", "--models-dir", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    text = " ".join(listed.output.split())
+    assert "from: package registry (pip wheel mediapipe==0.10.14); used by: no preset" in text
+    assert "from: URL; used by: paper: pose2d" in text  # rtmpose-m
 
 
 # ------------------------------------------------------------------------------------ real model files

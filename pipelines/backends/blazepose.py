@@ -189,7 +189,7 @@ class BlazePoseLandmarker:
 class _UsesLandmarker:
     def __init__(self, models_dir, model, weights, options, kind):
         allowed = {"batch_size", "threads", "roi_scale"}
-        unknown = set(options) - allowed - {"threshold"}
+        unknown = set(options) - allowed
         if unknown:
             raise ValueError(f"{kind}: unknown options {sorted(unknown)}")
         self.landmarker = BlazePoseLandmarker(models_dir=models_dir, model=model, weights=weights,
