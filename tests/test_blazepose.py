@@ -77,7 +77,7 @@ def test_roi_crop_and_its_inverse_agree_on_a_rotated_roi():
     crop = bd.crop_rois(frame[None], roi, 64)[0]
     rows, cols = np.nonzero(crop[..., 0] > 100)
     found = bd.crop_to_image(np.array([[[cols.mean() + 0.5, rows.mean() + 0.5]]]), roi, 64)[0, 0]
-    np.testing.assert_allclose(found, [182.0, 62.0], atol=1.5)
+    np.testing.assert_allclose(found, [182.0, 62.0], atol=0.3)  # the dot's centre in continuous coordinates
     centre = bd.crop_to_image(np.array([[[32.0, 32.0]]]), roi, 64)[0, 0]
     np.testing.assert_allclose(centre, [150, 100])
     # one crop pixel to the right moves by side / size along the rotated x axis
@@ -236,7 +236,9 @@ def test_real_detector_finds_the_walker(models_dir, walker):
         assert box[0] < hip[0] < box[2] and box[1] < hip[1] < box[3]  # mid-hip inside the true box
         assert abs(found.rois[0, 3]) < 0.3  # upright
     inside = detector.detect_in_boxes(frames[:2], boxes[:2])
-    np.testing.assert_allclose(inside[0].keypoints[0, 0], people[0].keypoints[0, 0], atol=6)
+    # the same hip from a crop 1.5x the box instead of the whole frame: close, at the detector's coarse scale
+    height = boxes[0, 3] - boxes[0, 1]
+    np.testing.assert_allclose(inside[0].keypoints[0, 0], people[0].keypoints[0, 0], atol=0.08 * height)
 
 
 def test_real_landmarks_match_ground_truth(models_dir, walker):

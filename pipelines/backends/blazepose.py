@@ -27,8 +27,8 @@ import numpy as np
 
 from ragar_data.errors import RagarDataError
 from ragar_data.pipelines import weights as registry
-from ragar_data.pipelines.backends.blazepose_detect import (crop_rois, crop_to_image, roi_matrices, rois_from_boxes,
-                                                            sigmoid)
+from ragar_data.pipelines.backends.blazepose_detect import (crop_rois, crop_to_image, pixel_index_matrices,
+                                                            roi_matrices, rois_from_boxes, sigmoid)
 from ragar_data.pipelines.backends.litert import LiteRTModel
 from ragar_data.pipelines.backends.runtime import check_boxes, check_frames
 
@@ -129,7 +129,8 @@ class LandmarkResult:
         corners = crop_to_image(np.tile([[0, 0], [LANDMARK_INPUT, 0], [0, LANDMARK_INPUT],
                                          [LANDMARK_INPUT, LANDMARK_INPUT]], (len(self.rois), 1, 1)).astype(np.float64),
                                 self.rois, LANDMARK_INPUT)
-        for index, (matrix, logits) in enumerate(zip(roi_matrices(self.rois, LANDMARK_INPUT), self.mask_logits)):
+        matrices = pixel_index_matrices(roi_matrices(self.rois, LANDMARK_INPUT))
+        for index, (matrix, logits) in enumerate(zip(matrices, self.mask_logits)):
             # only the ROI's bounding rectangle can hold mask pixels: warp into that window of the frame
             x0, y0 = np.clip(np.floor(corners[index].min(axis=0)).astype(int), 0, [width, height])
             x1, y1 = np.clip(np.ceil(corners[index].max(axis=0)).astype(int) + 1, 0, [width, height])

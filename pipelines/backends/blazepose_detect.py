@@ -137,8 +137,9 @@ def rois_from_boxes(boxes: np.ndarray, scale: float = ROI_SCALE) -> np.ndarray:
 
 
 def roi_matrices(rois: np.ndarray, output_size: int) -> np.ndarray:
-    """(N, 2, 3) affine maps from output-crop pixels to image pixels for each ROI: crop point (u, v) ->
-    centre + R(rotation) . ((u, v) / size - 0.5) x side (mediapipe's rotated sub-rectangle)."""
+    """(N, 2, 3) affine maps from crop coordinates to image coordinates for each ROI: crop point (u, v) ->
+    centre + R(rotation) . ((u, v) / size - 0.5) x side (mediapipe's rotated sub-rectangle). Both in
+    continuous coordinates, as mediapipe's normalised ones: pixel i spans [i, i + 1), its centre is i + 0.5."""
     rois = np.asarray(rois, np.float64)
     cos, sin = np.cos(rois[:, 3]), np.sin(rois[:, 3])
     step = rois[:, 2] / output_size
@@ -151,9 +152,17 @@ def roi_matrices(rois: np.ndarray, output_size: int) -> np.ndarray:
     return matrices
 
 
+def pixel_index_matrices(matrices: np.ndarray) -> np.ndarray:
+    """Continuous-coordinate affines -> the same maps between pixel indices (what cv2 warps take):
+    index = M (index' + 0.5) - 0.5."""
+    shifted = np.array(matrices, np.float64)
+    shifted[:, :, 2] += shifted[:, :, :2].sum(axis=2) * 0.5 - 0.5
+    return shifted
+
+
 def crop_rois(frames: np.ndarray, rois: np.ndarray, output_size: int) -> np.ndarray:
     """(N, size, size, 3) uint8 crops of each frame's ROI (bilinear, zero border)."""
-    matrices = roi_matrices(rois, output_size)
+    matrices = pixel_index_matrices(roi_matrices(rois, output_size))
     crops = np.empty((len(frames), output_size, output_size, 3), np.uint8)
     for index, (frame, matrix) in enumerate(zip(frames, matrices)):
         crops[index] = cv2.warpAffine(frame, matrix, (output_size, output_size), flags=cv2.INTER_LINEAR |
