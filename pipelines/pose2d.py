@@ -1,8 +1,8 @@
 """2D pose stage: COCO-17 keypoints of the subject, top-down from its boxes.
 
-No built-in backend: every 2D pose model needs weights (RTMPose, ViTPose, BlazePose;
-`pipelines/backends/`). When the preset
-names none, or its weights are missing, the runner skips this stage with one line and `keypoints_2d` stays null.
+No built-in backend: every 2D pose model needs weights (RTMPose, ViTPose, BlazePose; `pipelines/backends/`).
+When the preset names none, or its weights are missing, the runner skips this stage with one line and
+`keypoints_2d` stays null.
 """
 from __future__ import annotations
 
