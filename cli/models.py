@@ -27,11 +27,15 @@ def list_models(models_dir):
     for column in ("name", "task", "format", "input", "keypoints", "present"):
         table.add_column(column, no_wrap=True)
     notes = []
+    from ragar_data.pipelines.config import PRESET_DIR
+
+    uses = weights.preset_uses(PRESET_DIR)
     for spec in weights.load_registry().values():
         present = spec.is_present(directory)
         size = "x".join(str(s) for s in spec.input_size) if spec.input_size else "-"
         table.add_row(spec.name, spec.task, spec.format, size, spec.keypoint_layout or "-", "yes" if present else "no")
-        note = f"{spec.name}: {spec.path(directory)}"
+        used_by = ", ".join(uses.get(spec.name, [])) or "no preset"
+        note = f"{spec.name}: {spec.path(directory)}\n    from: {spec.origin()}; used by: {used_by}"
         notes.append(note if present else f"{note}\n    missing: {spec.how_to_get_text()}")
     console = Console()
     console.width = max(console.width, 110)  # the table needs ~105 columns; pipes report 80

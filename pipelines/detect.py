@@ -376,4 +376,5 @@ def mask_boxes(mask: np.ndarray, min_area: float) -> np.ndarray:
 DETECTORS = {
     "background": BackgroundDetector,
     "yolo": "ragar_data.pipelines.backends.yolo:YoloDetector",
+    "blazepose": "ragar_data.pipelines.backends.blazepose_detect:BlazePoseDetector",
 }

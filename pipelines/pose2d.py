@@ -1,7 +1,8 @@
 """2D pose stage: COCO-17 keypoints of the subject, top-down from its boxes.
 
-No built-in backend: every 2D pose model needs weights (RTMPose, ViTPose; `pipelines/backends/`). When the preset
-names none, or its weights are missing, the runner skips this stage with one line and `keypoints_2d` stays null.
+No built-in backend: every 2D pose model needs weights (RTMPose, ViTPose, BlazePose; `pipelines/backends/`).
+When the preset names none, or its weights are missing, the runner skips this stage with one line and
+`keypoints_2d` stays null.
 """
 from __future__ import annotations
 
@@ -18,4 +19,5 @@ class PoseEstimator(Protocol):
 POSE_ESTIMATORS = {
     "rtmpose": "ragar_data.pipelines.backends.rtmpose:RTMPoseEstimator",
     "vitpose": "ragar_data.pipelines.backends.vitpose:ViTPoseEstimator",
+    "blazepose": "ragar_data.pipelines.backends.blazepose:BlazePoseEstimator",
 }

@@ -217,4 +217,6 @@ SEGMENTERS = {
     "foreground": ForegroundSegmenter,
     "pp-humanseg": "ragar_data.pipelines.backends.humanseg:HumanSegOnnx",
     "pp-humanseg-paddle": "ragar_data.pipelines.backends.humanseg:HumanSegPaddle",
+    "blazepose": "ragar_data.pipelines.backends.blazepose:BlazePoseSegmenter",
+    "selfie": "ragar_data.pipelines.backends.selfie:SelfieSegmenter",
 }

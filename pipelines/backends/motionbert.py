@@ -11,6 +11,11 @@ numpy scalars upstream leaves beside it, e.g. `min_loss`) loads with
     ts_attn.{i} (Linear(2C, 2), the attention fusion of the two streams), norm, pre_logits.fc, head.
 
 Input and output conventions (the `lift` contract):
+- confidences are clipped to [0, 1] first: MotionBERT was trained on detector confidences in [0, 1], while
+  RTMPose's SimCC scores are raw maxima that can be negative or above 1 (OpenGait's pose heatmaps clip to
+  [0, 1] too). A score <= 0 becomes 0, so `crop_scale` leaves that joint out of the normalisation square,
+  as upstream does for zero confidence; a score above 1 becomes 1 (upstream's `crop_scale` clipped it to 1
+  anyway, after the square was computed).
 - input: COCO-17 pixels -> H36M-17 with `coco2h36m`; normalised per sequence with `crop_scale` (the square
   around all keypoints with non-zero confidence, mapped to [-1, 1]; upstream's default) or, with
   `normalization="pixel"`, centred on the image and divided by min(width, height) / 2 (upstream `--pixel`).
@@ -24,6 +29,7 @@ Input and output conventions (the `lift` contract):
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +44,10 @@ from ragar_data.safe_load import load_torch_checkpoint
 
 
 # ------------------------------------------------------------------------------------------------ network
+# Upstream builds every LayerNorm as `partial(nn.LayerNorm, eps=1e-6)`; torch's default 1e-5 drifts ~1e-3.
+LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+
+
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -85,12 +95,12 @@ class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, order: str):
         super().__init__()
         self.order = order
-        self.norm1_s = nn.LayerNorm(dim)
-        self.norm1_t = nn.LayerNorm(dim)
+        self.norm1_s = LayerNorm(dim)
+        self.norm1_t = LayerNorm(dim)
         self.attn_s = Attention(dim, num_heads, "spatial")
         self.attn_t = Attention(dim, num_heads, "temporal")
-        self.norm2_s = nn.LayerNorm(dim)
-        self.norm2_t = nn.LayerNorm(dim)
+        self.norm2_s = LayerNorm(dim)
+        self.norm2_t = LayerNorm(dim)
         self.mlp_s = MLP(dim, int(dim * mlp_ratio))
         self.mlp_t = MLP(dim, int(dim * mlp_ratio))
 
@@ -120,7 +130,7 @@ class DSTformer(nn.Module):
         self.joints_embed = nn.Linear(dim_in, dim_feat)
         self.blocks_st = nn.ModuleList([Block(dim_feat, num_heads, mlp_ratio, "st") for _ in range(depth)])
         self.blocks_ts = nn.ModuleList([Block(dim_feat, num_heads, mlp_ratio, "ts") for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim_feat)
+        self.norm = LayerNorm(dim_feat)
         self.pre_logits = nn.Sequential(OrderedDict([("fc", nn.Linear(dim_feat, dim_rep)), ("act", nn.Tanh())]))
         self.head = nn.Linear(dim_rep, dim_out)
         self.temp_embed = nn.Parameter(torch.zeros(1, maxlen, 1, dim_feat))
@@ -236,6 +246,22 @@ def architecture_from_state(state: dict, num_heads: int = 8) -> dict:
         raise ModelUnavailable(f"not a DSTformer state dict: missing {error}") from error
 
 
+def variant_from_architecture(config: dict, path: Path) -> registry.ModelSpec:
+    """The registry's MotionBERT entry whose dim_feat and mlp_ratio match a checkpoint given only as `weights:`
+    (ft-h36m 512 / 2, root-relative; lite 256 / 4, global root), so that its inference settings apply. A
+    checkpoint that matches none is refused: guessing `rootrel` would silently drop or keep the global root."""
+    candidates = [spec for spec in registry.load_registry().values() if spec.backend == "motionbert"]
+    for spec in candidates:
+        if (spec.architecture.get("dim_feat") == config["dim_feat"]
+                and float(spec.architecture.get("mlp_ratio", 0)) == float(config["mlp_ratio"])):
+            return spec
+    known = ", ".join(f"{s.name} {s.architecture.get('dim_feat')}/{s.architecture.get('mlp_ratio')}"
+                      for s in candidates)
+    raise ModelUnavailable(f"{path}: a DSTformer with dim_feat {config['dim_feat']} / mlp_ratio "
+                           f"{config['mlp_ratio']:g} matches no known MotionBERT variant ({known}); give `model:` "
+                           "(a registry name) or `rootrel:` (true for root-relative output) with `weights:`")
+
+
 class MotionBertLifter:
     """Lifter backend: `lift(keypoints_2d (T, 17, 3) COCO pixels + score, image_size (width, height))
     -> (T, 17, 3) float32` H36M-17 in MotionBERT's normalised units (see the module docstring).
@@ -252,7 +278,13 @@ class MotionBertLifter:
         if normalization not in ("crop_scale", "pixel"):
             raise ConfigError(f"normalization must be crop_scale or pixel, got {normalization!r}")
         spec, path = registry.require(models_dir=models_dir, model=model, weights=weights,
-                                      default="motionbert-ft-h36m" if not model else None, task="lifter")
+                                      default=None if weights else "motionbert-ft-h36m", task="lifter")
+        state = load_checkpoint_state(path)
+        heads = int((spec.architecture if spec else {}).get("num_heads", 8))
+        config = architecture_from_state(state, num_heads=heads)
+        config.update(architecture)
+        if spec is None and rootrel is None:
+            spec = variant_from_architecture(config, path)
         self.name = spec.name if spec else path.name
         self.path = path
         self.batch_size = batch_size
@@ -260,10 +292,6 @@ class MotionBertLifter:
         inference = spec.inference if spec else {}
         self.flip = inference.get("flip", True) if flip is None else flip
         self.rootrel = inference.get("rootrel", True) if rootrel is None else rootrel
-        state = load_checkpoint_state(path)
-        heads = int((spec.architecture if spec else {}).get("num_heads", 8))
-        config = architecture_from_state(state, num_heads=heads)
-        config.update(architecture)
         self.architecture = config
         self.clip_len = min(clip_len, int(config["maxlen"]))
         self.device = torch_device(device)
@@ -280,6 +308,8 @@ class MotionBertLifter:
         keypoints_2d = np.asarray(keypoints_2d, dtype=np.float64)
         if keypoints_2d.ndim != 3 or keypoints_2d.shape[1:] != (17, 3):
             raise InputError(f"keypoints_2d must be (T, 17, 3) COCO x, y, score; got {keypoints_2d.shape}")
+        keypoints_2d = keypoints_2d.copy()
+        keypoints_2d[..., 2] = np.clip(keypoints_2d[..., 2], 0.0, 1.0)  # see the module docstring
         h36m = kp.coco_to_h36m(keypoints_2d)
         if self.normalization == "pixel":
             return pixel_normalize(h36m, image_size)

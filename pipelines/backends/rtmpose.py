@@ -72,9 +72,9 @@ class RTMPoseEstimator:
             tensor, centers, scales = self.preprocess(frames[part], boxes[part])
             simcc_x, simcc_y = self.raw_outputs(tensor)
             locations, scores = kp.decode_simcc(simcc_x, simcc_y, self.split_ratio)
+            # As mmpose: every location goes through the inverse affine, the invalid ones (-1, score <= 0) too;
+            # moving them to the image origin would drag any square around the keypoints to the corner.
             points = kp.input_to_image(locations, centers, scales, self.input_size)
-            # Keypoints upstream marks invalid (-1) stay invalid in image space: position 0, score as decoded.
-            points[locations[..., 0] < 0] = 0
             result[part, :, :2] = points[:, :17]
             result[part, :, 2] = scores[:, :17]
         return result

@@ -185,8 +185,9 @@ class ViTPoseEstimator:
         for part in batches(len(frames), self.batch_size):
             tensor, centers, scales = self.preprocess(frames[part], boxes[part])
             locations, scores = kp.decode_heatmaps_udp(self.heatmaps(tensor), self.input_size, self.blur_kernel)
+            # As mmpose: the decoded location as it is, also when DARK moves it past the crop's left or top edge
+            # (a valid joint at x = -2 input pixels) or when the heatmap maximum is <= 0 (location -1).
             points = kp.input_to_image(locations, centers, scales, self.input_size)
-            points[locations[..., 0] < 0] = 0
             result[part, :, :2] = points
             result[part, :, 2] = scores
         return result

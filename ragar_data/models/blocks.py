@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ragar_data.errors import InputError
+
 
 def per_frame(module: nn.Module, clips: torch.Tensor) -> torch.Tensor:
     """Apply a 2D module to every frame: (B, C, T, H, W) -> (B, C', T, H', W') (OpenGait's SetBlockWrapper)."""
@@ -53,7 +55,7 @@ def strip_convolution(conv: nn.Module, inputs: torch.Tensor, halving: int, heigh
     strips = 2 ** halving
     height = inputs.shape[height_dim]
     if height % strips:
-        raise ValueError(f"feature height {height} does not split into {strips} strips")
+        raise InputError(f"feature height {height} does not split into {strips} strips")
     moved = inputs.movedim(height_dim, 1)  # (B, H, ...)
     batch, rest = moved.shape[0], moved.shape[2:]
     stacked = moved.reshape(batch * strips, height // strips, *rest).movedim(1, height_dim)

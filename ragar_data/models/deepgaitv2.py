@@ -124,7 +124,7 @@ class DeepGaitV2Encoder(nn.Module):
     ):
         super().__init__()
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         if len(layers) != 4 or len(channels) != 4:
             raise InputError(f"layers and channels need 4 stages each, got {list(layers)} and {list(channels)}")

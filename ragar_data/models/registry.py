@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from ragar_data.errors import RagarDataError
+from ragar_data.errors import InputError, RagarDataError
 
 INPUT_FIELDS = ("silhouettes", "keypoints_2d")
 # One module per model family (timm's layout); importing one registers its models.
@@ -34,12 +34,12 @@ def register_model(function: Callable | None = None, *, input_field: str = "silh
     """Decorator: register ``function`` under its own name (``@register_model`` or
     ``@register_model(input_field="keypoints_2d")``)."""
     if input_field not in INPUT_FIELDS:
-        raise ValueError(f"input_field must be one of {INPUT_FIELDS}, got {input_field!r}")
+        raise InputError(f"input_field must be one of {INPUT_FIELDS}, got {input_field!r}")
 
     def register(constructor: Callable) -> Callable:
         name = constructor.__name__
         if name in _REGISTRY and _REGISTRY[name].constructor is not constructor:
-            raise ValueError(f"model {name!r} is registered twice ({_REGISTRY[name].module}, {constructor.__module__})")
+            raise InputError(f"model {name!r} is registered twice ({_REGISTRY[name].module}, {constructor.__module__})")
         _REGISTRY[name] = ModelEntry(name, constructor, input_field, constructor.__module__)
         return constructor
 
