@@ -380,7 +380,6 @@ def _result(work: _Work, config: PipelineConfig, labels: dict, config_hash: str,
 
 def _finish(work: _Work, config: PipelineConfig, labels: dict, config_hash: str, keep_masks: bool) -> UnitResult:
     from ragar_data.shards import make_record
-    from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
 
     clip, subject, key = work.clip, work.subject, work.unit.key
     size = config.silhouette_size
@@ -389,16 +388,7 @@ def _finish(work: _Work, config: PipelineConfig, labels: dict, config_hash: str,
     if subject is not None and work.masks is not None:
         truncated = work.masks.touches_border(config.quality.border_margin)
         usable = np.flatnonzero(~truncated) if config.quality.drop_truncated_frames else np.arange(len(work.masks))
-        pieces, kept = [], []
-        for start in range(0, len(usable), 64):  # bounded memory for long 1080p sequences
-            chunk = usable[start:start + 64]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FewFramesWarning)
-                frames, kept_positions = normalise_sequence(work.masks.canvas(chunk), size=size, name=str(key))
-            pieces.append(frames)
-            kept.append(chunk[kept_positions])
-        if pieces:
-            silhouettes, silhouette_positions = np.concatenate(pieces), np.concatenate(kept)
+        silhouettes, silhouette_positions = work.masks.silhouettes(usable, size, name=str(key))
     positions = subject.frame if subject is not None else None
     reasons = assess_quality(positions=positions, truncated=truncated, num_silhouettes=len(silhouettes),
                              config=config.quality)

@@ -2,14 +2,18 @@
 
 A 1080p sequence holds T crops around the subject rather than T full frames. The segment stage makes them; the
 runner writes them with `extract --keep-masks`; qa and viz read them back (`ragar_data.run_state`).
-Does not own: segmentation (`ragar_data.pipelines.segment`) or silhouette normalisation (`ragar_data.silhouettes`).
+Does not own: segmentation (`ragar_data.pipelines.segment`) or the normalisation rules (`ragar_data.silhouettes`):
+`SubjectMasks.silhouettes` only lays the crops out as the full-frame masks upstream's pretreatment would read.
 """
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
 
 
 @dataclass
@@ -64,22 +68,40 @@ class SubjectMasks:
         return touching
 
     def canvas(self, indices: np.ndarray) -> np.ndarray:
-        """(n, h, w) bool masks of the given frames, each crop placed at the top left of a canvas as
-        large as the largest crop.
+        """(n, h, W) bool masks of the given frames: each crop at its own x offset on a canvas as wide as the
+        source image and as tall as the tallest crop (top-aligned).
 
-        OpenGait's normalisation works per frame on the rows and columns that hold the silhouette, so moving a
-        silhouette changes nothing but the rounding of the resized width (int(64 w / h)): under one 64th of a
-        pixel per column here, and it saves resizing full 1080p-wide frames.
+        OpenGait's pretreatment keeps the rows that hold the silhouette but every column of the image, and
+        resizes that band to width int(64 W / h): the image width W sets the resampling, so a crop moved to
+        another x offset or onto a narrower canvas gives other bytes. Rows need no offset: upstream drops the
+        empty rows above and below anyway.
         """
+        width = self.image_size[0]
         if len(indices) == 0:
-            return np.zeros((0, 1, 1), bool)
+            return np.zeros((0, 1, max(1, width)), bool)
         tall = max(self.crops[i].shape[0] for i in indices)
-        wide = max(self.crops[i].shape[1] for i in indices)
-        canvas = np.zeros((len(indices), max(1, tall), max(1, wide)), bool)
+        canvas = np.zeros((len(indices), max(1, tall), max(1, width)), bool)
         for row, index in enumerate(indices):
             crop = self.crops[index]
-            canvas[row, : crop.shape[0], : crop.shape[1]] = crop
+            x0 = int(self.origins[index][0])
+            canvas[row, : crop.shape[0], x0: x0 + crop.shape[1]] = crop
         return canvas
+
+    def silhouettes(self, positions: np.ndarray, size: int, name: str, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """OpenGait-normalised (S, size, size) uint8 silhouettes of the frames at `positions`, and the positions
+        kept: the frames equal OpenGait's pretreatment of the full-frame masks, byte for byte. Works in chunks
+        of `chunk` frames so that long 1080p sequences stay in bounded memory."""
+        pieces, kept = [], []
+        for start in range(0, len(positions), chunk):
+            part = np.asarray(positions[start:start + chunk])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FewFramesWarning)
+                frames, kept_positions = normalise_sequence(self.canvas(part), size=size, name=name)
+            pieces.append(frames)
+            kept.append(part[kept_positions])
+        if not pieces:
+            return np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64)
+        return np.concatenate(pieces), np.concatenate(kept).astype(np.int64)
 
     def to_bytes(self) -> bytes:
         """Bit-packed crops in one .npz (for `--keep-masks`, QA and viz; never written into shards)."""

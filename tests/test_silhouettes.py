@@ -138,3 +138,40 @@ def test_cut_width():
     assert cut_width(np.zeros((3, 128, 128)), 128).shape == (3, 128, 88)
     with pytest.raises(ValueError, match="expected 64"):
         cut_width(np.zeros((1, 128, 128)), 64)
+
+
+def _padded_subject_masks(masks, padding, rng):
+    """SubjectMasks as the segmenter keeps them: each frame's mask cropped to a padded box (not tight), at
+    the box's offset in the full frame."""
+    from ragar_data.pipelines.segment import SubjectMasks
+
+    height, width = masks.shape[1:]
+    origins, crops = [], []
+    for mask in masks > 0:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
+            origins.append((0, 0, 0, 0))
+            crops.append(np.zeros((0, 0), bool))
+            continue
+        x0 = max(0, int(cols[0]) - int(rng.integers(0, padding)))
+        y0 = max(0, int(rows[0]) - int(rng.integers(0, padding)))
+        x1 = min(width, int(cols[-1]) + 1 + int(rng.integers(0, padding)))
+        y1 = min(height, int(rows[-1]) + 1 + int(rng.integers(0, padding)))
+        origins.append((x0, y0, x1, y1))
+        crops.append(mask[y0:y1, x0:x1].copy())
+    return SubjectMasks(np.asarray(origins, np.int32), crops, (width, height))
+
+
+@pytest.mark.parametrize("x_shift", [-0.3, 0.0, 0.25])
+def test_extraction_silhouettes_equal_upstream_pretreatment_of_full_frame_masks(x_shift):
+    """The extraction's own path (SubjectMasks.silhouettes, as the runner calls it) gives exactly the frames
+    OpenGait's pretreatment makes from the full-frame masks, wherever the walker stands in the frame."""
+    from ragar_data.pipelines.segment import SubjectMasks
+
+    rng = np.random.default_rng(7)
+    masks = walker_masks(70, 135, 240, rng, scale=0.9, x_shift=x_shift)
+    expected_frames, expected_kept = pretreat_reference(masks)
+    for subject_masks in (SubjectMasks.from_full(masks > 0), _padded_subject_masks(masks, 9, rng)):
+        frames, kept = subject_masks.silhouettes(np.arange(len(masks)), 64, name="001-c0-nm-01-000")
+        np.testing.assert_array_equal(kept, expected_kept)
+        np.testing.assert_array_equal(frames, expected_frames)
