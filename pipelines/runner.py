@@ -243,9 +243,7 @@ class FrameProgress:
         self._bar.close()
 
     def update(self, frames: int) -> None:
-        speed = self.frames / max(time.perf_counter() - self.started, 1e-9)
-        self._bar.note(f"{speed:.1f} frames/s")
-        self._bar.advance(frames)
+        self._bar.advance(frames)  # the bar shows the rate itself
 
     def frames_done(self, key: str, frames: int) -> None:
         """Called by the stages (directly or through a worker's queue): `frames` more of sequence `key`."""

@@ -122,13 +122,13 @@ def test_a_model_stage_error_fails_the_sequences_it_ran_on(stages):
 
 
 def test_detector_preparation_is_a_method_of_the_detector(synth_videos, stages, tmp_path):
-    from ragar_data.pipelines.sources import units_from_tree
+    from ragar_data.pipelines.sources import scan_tree
 
     class FrameDetector:
         def detect(self, frames):
             return [np.zeros((0, 5), np.float32) for _ in frames]
 
-    units = units_from_tree(synth_videos)
+    units = scan_tree(synth_videos).units
     frame_stages = dataclasses.replace(stages, detector=FrameDetector())
     assert not frame_stages.sequence_detector and frame_stages.prepare_detector(units, tmp_path) == {}
     no_plates = dataclasses.replace(stages, detector=BackgroundDetector(camera_plates=False))
@@ -137,14 +137,14 @@ def test_detector_preparation_is_a_method_of_the_detector(synth_videos, stages, 
 
 
 def test_camera_plate_pass_is_announced(synth_videos, stages, tmp_path):
-    from ragar_data.pipelines.sources import units_from_tree
+    from ragar_data.pipelines.sources import scan_tree
 
     lines = []
-    plates = stages.prepare_detector(units_from_tree(synth_videos), tmp_path, log=lines.append)
+    plates = stages.prepare_detector(scan_tree(synth_videos).units, tmp_path, log=lines.append)
     assert sorted(plates) == [0, 90]
     assert lines[0] == "estimating camera plates from 8 sequences of 2 camera(s)..."
     lines.clear()
-    stages.prepare_detector(units_from_tree(synth_videos), tmp_path, log=lines.append)  # stored: no pass
+    stages.prepare_detector(scan_tree(synth_videos).units, tmp_path, log=lines.append)  # stored: no pass
     assert lines == []
 
 
