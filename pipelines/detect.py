@@ -20,7 +20,7 @@ import numpy as np
 
 from ragar_data.errors import ConfigError
 from ragar_data.pipelines.decode import Clip, Decoder
-from ragar_data.pipelines.tuning import map_frames
+from ragar_data.pipelines.threads import map_frames
 
 
 class Detector(Protocol):

@@ -35,8 +35,8 @@ from ragar_data.errors import InputError
 from ragar_data.pipelines import run_state
 from ragar_data.pipelines.config import PipelineConfig
 from ragar_data.pipelines.sources import WorkUnit, read_inputs
-from ragar_data.pipelines.stages import UnitResult, build_stages, iter_groups, process_group
-from ragar_data.pipelines.tuning import extraction_settings
+from ragar_data.pipelines.processing import UnitResult, build_stages, iter_groups, process_group
+from ragar_data.pipelines.threads import extraction_settings
 from ragar_data.run_state import RunFolder
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from ragar_data.errors import ConfigError
 from ragar_data.pipelines.decode import Clip
 from ragar_data.pipelines.detect import BackgroundModel, classify_foreground
-from ragar_data.pipelines.select import SubjectTrack
-from ragar_data.pipelines.tuning import map_frames
+from ragar_data.pipelines.subject import SubjectTrack
+from ragar_data.pipelines.threads import map_frames
 from ragar_data.subject_masks import SubjectMasks
 
 

@@ -2,7 +2,7 @@
 
 Owns: feeding ByteTrack and collecting its output as flat arrays. Each tracked row keeps the *detection* box
 ByteTrack matched (ultralytics returns its index), not the Kalman-smoothed one, so silhouettes are cut from what
-was seen. Does not own: which track is the subject (`select`).
+was seen. Does not own: which track is the subject (`subject`).
 """
 from __future__ import annotations
 

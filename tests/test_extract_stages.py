@@ -17,7 +17,7 @@ from ragar_data.pipelines.decode import Clip, VideoInfo
 from ragar_data.pipelines.detect import BackgroundDetector
 from ragar_data.pipelines.runner import assemble_shards, write_part
 from ragar_data.pipelines.sources import WorkUnit
-from ragar_data.pipelines.stages import build_stages, process_group
+from ragar_data.pipelines.processing import build_stages, process_group
 from ragar_data.shards import make_record, read_table, table_to_records, write_shard
 
 

@@ -115,7 +115,7 @@ def test_a_run_that_wrote_no_rows_does_not_block_the_corrected_command(synth, tm
 
 def test_a_forced_redo_that_fails_keeps_the_earlier_rows(synth, extracted, tmp_path, monkeypatch):
     from ragar_data.errors import VideoError
-    from ragar_data.pipelines import stages
+    from ragar_data.pipelines import processing as stages
 
     out = copy_of(extracted, tmp_path)
     before = snapshot(out)
@@ -223,6 +223,14 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def _cmdline(pid: int) -> bytes:
+    """The process's command line; empty once it has ended (a short-lived helper process can end meanwhile)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def test_workers_end_when_the_run_is_killed(synth, tmp_path):
     command = [sys.executable, "-m", "ragar_data.cli.main", "extract", "--videos", str(synth / "videos"),
                "-o", str(tmp_path / "dataset"), "--workers", "2", "--no-progress"]
@@ -230,8 +238,7 @@ def test_workers_end_when_the_run_is_killed(synth, tmp_path):
     deadline, workers = time.monotonic() + 120, []
     parts = tmp_path / "dataset" / "extract"
     while time.monotonic() < deadline and process.poll() is None:  # once the workers are at work
-        workers = [pid for pid in _children(process.pid)
-                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = [pid for pid in _children(process.pid) if b"spawn_main" in _cmdline(pid)]
         if len(workers) >= 2 and any(parts.glob("*/parts/*.parquet")):
             break
         time.sleep(0.02)

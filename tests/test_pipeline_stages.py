@@ -11,8 +11,8 @@ from ragar_data.pipelines import detect
 from ragar_data.pipelines.detect import BackgroundDetector, classify_foreground, mask_boxes
 from ragar_data.pipelines.quality import assess_quality
 from ragar_data.pipelines.segment import ForegroundSegmenter, disk_closing
-from ragar_data.pipelines.select import select_subject
-from ragar_data.pipelines.stages import AdaptiveBatches
+from ragar_data.pipelines.subject import select_subject
+from ragar_data.pipelines.processing import AdaptiveBatches
 from ragar_data.pipelines.track import ByteTrackTracker, Tracks
 from ragar_data.subject_masks import SubjectMasks
 
@@ -302,7 +302,7 @@ def test_camera_plate_recovers_background_the_walker_always_covers():
 
 
 def test_merged_passer_by_is_cut_from_the_subject_box():
-    from ragar_data.pipelines.select import unmerged_boxes
+    from ragar_data.pipelines.subject import unmerged_boxes
 
     frames = np.arange(40)
     boxes = np.stack([100 + 2 * frames, np.full(40, 20), 130 + 2 * frames, np.full(40, 100)], 1).astype(np.float32)
@@ -314,7 +314,7 @@ def test_merged_passer_by_is_cut_from_the_subject_box():
 
 
 def test_frames_taken_by_another_track_in_a_gap_go_back_to_the_subject():
-    from ragar_data.pipelines.select import stitch_gaps
+    from ragar_data.pipelines.subject import stitch_gaps
 
     frames = np.arange(30)
     subject = np.stack([10 + 3 * frames, np.full(30, 20), 40 + 3 * frames, np.full(30, 90)], 1).astype(np.float32)

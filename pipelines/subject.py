@@ -1,4 +1,4 @@
-"""Select stage: which track is the subject.
+"""Subject stage (select): which track is the subject.
 
 The rule, in order:
 1. a track needs at least `min_frames` frames;

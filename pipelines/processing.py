@@ -35,10 +35,10 @@ from ragar_data.pipelines.plates import camera_of
 from ragar_data.pipelines.pose2d import POSE_ESTIMATORS, PoseEstimator
 from ragar_data.pipelines.quality import assess_quality
 from ragar_data.pipelines.segment import SEGMENTERS, ForegroundSegmenter, Segmenter, SubjectMasks
-from ragar_data.pipelines.select import SubjectTrack, select_subject
+from ragar_data.pipelines.subject import SubjectTrack, select_subject
 from ragar_data.pipelines.sources import WorkUnit
 from ragar_data.pipelines.track import TRACKERS, Tracker, Tracks
-from ragar_data.pipelines.tuning import extraction_settings
+from ragar_data.pipelines.threads import extraction_settings
 
 NUM_ATTRIBUTES = 15
 
