@@ -150,32 +150,29 @@ def clipgar(config_name, dataset, out, overrides, no_resume, dry_run, stage):
 @_with_config_options
 def classification(config_name, dataset, out, overrides, no_resume, dry_run):
     """The classification baseline: the same visual encoder with attribute heads, no text."""
+    _train_classifier("classification", _load(config_name, out, overrides, "clipgar"), dataset, no_resume, dry_run)
+
+
+def _train_classifier(name: str, config, dataset, no_resume: bool, dry_run: bool) -> None:
+    """The shared classification stage for the baseline and every registered model."""
     from ragar_data.training.stages import describe, train_classification
 
-    config = _load(config_name, out, overrides, "clipgar")
     if dry_run:
         _echo(describe(config))
         return
     _set_dataset(config, dataset)
     _echo(describe(config))
     result = train_classification(config, resume=not no_resume)
-    _echo(f"classification: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+    _echo(f"{name}: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
 
 
 def _model_command(name: str) -> click.Command:
-    @click.command(name=name, cls=_ConfigsCommand, help=f"Train the registered model {name} (attribute head, BCE) with the shared "
-                                   f"trainer; config {name}.yaml unless --config is given.")
+    @click.command(name=name, cls=_ConfigsCommand,
+                   help=f"Train the registered model {name} (attribute head, BCE) with the shared trainer; config "
+                        f"{name}.yaml unless --config is given.")
     @_with_config_options
     def command(config_name, dataset, out, overrides, no_resume, dry_run):
-        from ragar_data.training.stages import describe, train_classification
-
         config = _load(config_name, out, [f"model.name={name}", *overrides], name)
-        if dry_run:
-            _echo(describe(config))
-            return
-        _set_dataset(config, dataset)
-        _echo(describe(config))
-        result = train_classification(config, resume=not no_resume)
-        _echo(f"{name}: {result.iterations_per_second:.2f} it/s, checkpoint {result.checkpoint}")
+        _train_classifier(name, config, dataset, no_resume, dry_run)
 
     return command
