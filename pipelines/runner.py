@@ -233,7 +233,6 @@ class FrameProgress:
         from ragar_data.progress import Progress
 
         self.estimates, self.credited, self.finished = estimates, dict.fromkeys(estimates, 0), set()
-        self.frames, self.started = 0, time.perf_counter()
         self._bar = Progress("extract", sum(estimates.values()), unit="frames", enabled=enabled)
 
     def __enter__(self) -> FrameProgress:
@@ -247,7 +246,6 @@ class FrameProgress:
 
     def frames_done(self, key: str, frames: int) -> None:
         """Called by the stages (directly or through a worker's queue): `frames` more of sequence `key`."""
-        self.frames += frames
         if key in self.finished or key not in self.estimates:
             return
         step = max(0, min(frames, self.estimates[key] - self.credited[key]))

@@ -150,16 +150,22 @@ def partition_bytes(dataset_dir: Path, partition: str | Path | None) -> bytes | 
 
 
 @dataclass
-class ExportSummary:
+class TreeSummary:
+    """What a tree export did; the counts both exporters (silhouettes, poses) report."""
+
     out_root: Path
     written: int = 0
     existing: int = 0  # already in the tree from an earlier run (resume)
-    empty: list[str] = field(default_factory=list)  # no frames: nothing written, as pretreatment does
     failed_quality: list[str] = field(default_factory=list)  # quality_ok false, left out unless include_failed
     partition: Path | None = None
     removed: list[str] = field(default_factory=list)  # written by an earlier export, no longer exported
     changed: list[str] = field(default_factory=list)  # written by an earlier export, changed since: left
     foreign: int = 0  # files in OUT this export did not write (left in place)
+
+
+@dataclass
+class ExportSummary(TreeSummary):
+    empty: list[str] = field(default_factory=list)  # no frames: nothing written, as pretreatment does
 
     def __str__(self) -> str:
         lines = [f"{self.out_root}: wrote {self.written} sequence pickles, kept {self.existing} from an earlier run"]

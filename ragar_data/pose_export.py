@@ -27,6 +27,7 @@ from ragar_data.opengait import (
     iter_dataset_records,
     pickle_bytes,
     sequence_pickle_path,
+    TreeSummary,
     start_export,
     tree_lines,
 )
@@ -34,16 +35,8 @@ from ragar_data.progress import track
 
 
 @dataclass
-class PoseExportSummary:
-    out_root: Path
-    written: int = 0
-    existing: int = 0
+class PoseExportSummary(TreeSummary):
     without_pose: list[str] = field(default_factory=list)
-    failed_quality: list[str] = field(default_factory=list)
-    partition: Path | None = None
-    removed: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    foreign: int = 0
 
     def __str__(self) -> str:
         lines = [f"{self.out_root}: wrote {self.written} pose pickles, kept {self.existing} from an earlier run"]
