@@ -24,6 +24,7 @@ COMMANDS = {
     "train": ("ragar_data.cli.train", "train", "Train CLIP-GAR or a baseline from shards."),
     "evaluate": ("ragar_data.cli.evaluate", "evaluate", "Evaluate a checkpoint: mA, Acc, Precision, Recall, F1."),
     "predict": ("ragar_data.cli.predict", "predict", "Write per-sequence attribute predictions to Parquet."),
+    "benchmark": ("ragar_data.cli.benchmark", "benchmark", "Rerun the paper's tables (3, 5, 6, 7) on a dataset."),
 }
 
 
