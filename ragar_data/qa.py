@@ -111,7 +111,7 @@ def pa_mpjpe(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     predicted = predicted - predicted.mean(axis=1, keepdims=True)
     truth = truth - truth.mean(axis=1, keepdims=True)
     u, singular, vt = np.linalg.svd(np.einsum("fji,fjk->fik", predicted, truth))
-    sign = np.sign(np.linalg.det(u @ vt))  # -1: the best orthogonal map is a reflection; take the best rotation
+    sign = np.where(np.linalg.det(u @ vt) < 0, -1.0, 1.0)  # a reflection fits best: take the best rotation
     u[:, :, -1] *= sign[:, None]
     singular[:, -1] *= sign
     rotation = u @ vt
@@ -324,6 +324,21 @@ def format_table(report: QAReport) -> list[str]:
             lines.append("PA-MPJPE (mm) per view: " + ", ".join(f"{v} {_fmt(x, 1)}" for v, x in per_view.items()))
     if s["mean_silhouette_iou"] is None:
         lines.append("silhouette IoU not measured: extract with --keep-masks to keep the full-resolution masks")
+    return lines
+
+
+def comparison_table(reports: list[QAReport]) -> list[str]:
+    """The summaries of several runs on the same ground truth side by side, one row per run."""
+    lines = [f"{'run':<28}{'preset':>10}{'segment':>12}{'IoU':>7}{'found':>8}{'switches':>9}{'pose2d':>11}"
+             f"{'PCK@0.05':>9}{'PCK@0.1':>8}{'lift3d':>11}{'PA-MPJPE mm':>12}"]
+    for report in reports:
+        s, stages = report.summary, report.stages
+        pck = (s.get("keypoints_2d_pck") or {}).get("all") or {}
+        lines.append(f"{Path(report.run).name[-28:]:<28}{str(stages.get('preset')):>10}{str(stages.get('segment')):>12}"
+                     f"{_fmt(s['mean_silhouette_iou']):>7}{s['subject_found']:>4}/{s['sequences']:<3}"
+                     f"{s['identity_switches']:>9}{str(stages.get('pose2d')):>11}{_fmt(pck.get('0.05')):>9}"
+                     f"{_fmt(pck.get('0.1')):>8}{str(stages.get('lift3d')):>11}"
+                     f"{_fmt(s['keypoints_3d_pa_mpjpe_mm'], 1):>12}")
     return lines
 
 

@@ -62,8 +62,18 @@ def test_static_object_is_not_the_subject(tmp_path):
         object_box = truth_of(tmp_path, row.key)["static_object_box"]
         tracked += int((box_iou(object_box[None], tracks["boxes"])[0] >= 0.5).sum() >= 20)
     assert tracked >= len(report.sequences) // 2
-    assert report.stages["segment"] == "foreground"
-    assert list(report.summary["silhouette_iou_by_segmenter"] or {"foreground": None}) == ["foreground"]
+    assert report.stages == {"preset": "default", "segment": "foreground", "pose2d": None, "lift3d": None}
+    assert report.summary["silhouette_iou_by_segmenter"] is None  # masks not kept: IoU not measured
+    from click.testing import CliRunner
+
+    from ragar_data.cli.main import cli
+
+    run = str(tmp_path / "run")
+    result = CliRunner().invoke(cli, ["qa", "-d", run, "--ground-truth", str(tmp_path / "synth"), "--beside", run])
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("PA-MPJPE mm"):].splitlines()[1:]
+    assert len(table) == 2 and all(" default  foreground" in line and f"{len(report.sequences)}/" in line
+                                   for line in table)
 
 
 @pytest.mark.slow
