@@ -295,13 +295,17 @@ def _fmt(value, digits=3) -> str:
 
 
 def format_table(report: QAReport) -> list[str]:
-    lines = [f"{'sequence':<22}{'frames':>7}{'IoU':>8}{'recall':>8}{'found':>7}{'switches':>9}{'2D px':>8}"
-             f"{'PCK.05':>8}{'PCK.1':>8}{'PA mm':>8}"]
+    posed = any(r.keypoints_2d_error_px is not None or r.keypoints_3d_nmpjpe is not None for r in report.sequences)
+    header = f"{'sequence':<22}{'frames':>7}{'IoU':>8}{'recall':>8}{'found':>7}{'switches':>9}"
+    lines = [header + (f"{'2D px':>8}{'PCK.05':>8}{'PCK.1':>8}{'PA mm':>8}" if posed else "")]
     for r in report.sequences:
-        pck = r.pck() or [None, None]
-        lines.append(f"{r.key:<22}{r.frames:>7}{_fmt(r.silhouette_iou):>8}{_fmt(r.recall):>8}"
-                     f"{'yes' if r.found else 'NO':>7}{r.identity_switches:>9}{_fmt(r.keypoints_2d_error_px, 1):>8}"
-                     f"{_fmt(pck[0]):>8}{_fmt(pck[-1]):>8}{_fmt(r.keypoints_3d_pa_mpjpe_mm, 1):>8}")
+        line = (f"{r.key:<22}{r.frames:>7}{_fmt(r.silhouette_iou):>8}{_fmt(r.recall):>8}"
+                f"{'yes' if r.found else 'NO':>7}{r.identity_switches:>9}")
+        if posed:
+            pck = r.pck() or [None, None]
+            line += (f"{_fmt(r.keypoints_2d_error_px, 1):>8}{_fmt(pck[0]):>8}{_fmt(pck[-1]):>8}"
+                     f"{_fmt(r.keypoints_3d_pa_mpjpe_mm, 1):>8}")
+        lines.append(line)
     s = report.summary
     lines.append(f"mean silhouette IoU {_fmt(s['mean_silhouette_iou'])} (frame-weighted "
                  f"{_fmt(s['frame_weighted_silhouette_iou'])}, min {_fmt(s['min_silhouette_iou'])}); subject track "

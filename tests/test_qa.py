@@ -129,3 +129,20 @@ def test_sequence_qa_reports_pa_mpjpe_in_millimetres():
     summary = summarise([row, exact])
     assert summary["keypoints_3d_pa_mpjpe_mm_per_view"] == pytest.approx(
         {"000": 0.0, "090": row.keypoints_3d_pa_mpjpe_mm}, abs=1e-6)
+
+
+def test_table_shows_pck_and_pose_columns_only_when_pose_stages_ran():
+    from ragar_data.qa import QAReport, format_table
+
+    truth = _truth_pose()
+    predicted = truth["keypoints_2d"].copy()
+    predicted[:, 5:10, 0] += 7.0
+    posed = [sequence_qa("001-c0-nm-01-090", _record(truth, predicted), truth, None, None)]
+    stages = {"preset": "x", "segment": "foreground", "pose2d": "blazepose", "lift3d": None}
+    lines = format_table(QAReport("run", "truth", posed, summarise(posed), stages))
+    assert "PCK.05" in lines[0]
+    assert any(line.split() == ["all", "0.667", "1.000"] for line in lines)  # 10 of 15 visible joints within 5 px
+    assert any(line.split() == ["left_elbow", "0.000", "1.000"] for line in lines)
+    plain = [sequence_qa("001-c0-nm-01-090", _record(truth), truth, None, None)]
+    lines = format_table(QAReport("run", "truth", plain, summarise(plain), {**stages, "pose2d": None}))
+    assert "PCK" not in "\n".join(lines)
