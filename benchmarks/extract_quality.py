@@ -1,5 +1,6 @@
 """Extraction quality of a preset on a synthetic set with illumination drift, cast shadows and a crossing second
-walker: `ragar-data synth` -> `extract --keep-masks` -> `qa`, with the summary and a per-view breakdown.
+walker: `ragar-data synth` -> `extract --keep-masks` -> `qa`, with the summary (PCK and PA-MPJPE too when the preset
+has pose stages) and a per-view breakdown.
 
     python benchmarks/extract_quality.py [--subjects 4] [--views 0,36,...] [--width 640 --height 360]
                                          [--combinations 0] [--seconds 3] [--preset default] [--workers 2] [--data DIR]
@@ -68,6 +69,12 @@ def main():
     print(f"subject-track recall      {s['subject_track_recall']:.3f}")
     print(f"subject found             {s['subject_found']}/{s['sequences']}")
     print(f"identity switches         {s['identity_switches']}")
+    print(f"segmenter                 {report.stages['segment']}")
+    pck = (s.get("keypoints_2d_pck") or {}).get("all")
+    if pck:
+        print(f"2D keypoints ({report.stages['pose2d']}): PCK@0.05 {pck['0.05']:.3f}, PCK@0.1 {pck['0.1']:.3f}")
+    if s.get("keypoints_3d_pa_mpjpe_mm") is not None:
+        print(f"3D keypoints ({report.stages['lift3d']}): PA-MPJPE {s['keypoints_3d_pa_mpjpe_mm']:.1f} mm")
     by_view = defaultdict(list)
     for row in report.sequences:
         by_view[SequenceKey.parse(row.key).view].append(row)

@@ -45,6 +45,10 @@ def _list(value: str, convert, name: str, allowed=None):
               help="1: a second walker crosses the scene.")
 @click.option("--occlusion/--no-occlusion", default=False, show_default=True,
               help="A post between camera and path hides part of the walker for part of each sequence.")
+@click.option("--static-object/--no-static-object", default=False, show_default=True,
+              help="A person-sized box beside the path (elsewhere in each sequence): a static non-person.")
+@click.option("--standing-seconds", type=float, default=0.0, show_default=True,
+              help="The subject stands still this long before it walks.")
 @click.option("--crf", type=int, default=20, show_default=True, help="H.264 constant rate factor.")
 @click.option("--preset", default="ultrafast", show_default=True, help="x264 preset (veryfast: smaller, slower).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Rendering processes.")
@@ -55,7 +59,7 @@ def _list(value: str, convert, name: str, allowed=None):
                   f"--{name} {value}" for name, value in SMALL.items()) + " (options given explicitly win).")
 @click.pass_context
 def synth(ctx, out, subjects, seed, views, combinations, conditions, seconds, width, height, fps, distractors,
-          occlusion, crf, preset, workers, preview, quiet, small):
+          occlusion, static_object, standing_seconds, crf, preset, workers, preview, quiet, small):
     """Write OUT/videos/<subject>/c<k>/<condition>/<view>.mp4, OUT/ground_truth/... .npz,
     OUT/annotations.csv and OUT/synth.json. Rerunning skips finished sequences.
 
@@ -76,7 +80,8 @@ def synth(ctx, out, subjects, seed, views, combinations, conditions, seconds, wi
             subjects=subjects, seed=seed, views=_list(views, int, "--views"),
             combinations=_list(combinations, int, "--combinations", COMBINATIONS),
             conditions=_list(conditions, str, "--conditions", CONDITIONS), seconds=seconds,
-            width=width, height=height, fps=fps, distractors=distractors, occlusion=occlusion, crf=crf,
+            width=width, height=height, fps=fps, distractors=distractors, occlusion=occlusion,
+            static_object=static_object, standing_seconds=standing_seconds, crf=crf,
             preset=preset)
     except ValueError as error:
         raise click.UsageError(str(error)) from error

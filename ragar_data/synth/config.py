@@ -36,6 +36,11 @@ class SynthConfig:
     fps: int = setting(30, min=1)
     distractors: int = setting(0, choices=(0, 1))  # 0 or 1: a second walker crossing the scene
     occlusion: bool = False  # a post in front of the path of every camera
+    # selection tests: a person-sized box (a cabinet) standing beside the path, at another place in every
+    # sequence (so a camera's background plate does not hold it), and seconds the subject stands still (one
+    # held pose) before it starts walking
+    static_object: bool = False
+    standing_seconds: float = setting(0.0, min=0.0)
     # cameras: RA-GAR's cameras stand 1.3 m high; the path passes `camera_distance` m from each of them
     camera_height: float = setting(1.3, above=0.0)
     camera_distance: float = setting(6.5, above=0.0)
@@ -60,6 +65,9 @@ class SynthConfig:
         for name in ("width", "height"):
             if getattr(self, name) % 2:
                 problems.append((name, f"must be even (H.264 yuv420p), found {getattr(self, name)}"))
+        if self.standing_seconds and self.standing_seconds >= self.seconds:
+            problems.append(("standing_seconds", f"must be shorter than seconds ({self.seconds}), found "
+                                                 f"{self.standing_seconds}"))
         if self.codec == "libx264" and self.preset not in X264_PRESETS:
             problems.append(("preset", f"must be an x264 preset ({', '.join(X264_PRESETS)}), found {self.preset!r}"))
         return problems

@@ -46,6 +46,7 @@ def _check_previous_run(path: Path, config: SynthConfig) -> None:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RagarDataError(f"{path}: unreadable generator arguments ({error}); remove it or use another folder")
     current = config.to_dict()
+    previous = {**SynthConfig().to_dict(), **previous}  # a field added since then had its default's effect
     changed = sorted(k for k in current if k not in SELECTION_FIELDS and previous.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)

@@ -16,6 +16,17 @@ from ragar_data.errors import InputError, RagarDataError
 from ragar_data.identity import SequenceKey
 from ragar_data.synth.sequence import unpack_masks
 
+# joint order of `keypoints_2d` (COCO-17: x, y in pixels, visibility) and `keypoints_3d` (H36M-17: camera frame,
+# metres) as the generator places them (`gait.walker_geometry`)
+COCO17_JOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle",
+)
+H36M17_JOINTS = (
+    "root", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "belly", "neck",
+    "nose", "head", "left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow", "right_wrist",
+)
 REQUIRED = ("frame_index", "boxes", "masks", "mask_shape", "keypoints_2d", "keypoints_3d", "K", "R", "t",
             "labels", "illumination")
 

@@ -102,6 +102,21 @@ def draw_post(background: np.ndarray, camera: Camera, base: np.ndarray, height: 
     return mask.astype(bool)
 
 
+def draw_box(background: np.ndarray, camera: Camera, base: np.ndarray, size: tuple[float, float, float],
+             yaw: float, colour) -> np.ndarray:
+    """Paint a box standing on the ground at `base` (x, y), `size` (width, depth, height) m, turned by `yaw`
+    radians, into the background as one flat colour; return its (H, W) bool mask."""
+    width, depth, height = size
+    corners = np.array([[sx * width / 2, sy * depth / 2, z] for sx in (-1, 1) for sy in (-1, 1) for z in (0, height)])
+    turn = np.array([[np.cos(yaw), -np.sin(yaw), 0.0], [np.sin(yaw), np.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+    pixels, _ = camera.project(corners @ turn.T + [base[0], base[1], 0.0])
+    hull = cv2.convexHull(np.round(pixels * (1 << FIXED_POINT_SHIFT)).astype(np.int32))
+    mask = np.zeros(background.shape[:2], dtype=np.uint8)
+    cv2.fillConvexPoly(mask, hull, 1, cv2.LINE_8, FIXED_POINT_SHIFT)
+    background[mask.astype(bool)] = colour
+    return mask.astype(bool)
+
+
 def noise_tile(rng: np.random.Generator, height: int, width: int, sigma: float) -> np.ndarray:
     """(H + margin, W + margin, 3) uint8 Gaussian noise around NOISE_OFFSET, read at a random offset per frame."""
     noise = rng.normal(NOISE_OFFSET, sigma, size=(height + NOISE_MARGIN, width + NOISE_MARGIN, 3))

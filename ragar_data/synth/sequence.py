@@ -4,8 +4,9 @@
 and fills the ground truth as it goes; `render_sequence` is the pure, in-memory form other modules' tests
 call. The walk itself (body, gait, light) depends on (seed, subject, combination, condition) only, so the 10
 views are 10 cameras filming the same walk, as in RA-GAR. The background and exposure depend on the view; the
-optional post (placed to hide part of the walker), the optional passer-by (placed to cross behind it) and
-the noise offsets on the whole key.
+optional post (placed to hide part of the walker), the optional passer-by (placed to cross behind it), the
+optional static object (a person-sized box beside the path) and the noise offsets on the whole key. The
+optional standing start holds the subject's first pose before the walk, in every view.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ragar_data.synth.camera import Camera, view_camera
 from ragar_data.synth.config import SynthConfig, stream
 from ragar_data.synth.gait import WalkerGeometry, walker_geometry
 from ragar_data.synth.render import (
-    NOISE_MARGIN, WALKER_LABELS, draw_post, noise_tile, rasterise, scene_background, view_walker,
+    NOISE_MARGIN, WALKER_LABELS, draw_box, draw_post, noise_tile, rasterise, scene_background, view_walker,
 )
 
 @lru_cache(maxsize=16)
@@ -49,6 +50,39 @@ def _place_post(config: SynthConfig, key: SequenceKey, camera: Camera, backgroun
     base = camera.centre[:2] + towards * rng.uniform(0.45, 0.55) + across * rng.choice([-1, 1]) * rng.uniform(0.05, 0.2)
     background = background.copy()
     return background, draw_post(background, camera, base, height=2.6, radius=0.09)
+
+
+def _place_static_object(config: SynthConfig, key: SequenceKey, camera: Camera, background: np.ndarray,
+                         subject: WalkerGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """A person-sized box (a cabinet: 0.5 x 0.4 x 1.75 m) 0.9-1.3 m to the side of the subject's path, on the
+    side away from the camera (so it never hides the subject), beside where the subject is at a random moment.
+    Returns (background, its image box x1, y1, x2, y2)."""
+    rng = stream(config.seed, "static object", str(key))
+    pelvis = subject.h36m[:, 0, :2]
+    moment = int(rng.uniform(0.2, 0.8) * (len(pelvis) - 1))
+    along = pelvis[-1] - pelvis[0]
+    along = along / max(np.linalg.norm(along), 1e-9)
+    side = np.array([-along[1], along[0]])
+    away = pelvis[moment] - camera.centre[:2]
+    if abs(away @ side) > 0.2 * np.linalg.norm(away):  # lateral view: behind the path; frontal: either side
+        side = side * np.sign(away @ side)
+    else:
+        side = side * rng.choice([-1.0, 1.0])
+    base = pelvis[moment] + side * rng.uniform(0.9, 1.3)
+    colour = rng.integers(60, 200, size=3)
+    background = background.copy()
+    mask = draw_box(background, camera, base, (0.5, 0.4, 1.75), float(rng.uniform(0, np.pi)), colour)
+    rows, columns = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    box = (np.array([columns[0], rows[0], columns[-1] + 1, rows[-1] + 1], np.float32) if rows.size
+           else np.full(4, np.nan, np.float32))
+    return background, box
+
+
+def _stand_first(geometry: WalkerGeometry, frames: int) -> WalkerGeometry:
+    """The walker holding its first pose for `frames` frames, then walking as before (the walk's end is cut)."""
+    index = np.maximum(np.arange(len(geometry.centres)) - frames, 0)
+    return WalkerGeometry(centres=geometry.centres[index], radii=geometry.radii, parts=geometry.parts,
+                          coco=geometry.coco[index], h36m=geometry.h36m[index])
 
 
 @lru_cache(maxsize=4)
@@ -90,9 +124,13 @@ def build_walk(config: SynthConfig, key: SequenceKey, labels: np.ndarray | None 
     identity = subject_identity(config.seed, key.subject)
     parameters = with_speed(walker_parameters(labels, identity, schema), float(rng.normal(1.0, 0.03)))
     duration = frames / fps
-    start = np.array([-0.5 * parameters.speed * duration, rng.uniform(-0.25, 0.25)])
+    standing = min(int(round(config.standing_seconds * fps)), frames - 1)
+    walking = (frames - standing) / fps  # the walk stays centred on the path's middle
+    start = np.array([-0.5 * parameters.speed * walking, rng.uniform(-0.25, 0.25)])
     coat_length = float(stream(config.seed, "coat", key.subject, key.condition).uniform(0.1, 0.9))
     subject = walker_geometry(parameters, frames, fps, float(rng.random()), start, 0.0, key.condition, coat_length)
+    if standing:
+        subject = _stand_first(subject, standing)
     walkers = [subject]
     palettes = [_palette(subject.parts, identity, key.condition)]
     # light: a sunny or overcast walk; slow drift plus passing clouds within it
@@ -149,6 +187,9 @@ def stream_sequence(config: SynthConfig, key: SequenceKey, labels: np.ndarray | 
         passer_by, palette = _second_walker(config, key, camera, walk.walkers[0])
         walk.walkers.append(passer_by)
         walk.palettes.append(palette)
+    static_box = None
+    if config.static_object:
+        background, static_box = _place_static_object(config, key, camera, background, walk.walkers[0])
     views = [view_walker(w, camera, walk.sun, palette) for w, palette in zip(walk.walkers, walk.palettes)]
     rng = stream(config.seed, "frames", str(key))
     exposure = rng.uniform(0.93, 1.07)
@@ -172,6 +213,8 @@ def stream_sequence(config: SynthConfig, key: SequenceKey, labels: np.ndarray | 
     pixels, _ = camera.project(subject.coco)
     truth["keypoints_2d"] = np.concatenate([pixels, np.zeros(pixels.shape[:-1] + (1,))], axis=-1).astype(np.float32)
     truth["keypoints_3d"] = camera.to_camera(subject.h36m).astype(np.float32)
+    if static_box is not None:
+        truth["static_object_box"] = static_box
     if config.distractors:
         truth["distractor_boxes"] = np.full((T, 4), np.nan, dtype=np.float32)
         truth["distractor_masks_packed"] = np.zeros((T, H, packed_width), dtype=np.uint8)
