@@ -4,6 +4,7 @@ labels without a positive test sequence, and the `evaluate` / `predict` commands
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -59,6 +60,7 @@ def mixed_lengths(tmp_path_factory):
     root = tmp_path_factory.mktemp("mixed")
     build_dataset(root, subjects=("001", "002"), conditions=("nm-01",), views=(0,), lengths=(40, 7, 25),
                   rows_per_shard=4)
+    (root / "partition.json").write_text(json.dumps({"TRAIN_SET": ["001"], "TEST_SET": ["002"]}))
     return root
 
 
@@ -138,7 +140,6 @@ def test_labels_without_positive_test_sequence_are_warned_about():
 def trained(tmp_path_factory, mixed_lengths):
     """A GaitSet checkpoint trained for 2 iterations on the mixed-length dataset."""
     run = tmp_path_factory.mktemp("run")
-    (mixed_lengths / "partition.json").write_text(json.dumps({"TRAIN_SET": ["001"], "TEST_SET": ["002"]}))
     config = load_config("gaitset", [f"train.output_dir={run}", f"data.dataset={mixed_lengths}",
                                      "train.batch_size=2", "train.classification_iterations=2",
                                      "train.checkpoint_every=2", "data.frames=4", "data.num_workers=0",
@@ -153,6 +154,8 @@ def test_evaluate_says_which_test_frames(mixed_lengths, trained, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Test frames: the central 30 consecutive frames" in result.output
     assert "F1_harmonic" in result.output
+    # the two test sequences share one subject's labels: most labels have no positive test sequence
+    assert re.search(r"Warning: \d+ labels have no positive sample among the 2 test sequences", result.output)
     report = json.loads((tmp_path / "a" / "evaluation.json").read_text())
     assert report["test_frames"]["frames"] == 30 and report["test_frames"]["sampling"] == "central_ordered"
     assert report["metrics"]["f1"] <= report["metrics"]["f1_harmonic"] + 1e-12
