@@ -17,7 +17,7 @@ from ragar_data.attributes import default_schema
 from ragar_data.cli.main import cli
 from ragar_data.errors import InputError
 from ragar_data.loaders import collate, sample_frame_indices
-from ragar_data.models.registry import list_models, model_entry
+from ragar_data.models.registry import list_models
 from ragar_data.training.build import build_classifier, build_clipgar
 from ragar_data.training.config import load_config
 from ragar_data.training.data import length_batches, parse_test_frames, sequence_lengths, silhouette_dataset

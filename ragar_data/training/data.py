@@ -3,8 +3,8 @@
 Owns the resumable batch order (`EpochBatches`), which input a model reads (silhouettes, or keypoints_2d for
 the pose models), the run's record of its partition (``<run>/partition.json``), and on the evaluation side the
 test frames (`TEST_FRAMES`: the paper's 30, or all) and the equal-length batches (`length_batches`) that keep
-a sequence's score independent of its batch. Training and evaluation never write into the dataset. Does not own frame sampling or shard reading (`ragar_data.loaders`) nor the
-split rules (`ragar_data.split`).
+a sequence's score independent of its batch. Training and evaluation never write into the dataset. Does not
+own frame sampling or shard reading (`ragar_data.loaders`) nor the split rules (`ragar_data.split`).
 """
 from __future__ import annotations
 
