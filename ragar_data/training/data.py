@@ -121,7 +121,7 @@ def parse_test_frames(value) -> int | str:
     return frames
 
 
-def test_frames_record(test_frames: int | str, max_eval_frames: int) -> dict:
+def evaluation_frames_record(test_frames: int | str, max_eval_frames: int) -> dict:
     """How evaluation sampled each test sequence, for reports: sampling, frames, and a sentence."""
     if test_frames == ALL_FRAMES:
         cap = f", at most {max_eval_frames}" if max_eval_frames > 0 else ""

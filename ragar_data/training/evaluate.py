@@ -189,8 +189,8 @@ def evaluate_run(checkpoint: str | Path, dataset_dir: str | Path, split: str = "
     ``report["metrics"]`` all of `compute_metrics` as fractions (f1, f1_harmonic, precision, recall, acc, mA,
     par_accuracy, per-label arrays); ``report["test_frames"]`` how each sequence was sampled."""
     from ragar_data.training.build import model_from_checkpoint
-    from ragar_data.training.data import (model_input, parse_test_frames, resolve_partition, side_keys,
-                                          silhouette_dataset, test_frames_record)
+    from ragar_data.training.data import (evaluation_frames_record, model_input, parse_test_frames,
+                                          resolve_partition, side_keys, silhouette_dataset)
 
     schema = default_schema()
     test_frames = parse_test_frames(test_frames)
@@ -203,7 +203,7 @@ def evaluate_run(checkpoint: str | Path, dataset_dir: str | Path, split: str = "
     name = f"{state['kind']}/{state['stage']} @ {state['iteration']} it ({Path(checkpoint).name})"
     report = evaluation_report(outputs["scores"], outputs["one_hot"], outputs["labels"], outputs["keys"],
                                outputs["mode"], schema, name)
-    report["test_frames"] = test_frames_record(test_frames, config.data.max_eval_frames)
+    report["test_frames"] = evaluation_frames_record(test_frames, config.data.max_eval_frames)
     report["partition"] = {"protocol": partition.protocol, "train_subjects": len(partition.train),
                            "test_subjects": len(partition.test)}
     return report

@@ -54,8 +54,8 @@ def predict_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, out: str
                        test_frames: int | str = TEST_FRAMES) -> tuple[Path, int]:
     """Predict every sequence of ``dataset_dir`` with ``checkpoint``; returns (parquet path, rows)."""
     from ragar_data.training.build import model_from_checkpoint
-    from ragar_data.training.data import (model_input, parse_test_frames, silhouette_dataset, test_frames_record,
-                                          usable_keys)
+    from ragar_data.training.data import (evaluation_frames_record, model_input, parse_test_frames,
+                                          silhouette_dataset, usable_keys)
     from ragar_data.training.evaluate import pick_device, run_inference
 
     schema = default_schema()
@@ -71,7 +71,7 @@ def predict_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, out: str
     table = table.replace_schema_metadata({
         "ragar_data.checkpoint": str(checkpoint), "ragar_data.stage": state["stage"],
         "ragar_data.iteration": str(state["iteration"]), "ragar_data.metrics_mode": outputs["mode"],
-        "ragar_data.test_frames": test_frames_record(test_frames, config.data.max_eval_frames)["description"],
+        "ragar_data.test_frames": evaluation_frames_record(test_frames, config.data.max_eval_frames)["description"],
     })
     out = Path(out)
     atomic_write_parquet(out, table, compression="zstd")
