@@ -26,7 +26,8 @@ from ragar_data.training.stages import scores_of, train_classification
 
 SCHEMA = default_schema()
 CPU = torch.device("cpu")
-# One model of each input and CLIP-GAR run by default; the full-size others take 10-100 s on 2 shared CPU cores.
+# One model of each input and CLIP-GAR run by default; the full-size others took 12-390 s each (DeepGaitV2-3D the
+# longest) on 2 CPU cores shared with other jobs.
 QUICK_MODELS = {"clipgar", "baseline", "gaitgraph"}
 SMALL_ENCODER = ["model.channels=[4,8,8,16]", "text.backend=learned", "text.dim=16"]
 
