@@ -28,7 +28,7 @@ from ragar_data.row_access import ArrowRowCache, ParquetRowReader
 from ragar_data.shards import ShardDataset, decode_silhouettes, table_to_records
 from ragar_data.silhouettes import cutting_columns
 
-SAMPLINGS = ("fixed_ordered", "fixed_unordered", "fixed_allordered", "all_ordered")
+SAMPLINGS = ("fixed_ordered", "fixed_unordered", "fixed_allordered", "all_ordered", "central_ordered")
 METADATA_COLUMNS = ["key", "subject", "combination", "condition", "view", "labels", "quality_ok"]
 # read once for the whole selection; per item only the `silhouettes` blob is read
 SILHOUETTE_SHAPE_COLUMNS = ["silhouette_encoding", "num_silhouettes", "silhouette_height", "silhouette_width"]
@@ -50,6 +50,8 @@ def sample_frame_indices(num_frames: int, sampling: str, rng: np.random.Generato
     - fixed_unordered: `frames` random positions, with replacement only when the sequence is shorter.
     - fixed_allordered: as fixed_unordered, then sorted.
     - all_ordered: every frame in order, the first `max_frames` when longer (upstream frames_all_limit).
+    - central_ordered (deterministic, for evaluation at the paper's 30 frames): the central `frames`
+      consecutive frames; a shorter sequence is repeated from its start, as fixed_ordered repeats it.
     """
     if sampling not in SAMPLINGS:
         raise InputError(f"sampling {sampling!r} not in {SAMPLINGS}")
@@ -57,6 +59,9 @@ def sample_frame_indices(num_frames: int, sampling: str, rng: np.random.Generato
         raise InputError(f"{name}: no frames to sample (the sequence is empty)")
     if sampling == "all_ordered":
         return np.arange(min(num_frames, max_frames) if max_frames > 0 else num_frames)
+    if sampling == "central_ordered":
+        start = max(0, (num_frames - frames) // 2)
+        return np.arange(start, start + frames) % num_frames
     if sampling == "fixed_ordered":
         window = frames + frames_skip
         repeats = math.ceil(window / num_frames) if num_frames < window else 1

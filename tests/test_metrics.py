@@ -4,7 +4,7 @@ import pytest
 
 from ragar_data.attributes import Attribute, AttributeSchema, default_schema
 from ragar_data.metrics import (compute_metrics, headline, majority_class_scores, metrics_by_subset,
-                                predicted_labels, to_jsonable)
+                                never_positive_labels, predicted_labels, to_jsonable)
 from ragar_data.split import covariate_groups
 
 
@@ -41,9 +41,10 @@ def test_hand_computed_sigmoid_metrics():
     assert m["precision"] == pytest.approx(5 / 9)
     assert m["recall"] == pytest.approx(2 / 3)
     assert m["par_accuracy"] == pytest.approx(5 / 9)
-    assert m["f1"] == pytest.approx(2 * (5 / 9) * (2 / 3) / (5 / 9 + 2 / 3))
-    assert m["f1_per_sample_mean"] == pytest.approx(1.8 / 3)
-    assert m["f1"] != pytest.approx(m["f1_per_sample_mean"])
+    # the paper's F1 averages the per-sample F1; the harmonic mean of mean P and mean R is 20/33
+    assert m["f1"] == pytest.approx(1.8 / 3)
+    assert m["f1_harmonic"] == pytest.approx(2 * (5 / 9) * (2 / 3) / (5 / 9 + 2 / 3))
+    assert m["f1_harmonic"] == pytest.approx(20 / 33)
     np.testing.assert_array_equal(m["label_positives"], [2, 1, 1, 2, 0])
     # per attribute, argmax within the block: a all right; b right only on sample 2
     assert m["per_attribute"]["a"] == {"accuracy": 1.0, "balanced_accuracy": 1.0, "num_samples": 3}
@@ -59,6 +60,46 @@ def test_label_never_positive_scores_half_its_tnr():
     assert m["label_tpr"][3] == 0 and m["label_tnr"][3] == 1 and m["label_mA"][3] == pytest.approx(0.5)
     assert m["label_tpr"][4] == 0 and m["label_tnr"][4] == pytest.approx(0.5)
     assert m["label_mA"][4] == pytest.approx(0.25)
+
+
+def test_paper_metrics_on_the_ragar_schema_by_hand():
+    # three sequences of 15 true classes among 45 labels:
+    #   A: 12 attributes right, 3 wrong  -> TP 12, FP 3, TN 27: P = R = F1 = 0.8, Acc = 39/45
+    #   B: all 15 right                  -> P = R = F1 = 1, Acc = 1
+    #   C: 5 right, nothing else         -> TP 5, FP 0, TN 30: P = 1, R = 1/3, F1 = 0.5, Acc = 35/45
+    schema = default_schema()
+    truth_classes = np.zeros((3, 15), np.int64)
+    truth = schema.to_one_hot(truth_classes)
+    wrong = truth_classes.copy()
+    wrong[0, :3] = 1
+    scores = schema.to_one_hot(wrong).astype(np.float64)
+    scores[2] = np.where(np.arange(45) < schema.offsets[5], scores[2], 0.0)
+    m = compute_metrics(scores, truth, schema)
+    assert m["precision"] == pytest.approx((0.8 + 1 + 1) / 3)
+    assert m["recall"] == pytest.approx((0.8 + 1 + 1 / 3) / 3)
+    assert m["f1"] == pytest.approx((0.8 + 1 + 0.5) / 3)
+    precision, recall = 2.8 / 3, (1.8 + 1 / 3) / 3
+    assert m["f1_harmonic"] == pytest.approx(2 * precision * recall / (precision + recall))
+    assert m["acc"] == pytest.approx((39 + 45 + 35) / 135)
+    assert m["par_accuracy"] == pytest.approx((12 / 18 + 1 + 5 / 15) / 3)
+    assert headline(m)["F1"] == pytest.approx(100 * m["f1"])
+
+
+def test_paper_f1_never_exceeds_the_harmonic_mean_f1():
+    # the paper's printed F1 is below 2PR/(P+R) of its printed P and R in all 19 rows: the mean of a concave
+    # function is at most the function of the means
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        scores, truth = rng.random((30, 5)), (rng.random((30, 5)) > 0.6).astype(int)
+        m = compute_metrics(scores, truth, small_schema())
+        assert m["f1"] <= m["f1_harmonic"] + 1e-12
+
+
+def test_never_positive_labels_are_named():
+    m = compute_metrics(SCORES, TRUTH, small_schema())
+    assert never_positive_labels(m) == [m["label_names"][4]]
+    assert never_positive_labels(compute_metrics(TRUTH, np.vstack([TRUTH[:2], [[0, 1, 0, 0, 1]]]),
+                                                 small_schema())) == []
 
 
 def test_sample_without_predicted_positive_counts_zero_precision():

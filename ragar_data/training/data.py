@@ -1,19 +1,26 @@
 """Which sequences a training or evaluation run reads: the partition of a dataset and the datasets of each side.
 
 Owns the resumable batch order (`EpochBatches`), which input a model reads (silhouettes, or keypoints_2d for
-the pose models) and the run's record of its partition (``<run>/partition.json``). Training and evaluation
-never write into the dataset. Does not own frame sampling or shard reading (`ragar_data.loaders`) nor the
-split rules (`ragar_data.split`).
+the pose models), the run's record of its partition (``<run>/partition.json``), and on the evaluation side the
+test frames (`TEST_FRAMES`: the paper's 30, or all) and the equal-length batches (`length_batches`) that keep
+a sequence's score independent of its batch. Training and evaluation never write into the dataset. Does not
+own frame sampling or shard reading (`ragar_data.loaders`) nor the split rules (`ragar_data.split`).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from ragar_data.errors import RagarDataError
+from ragar_data.errors import InputError, RagarDataError
+
+# The paper standardises every model's input to 30 frames; evaluation takes the central 30 of each sequence
+# (deterministic). "all" takes every frame in order, capped at data.max_eval_frames (OpenGait's test sampling).
+TEST_FRAMES = 30
+ALL_FRAMES = "all"
 
 
 def resolve_partition(dataset_dir: str | Path, split: str = "official"):
@@ -101,9 +108,33 @@ def side_keys(dataset_dir: str | Path, partition, side: str, quality_ok_only: bo
     return keys
 
 
-def silhouette_dataset(dataset_dir, keys, config, train: bool, seed: int = 0):
+def parse_test_frames(value) -> int | str:
+    """``"all"`` or a positive frame count (from the CLI's ``--frames``)."""
+    if str(value).strip().lower() == ALL_FRAMES:
+        return ALL_FRAMES
+    try:
+        frames = int(value)
+    except (TypeError, ValueError):
+        frames = 0
+    if frames < 1:
+        raise InputError(f"test frames: expected 'all' or a positive number of frames, got {value!r}")
+    return frames
+
+
+def evaluation_frames_record(test_frames: int | str, max_eval_frames: int) -> dict:
+    """How evaluation sampled each test sequence, for reports: sampling, frames, and a sentence."""
+    if test_frames == ALL_FRAMES:
+        cap = f", at most {max_eval_frames}" if max_eval_frames > 0 else ""
+        return {"sampling": "all_ordered", "frames": ALL_FRAMES, "max_frames": max_eval_frames,
+                "description": f"all frames of each sequence in order{cap}"}
+    return {"sampling": "central_ordered", "frames": int(test_frames),
+            "description": f"the central {test_frames} consecutive frames of each sequence "
+                           "(shorter ones repeated from their start)"}
+
+
+def silhouette_dataset(dataset_dir, keys, config, train: bool, seed: int = 0, test_frames: int | str = TEST_FRAMES):
     """The dataset of the config's model input (a SilhouetteDataset, or a PoseDataset for the pose models) with
-    the config's sampling: fixed frames for training, all frames (capped) at test."""
+    the config's sampling for training; at test the central ``test_frames`` frames, or all (capped) with "all"."""
     from ragar_data.loaders import PoseDataset, SilhouetteDataset
 
     kind = PoseDataset if model_input(config) == "keypoints_2d" else SilhouetteDataset
@@ -111,7 +142,42 @@ def silhouette_dataset(dataset_dir, keys, config, train: bool, seed: int = 0):
     if train:
         return kind(dataset_dir, keys=keys, sampling=config.data.sampling, frames=config.data.frames, seed=seed,
                     **access)
-    return kind(dataset_dir, keys=keys, sampling="all_ordered", max_frames=config.data.max_eval_frames, **access)
+    test_frames = parse_test_frames(test_frames)
+    if test_frames == ALL_FRAMES:
+        return kind(dataset_dir, keys=keys, sampling="all_ordered", max_frames=config.data.max_eval_frames, **access)
+    return kind(dataset_dir, keys=keys, sampling="central_ordered", frames=test_frames, **access)
+
+
+def sequence_lengths(dataset) -> np.ndarray | None:
+    """(N,) frames each item of a shard dataset yields, known before reading it; None for other datasets."""
+    from ragar_data.loaders import PoseDataset, SilhouetteDataset, sample_frame_indices
+
+    if isinstance(dataset, SilhouetteDataset):
+        counts = [record["num_silhouettes"] for record in dataset.records]
+    elif isinstance(dataset, PoseDataset):
+        table = dataset.shards.table(["key", "num_frames"]).to_pydict()
+        by_key = dict(zip(table["key"], table["num_frames"]))
+        counts = [by_key[key] for key in dataset.keys()]
+    else:
+        return None
+    if dataset.sampling not in ("all_ordered", "central_ordered"):  # the random samplings give `frames` each
+        return np.full(len(dataset), dataset.frames, dtype=np.int64)
+    return np.array([sample_frame_indices(int(count), dataset.sampling, None, dataset.frames, dataset.frames_skip,
+                                          dataset.max_frames).size for count in counts], dtype=np.int64)
+
+
+def length_batches(lengths, batch_size: int) -> list[list[int]]:
+    """Batches of item indices, each of items of one length (shortest first, dataset order within a length).
+
+    Zero padding would reach the valid frames of the shorter sequences through the temporal convolutions (the
+    temporal max only masks it at the end), so a padded sequence scores differently from the same sequence
+    alone; batches of equal lengths need no padding."""
+    lengths = np.asarray(lengths)
+    batches = []
+    for length in np.unique(lengths):
+        members = np.flatnonzero(lengths == length).tolist()
+        batches += [members[start:start + batch_size] for start in range(0, len(members), batch_size)]
+    return batches
 
 
 class EpochBatches(Sampler):

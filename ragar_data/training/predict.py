@@ -4,7 +4,9 @@ One row per sequence: ``key, subject, combination, condition, view``, then for e
 class name (column = attribute name) and class index (``<attribute>_index``), then the 45 scores
 (``score__<attribute>__<class>``, float32, in schema one-hot order). The predicted class is the argmax of the
 attribute's scores (sigmoid scores for BCE heads, softmax probabilities for the align stage). All sequences of
-the dataset are predicted, whatever their side of the split; labels are not needed.
+the dataset are predicted, whatever their side of the split; labels are not needed. Frames and batching are
+evaluation's: the central 30 frames by default, or all (``test_frames="all"``), in batches of one length; the
+file's schema metadata says which (``ragar_data.test_frames``).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from ragar_data.atomic import atomic_write_parquet
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import RagarDataError
 from ragar_data.identity import SequenceKey
+from ragar_data.training.data import TEST_FRAMES
 
 
 def score_column(attribute: str, class_name: str) -> str:
@@ -47,24 +50,28 @@ def predictions_table(keys: list[str], scores: np.ndarray, schema: AttributeSche
 
 
 def predict_checkpoint(checkpoint: str | Path, dataset_dir: str | Path, out: str | Path, device: str = "auto",
-                       batch_size: int | None = None, progress: bool = True) -> tuple[Path, int]:
+                       batch_size: int | None = None, progress: bool = True,
+                       test_frames: int | str = TEST_FRAMES) -> tuple[Path, int]:
     """Predict every sequence of ``dataset_dir`` with ``checkpoint``; returns (parquet path, rows)."""
     from ragar_data.training.build import model_from_checkpoint
-    from ragar_data.training.data import model_input, silhouette_dataset, usable_keys
+    from ragar_data.training.data import (evaluation_frames_record, model_input, parse_test_frames,
+                                          silhouette_dataset, usable_keys)
     from ragar_data.training.evaluate import pick_device, run_inference
 
     schema = default_schema()
+    test_frames = parse_test_frames(test_frames)
     model, state, config = model_from_checkpoint(checkpoint, schema)
     keys = usable_keys(dataset_dir, model_input(config))
     if not keys:
         raise RagarDataError(f"{dataset_dir}: no sequence has silhouettes to predict from")
-    dataset = silhouette_dataset(dataset_dir, keys, config, train=False)
+    dataset = silhouette_dataset(dataset_dir, keys, config, train=False, test_frames=test_frames)
     outputs = run_inference(model, state["stage"], dataset, batch_size or config.data.eval_batch_size,
                             pick_device(device), schema, progress, config.data.num_workers)
     table = predictions_table(outputs["keys"], outputs["scores"], schema)
     table = table.replace_schema_metadata({
         "ragar_data.checkpoint": str(checkpoint), "ragar_data.stage": state["stage"],
         "ragar_data.iteration": str(state["iteration"]), "ragar_data.metrics_mode": outputs["mode"],
+        "ragar_data.test_frames": evaluation_frames_record(test_frames, config.data.max_eval_frames)["description"],
     })
     out = Path(out)
     atomic_write_parquet(out, table, compression="zstd")
