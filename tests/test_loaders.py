@@ -224,13 +224,13 @@ def test_row_cache_gives_the_same_items_and_is_built_once(tmp_path, monkeypatch)
     build_dataset(root, rows_per_shard=5)
     direct = SilhouetteDataset(root, seed=3, row_cache=False)
     calls = _spy_row_group_reads(monkeypatch)
-    SilhouetteDataset(root, seed=3, cache_dir=cache)  # builds the copies
+    SilhouetteDataset(root, seed=3, cache_dir=cache, frame_cache=False)  # builds the copies
     assert len(calls) == len(direct)  # the first dataset copies every row once (5 shards, one row per group)
     copies = sorted(cache.glob("*.arrow"))
     assert len(copies) == 5
     expected = [direct[index]["silhouettes"] for index in range(len(direct))]
     calls.clear()
-    again = SilhouetteDataset(root, seed=3, cache_dir=cache)
+    again = SilhouetteDataset(root, seed=3, cache_dir=cache, frame_cache=False)
     for index, silhouettes in enumerate(expected):
         assert torch.equal(again[index]["silhouettes"], silhouettes)
     assert calls == []  # items come from the memory-mapped copies, not the shards
@@ -243,14 +243,14 @@ def test_row_cache_gives_the_same_items_and_is_built_once(tmp_path, monkeypatch)
 def test_row_cache_follows_the_shard_digest_and_rebuilds_broken_copies(tmp_path):
     root, cache = tmp_path / "data", tmp_path / "cache"
     build_dataset(root, rows_per_shard=30, seed=0)
-    first = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    first = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache, frame_cache=False)
     (copy,) = cache.glob("*.arrow")
     copy.write_bytes(copy.read_bytes()[:1000])  # a truncated copy is rebuilt, not read
-    rebuilt = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    rebuilt = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache, frame_cache=False)
     assert torch.equal(rebuilt[2]["silhouettes"], first[2]["silhouettes"])
     assert copy.stat().st_size > 1000
     records = build_dataset(root, rows_per_shard=30, seed=1)  # re-extracted: new content, new digest
-    changed = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    changed = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache, frame_cache=False)
     key = changed.keys()[2]
     np.testing.assert_array_equal(changed[2]["silhouettes"].numpy() * 255,
                                   records[key]["silhouettes"][:, :, 10:54])
