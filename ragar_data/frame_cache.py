@@ -74,6 +74,9 @@ class ShardFrames:
     def close(self) -> None:
         self.handle.close()
 
+    def __del__(self):
+        self.close()
+
 
 class FrameCache:
     """Uncompressed copies of shards' silhouettes, built on first use, kept open per process (up to
