@@ -17,9 +17,10 @@ copies of the small set's sequences). Batches come from a batch sampler, as in t
 builds each batch in one call. The pickle tree's per-item cost does not depend on the number of sequences; it
 is measured on the small set.
 
-Each round measures every reader once, warm (page cache holding the files) and then cold (before each
-measurement the reader's files are dropped from the page cache with posix_fadvise DONTNEED; the host may still
-cache the disk). A ratio is taken within one round; the table gives each reader's best rate and its ratio to
+Each round measures every reader once, warm (the reader's files read whole just before) and then cold
+(before each measurement the reader's files are dropped from the page cache with posix_fadvise DONTNEED; the
+host may still cache the disk). Rates are wall-clock; CPU milliseconds per batch (this process and the
+DataLoader workers) are the steadier figure on a shared machine. A ratio is taken within one round; the table gives each reader's best rate and its ratio to
 the pickles in every round.
 """
 from __future__ import annotations
@@ -113,15 +114,39 @@ def delivered(batch) -> torch.Tensor:
     return silhouettes_to_unit_range(batch)["silhouettes"] if isinstance(batch, dict) else batch
 
 
-def batches_per_second(loader, batches: int) -> float:
+def cpu_seconds(iterator) -> float:
+    """CPU time used so far by this process and the iterator's DataLoader workers (user + system)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    workers = 0.0
+    for worker in getattr(iterator, "_workers", []):
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        workers += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return time.process_time() + workers
+
+
+def measure(loader, batches: int) -> tuple[float, float]:
+    """(batches per second of wall time, CPU milliseconds per batch over all processes): on a shared machine
+    the CPU time per batch is the steadier figure."""
     iterator = iter(loader)
     next(iterator)  # worker start-up and first file opens are not steady state
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds(iterator)
     for _ in range(batches):
         silhouettes = delivered(next(iterator))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds(iterator) - cpu_start
     assert silhouettes.shape == (BATCH, FRAMES, 64, 44) and silhouettes.dtype == torch.float32, silhouettes.shape
-    return batches / elapsed
+    return batches / elapsed, cpu / batches * 1e3
+
+
+def print_table(title: str, values: dict, baseline, workers: list[int], higher_is_better: bool) -> None:
+    """One row per loader: its best value, then its ratio to the pickles' in each round (> 1: ours better)."""
+    print(f"\n{title:<60}" + "".join(f"{f'workers={w}':>11}{'vs pickles by round':>22}" for w in workers))
+    best = max if higher_is_better else min
+    for (name, size), rounds in values.items():
+        ratios = [[(r[w] / b[w]) if higher_is_better else (b[w] / r[w]) for r, b in zip(rounds, values[baseline])]
+                  for w in workers]
+        cells = "".join(f"{best(r[w] for r in rounds):>11.1f}{' '.join(f'{x:.2f}' for x in ratio):>22}"
+                        for w, ratio in zip(workers, ratios))
+        print(f"{name:<36}{size:<24}{cells}")
 
 
 def silhouettes(root: Path, options: dict) -> SilhouetteDataset:
@@ -148,6 +173,14 @@ def drop_from_page_cache(files: list[Path]) -> None:
             os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(descriptor)
+
+
+def load_into_page_cache(files: list[Path]) -> None:
+    """Read the files whole, so that a warm measurement finds all of them in the page cache."""
+    for path in files:
+        with open(path, "rb", buffering=0) as handle:
+            while handle.read(1 << 22):
+                pass
 
 
 def files_read(dataset) -> list[Path]:
@@ -247,29 +280,29 @@ def main():
             sequences = args.sequences + args.large_shards * 256
             print(f"{'frame cache (local copy)':>28} {frame_copies / sequences:>12.0f}")
 
-        rates = {(cache, name): [] for cache in ("warm", "cold") for name in datasets}
+        rates = {cache: {name: [] for name in datasets} for cache in ("warm", "cold")}
+        cpu = {cache: {name: [] for name in datasets} for cache in ("warm", "cold")}
         for _ in range(args.rounds):  # alternate the loaders: each ratio is taken within one round
             for cache in ("warm", "cold"):
                 for name, (dataset, collate_fn) in datasets.items():
-                    row = {}
+                    rate_row, cpu_row = {}, {}
                     for workers in args.workers:
                         if cache == "cold":
                             if hasattr(dataset, "_reader"):
                                 dataset._reader.close()  # open maps keep their pages in the page cache
                             drop_from_page_cache(files_read(dataset))
-                        row[workers] = batches_per_second(loader(dataset, collate_fn, workers, args.batches),
-                                                          args.batches)
-                    rates[cache, name].append(row)
+                        else:
+                            load_into_page_cache(files_read(dataset))
+                        rate_row[workers], cpu_row[workers] = measure(
+                            loader(dataset, collate_fn, workers, args.batches), args.batches)
+                    rates[cache][name].append(rate_row)
+                    cpu[cache][name].append(cpu_row)
+        baseline = next(iter(datasets))
         for cache in ("warm", "cold"):
-            print(f"\n{f'batches/s (32 x 30 x 64 x 44), {cache} page cache':<60}" +
-                  "".join(f"{f'workers={w}':>11}{'/pickles by round':>22}" for w in args.workers))
-            base = rates[cache, ("pickles", f"{args.sequences} seq")]
-            for name, size in datasets:
-                rounds = rates[cache, (name, size)]
-                cells = "".join(f"{max(r[w] for r in rounds):>11.1f}" +
-                                f"{' '.join(f'{r[w] / b[w]:.2f}' for r, b in zip(rounds, base)):>22}"
-                                for w in args.workers)
-                print(f"{name:<36}{size:<24}{cells}")
+            print_table(f"batches/s (32 x 30 x 64 x 44), {cache} page cache", rates[cache], baseline, args.workers,
+                        higher_is_better=True)
+            print_table(f"CPU ms per batch, all processes, {cache} page cache", cpu[cache], baseline, args.workers,
+                        higher_is_better=False)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

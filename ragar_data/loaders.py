@@ -245,14 +245,13 @@ class SilhouetteDataset(_ShardSequences):
     def __init__(self, dataset_dir, keys=None, sampling="fixed_ordered", frames=30, frames_skip=4, cut=True,
                  seed=0, max_frames=720, subjects=None, frame_cache: bool = True, unit_range: bool = True,
                  **options):
-        self.frame_cache = frame_cache
+        self.frame_cache, self.cut, self.unit_range = frame_cache, cut, unit_range
         super().__init__(dataset_dir, keys=keys, subjects=subjects, sampling=sampling, frames=frames,
                          frames_skip=frames_skip, seed=seed, max_frames=max_frames, **options)
-        self.cut, self.unit_range = cut, unit_range
 
     def make_reader(self, row_cache: bool, cache_dir, max_open_shards: int):
         if row_cache and self.frame_cache:
-            return FrameCache(cache_dir)
+            return FrameCache(cache_dir, cut=self.cut)
         return super().make_reader(row_cache, cache_dir, max_open_shards)
 
     def extra_metadata_columns(self) -> list[str]:
@@ -267,14 +266,14 @@ class SilhouetteDataset(_ShardSequences):
             self.records = [r for r in self.records if r["num_silhouettes"] > 0]
 
     def read_frames(self, index: int, positions: np.ndarray | None = None) -> np.ndarray:
-        """Normalised uint8 frames (S, H, W) of item `index` before cutting: all of them, or those at
-        `positions` (only these are read and decoded)."""
+        """Normalised uint8 frames (S, H, W) of item `index`, cut when the dataset cuts (the frame cache holds
+        them cut): all of them, or those at `positions` (only these are read and decoded)."""
         record = self.records[index]
         if isinstance(self._reader, FrameCache):
             return self._cached_frames(index, positions)
         blob = self._read_table(index).column(0)[0].as_buffer()
-        return decode_silhouettes(blob, record["silhouette_encoding"], record["num_silhouettes"],
-                                  record["silhouette_height"], record["silhouette_width"], positions)
+        return self._cut(decode_silhouettes(blob, record["silhouette_encoding"], record["num_silhouettes"],
+                                            record["silhouette_height"], record["silhouette_width"], positions))
 
     def _cached_frames(self, index: int, positions: np.ndarray | None) -> np.ndarray:
         path, row = self._locations[index]
@@ -296,7 +295,7 @@ class SilhouetteDataset(_ShardSequences):
 
     def __getitem__(self, index: int) -> dict:
         positions = self._sample(index, int(self.records[index]["num_silhouettes"]))
-        item = {"silhouettes": self._tensor(self._cut(self.read_frames(index, positions)))}
+        item = {"silhouettes": self._tensor(self.read_frames(index, positions))}
         item.update(self._item_metadata(index))
         return item
 
@@ -306,16 +305,17 @@ class SilhouetteDataset(_ShardSequences):
         batch's, so `collate` stacks them without a copy."""
         indices = np.asarray(indices, np.int64)
         positions = self._sample_batch(indices, np.array([self.records[i]["num_silhouettes"] for i in indices]))
-        frames = [self._cut(self.read_frames(int(index), where)) for index, where in zip(indices, positions)]
+        frames = [self.read_frames(int(index), where) for index, where in zip(indices, positions)]
         if len({f.shape for f in frames}) > 1:  # all_ordered lengths differ: items as `__getitem__` makes them
             return [dict(self._item_metadata(int(index)), silhouettes=self._tensor(f))
                     for index, f in zip(indices, frames)]
-        silhouettes = torch.empty((len(frames),) + frames[0].shape,
-                                  dtype=torch.float32 if self.unit_range else torch.uint8)
-        for slot, sequence in enumerate(frames):
-            silhouettes[slot].copy_(torch.from_numpy(sequence))
         if self.unit_range:
+            silhouettes = torch.empty((len(frames),) + frames[0].shape, dtype=torch.float32)
+            for slot, sequence in enumerate(frames):
+                silhouettes[slot].copy_(torch.from_numpy(sequence))
             silhouettes.div_(255.0)  # to_unit_range's values, divided once for the batch
+        else:
+            silhouettes = torch.from_numpy(np.stack(frames))
         items = self._batch_metadata(indices)
         for slot, item in enumerate(items):
             item["silhouettes"] = silhouettes[slot]
