@@ -1,4 +1,4 @@
-"""A local cache of silhouette frames for training loaders: each shard's frames uncompressed, memory-mapped.
+"""A local cache of silhouette frames for training loaders: each shard's frames uncompressed, read by span.
 
 A training item uses 30 of a sequence's frames. Shards store whole sequences zstd-compressed, so reading one
 item from them (or from the Arrow row cache) decompresses every frame; OpenGait's pickles are uncompressed but
