@@ -1,7 +1,7 @@
 """Loader speed and size: our shards vs an OpenGait pickle tree, side by side in one run.
 
     python benchmarks/loader_speed.py [--sequences 320] [--frames 90] [--batches 20] [--workers 0 2]
-                                      [--large-shards 40]
+                                      [--large-shards 40] [--rounds 3] [--readers frame-cache row-cache]
 
 Builds its own data: walking-figure masks (benchmarks/walker_masks.py, 320x180) normalised with
 ragar_data.silhouettes, written once as shards and once as an OpenGait tree (export_opengait). Training
@@ -9,12 +9,19 @@ batches are 32 sequences x 30 frames x 64 x 44 (fixed_ordered sampling, 30 + 4 s
 order. The OpenGait side reads the way OpenGait's DataSet + CollateFn + BaseSilCuttingTransform do: list the
 view folder, pickle.load every pkl, sample in Python, cut 10 columns each side, divide by 255.
 
-Our loader is measured with its two readers: the row cache (default; memory-mapped Arrow copies) and direct
-Parquet row-group reads (`row_cache=False`, 8 shards open per process), on the small set and on a large one
-(`--large-shards` shards of 256 sequences, the extractor's shard size, made of copies of the small set's
-sequences): random access over many shards is where direct Parquet reads fall behind (each shard opened
-parses its footer). The pickle tree's per-item cost does not depend on the number of sequences; it is measured
-on the small set (page cache warm for all readers).
+Our loader is measured with its readers: the frame cache (the default: uncompressed frames, only the sampled
+span read), the Arrow row cache (`frame_cache=False`: memory-mapped zstd copies of whole rows) and, with
+`--readers row-groups`, direct Parquet row-group reads (`row_cache=False`, 8 shards open per process); on the
+small set and on a large one (`--large-shards` shards of 256 sequences, the extractor's shard size, made of
+copies of the small set's sequences). Batches come from a batch sampler, as in the trainer, so the dataset
+builds each batch in one call. The pickle tree's per-item cost does not depend on the number of sequences; it
+is measured on the small set.
+
+Each round measures every reader once, warm (the reader's files read whole just before) and then cold
+(before each measurement the reader's files are dropped from the page cache with posix_fadvise DONTNEED; the
+host may still cache the disk). Rates are wall-clock; CPU milliseconds per batch (this process and the
+DataLoader workers) are the steadier figure on a shared machine. A ratio is taken within one round; the table gives each reader's best rate and its ratio to
+the pickles in every round.
 """
 from __future__ import annotations
 
@@ -33,13 +40,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from walker_masks import walker_masks  # noqa: E402
 
 from ragar_data.identity import CONDITIONS, VIEWS, SequenceKey  # noqa: E402
-from ragar_data.loaders import SilhouetteDataset, collate  # noqa: E402
+from ragar_data.loaders import SilhouetteDataset, collate, silhouettes_to_unit_range  # noqa: E402
 from ragar_data.opengait import export_opengait  # noqa: E402
 from ragar_data.shards import ShardDataset, make_record, update_index, write_shard  # noqa: E402
 from ragar_data.silhouettes import normalise_sequence  # noqa: E402
@@ -101,29 +108,89 @@ def opengait_collate(batch):
     return torch.from_numpy(stacked).float()
 
 
-def batches_per_second(loader, batches: int) -> float:
+def delivered(batch) -> torch.Tensor:
+    """What the training step receives: float32 (32, 30, 64, 44) in [0, 1]. Our loader sends uint8 frames and
+    the trainer converts them (`silhouettes_to_unit_range`, on the CPU here): the conversion is timed."""
+    return silhouettes_to_unit_range(batch)["silhouettes"] if isinstance(batch, dict) else batch
+
+
+def cpu_seconds(iterator) -> float:
+    """CPU time used so far by this process and the iterator's DataLoader workers (user + system)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    workers = 0.0
+    for worker in getattr(iterator, "_workers", []):
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        workers += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return time.process_time() + workers
+
+
+def measure(loader, batches: int) -> tuple[float, float]:
+    """(batches per second of wall time, CPU milliseconds per batch over all processes): on a shared machine
+    the CPU time per batch is the steadier figure."""
     iterator = iter(loader)
     next(iterator)  # worker start-up and first file opens are not steady state
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds(iterator)
     for _ in range(batches):
-        batch = next(iterator)
-    elapsed = time.perf_counter() - start
-    shape = tuple((batch["silhouettes"] if isinstance(batch, dict) else batch).shape)
-    assert shape == (BATCH, FRAMES, 64, 44), shape
-    return batches / elapsed
+        silhouettes = delivered(next(iterator))
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds(iterator) - cpu_start
+    assert silhouettes.shape == (BATCH, FRAMES, 64, 44) and silhouettes.dtype == torch.float32, silhouettes.shape
+    return batches / elapsed, cpu / batches * 1e3
+
+
+def print_table(title: str, values: dict, baseline, workers: list[int], higher_is_better: bool) -> None:
+    """One row per loader: its best value, then its ratio to the pickles' in each round (> 1: ours better)."""
+    print(f"\n{title:<60}" + "".join(f"{f'workers={w}':>11}{'vs pickles by round':>22}" for w in workers))
+    best = max if higher_is_better else min
+    for (name, size), rounds in values.items():
+        ratios = [[(r[w] / b[w]) if higher_is_better else (b[w] / r[w]) for r, b in zip(rounds, values[baseline])]
+                  for w in workers]
+        cells = "".join(f"{best(r[w] for r in rounds):>11.1f}{' '.join(f'{x:.2f}' for x in ratio):>22}"
+                        for w, ratio in zip(workers, ratios))
+        print(f"{name:<36}{size:<24}{cells}")
 
 
 def silhouettes(root: Path, options: dict) -> SilhouetteDataset:
+    # as the trainer's dataset (ragar_data.training.data.silhouette_dataset): uint8 frames, converted by the trainer
     return SilhouetteDataset(root, sampling="fixed_ordered", frames=FRAMES, frames_skip=SKIP, progress=False,
-                             **options)
+                             unit_range=False, **options)
 
 
 def loader(dataset, collate_fn, workers: int, batches: int) -> DataLoader:
-    # random sequences with replacement, as many as the timed batches need
+    # random sequences with replacement, as many as the timed batches need, in batches as the trainer's
+    # EpochBatches gives them
     sampler = RandomSampler(dataset, replacement=True, num_samples=BATCH * (batches + 1),
                             generator=torch.Generator().manual_seed(0))
-    return DataLoader(dataset, batch_size=BATCH, sampler=sampler, num_workers=workers, collate_fn=collate_fn,
-                      drop_last=True)
+    return DataLoader(dataset, batch_sampler=BatchSampler(sampler, BATCH, drop_last=True), num_workers=workers,
+                      collate_fn=collate_fn)
+
+
+def drop_from_page_cache(files: list[Path]) -> None:
+    """Evict the files' pages (written back first: dirty pages cannot be dropped)."""
+    for path in files:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(descriptor)
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
+
+
+def load_into_page_cache(files: list[Path]) -> None:
+    """Read the files whole, so that a warm measurement finds all of them in the page cache."""
+    for path in files:
+        with open(path, "rb", buffering=0) as handle:
+            while handle.read(1 << 22):
+                pass
+
+
+def files_read(dataset) -> list[Path]:
+    """The files a dataset reads per item: the pickles, the frame or row cache copies, or the shards."""
+    if isinstance(dataset, PickleTree):
+        return [p for folder in dataset.folders for p in folder.iterdir()]
+    reader = dataset._reader
+    if hasattr(reader, "cache_dir"):
+        return sorted(p for p in reader.cache_dir.iterdir() if p.is_file())
+    return sorted({path for path, _ in dataset._locations})
 
 
 def build_large(small: Path, large: Path, shards: int) -> None:
@@ -156,8 +223,10 @@ def main():
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--rounds", type=int, default=3,
-                        help="alternate the two loaders this many times and keep each one's best rate (the "
-                             "machine may be shared: the best round is the least disturbed)")
+                        help="alternate the loaders this many times; each ratio is taken within a round and the "
+                             "best rate is shown (the machine may be shared: the best round is the least disturbed)")
+    parser.add_argument("--readers", nargs="+", default=["frame-cache", "row-cache"],
+                        choices=["frame-cache", "row-cache", "row-groups"])
     parser.add_argument("--keep", help="build the data in this folder and keep it")
     parser.add_argument("--large-shards", type=int, default=40,
                         help="shards of 256 sequences in the large set (0: no large set)")
@@ -196,26 +265,44 @@ def main():
         large = root / "large_dataset"
         if args.large_shards and not (large / "index.json").is_file():
             build_large(root / "shards_dataset", large, args.large_shards)
-        cache = root / "row_cache"
-        readers = {"shards, row cache": dict(cache_dir=cache), "shards, row groups": dict(row_cache=False)}
-        datasets = {"pickles": (f"{args.sequences} seq", PickleTree(root / "opengait_tree"), opengait_collate)}
-        for name, options in readers.items():
-            datasets[name] = (f"{args.sequences} seq", silhouettes(root / "shards_dataset", options), collate)
+        readers = {"frame-cache": ("shards, frame cache", dict(cache_dir=root / "frame_cache")),
+                   "row-cache": ("shards, row cache", dict(cache_dir=root / "row_cache", frame_cache=False)),
+                   "row-groups": ("shards, row groups", dict(row_cache=False))}
+        datasets = {("pickles", f"{args.sequences} seq"): (PickleTree(root / "opengait_tree"), opengait_collate)}
+        for reader in args.readers:
+            name, options = readers[reader]
+            datasets[name, f"{args.sequences} seq"] = (silhouettes(root / "shards_dataset", options), collate)
             if args.large_shards:
-                datasets[name + " "] = (f"{args.large_shards * 256} seq in {args.large_shards} shards",
-                                        silhouettes(large, options), collate)
-        print(f"\n{'batches/s (32 x 30 x 64 x 44)':<36}{'':<24}" +
-              "".join(f"{f'workers={w}':>11}{'/pickles':>9}" for w in args.workers))
-        rates = {name: {} for name in datasets}
-        for _ in range(args.rounds):  # alternate the loaders; keep each one's best round (shared machine)
-            for name, (_, dataset, collate_fn) in datasets.items():
-                for workers in args.workers:
-                    rate = batches_per_second(loader(dataset, collate_fn, workers, args.batches), args.batches)
-                    rates[name][workers] = max(rates[name].get(workers, 0.0), rate)
-        for name, (size, _, _) in datasets.items():
-            cells = "".join(f"{rates[name][w]:>11.1f}{rates[name][w] / rates['pickles'][w]:>9.2f}"
-                            for w in args.workers)
-            print(f"{name.strip():<36}{size:<24}{cells}")
+                datasets[name, f"{args.large_shards * 256} seq in {args.large_shards} shards"] = (
+                    silhouettes(large, options), collate)
+        if "frame-cache" in args.readers:
+            frame_copies, _ = folder_bytes(root / "frame_cache")
+            sequences = args.sequences + args.large_shards * 256
+            print(f"{'frame cache (local copy)':>28} {frame_copies / sequences:>12.0f}")
+
+        rates = {cache: {name: [] for name in datasets} for cache in ("warm", "cold")}
+        cpu = {cache: {name: [] for name in datasets} for cache in ("warm", "cold")}
+        for _ in range(args.rounds):  # alternate the loaders: each ratio is taken within one round
+            for cache in ("warm", "cold"):
+                for name, (dataset, collate_fn) in datasets.items():
+                    rate_row, cpu_row = {}, {}
+                    for workers in args.workers:
+                        if cache == "cold":
+                            if hasattr(dataset, "_reader"):
+                                dataset._reader.close()  # open maps keep their pages in the page cache
+                            drop_from_page_cache(files_read(dataset))
+                        else:
+                            load_into_page_cache(files_read(dataset))
+                        rate_row[workers], cpu_row[workers] = measure(
+                            loader(dataset, collate_fn, workers, args.batches), args.batches)
+                    rates[cache][name].append(rate_row)
+                    cpu[cache][name].append(cpu_row)
+        baseline = next(iter(datasets))
+        for cache in ("warm", "cold"):
+            print_table(f"batches/s (32 x 30 x 64 x 44), {cache} page cache", rates[cache], baseline, args.workers,
+                        higher_is_better=True)
+            print_table(f"CPU ms per batch, all processes, {cache} page cache", cpu[cache], baseline, args.workers,
+                        higher_is_better=False)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -2,14 +2,22 @@
 
 Owns: frame sampling (`sample_frame_indices`, the semantics of OpenGait's `opengait/data/collate_fn.py`),
 `SilhouetteDataset`, `PoseDataset` and the collate functions for variable-length test batches. An item reads
-one row: by default from the row cache (`row_access.ArrowRowCache`: memory-mapped Arrow IPC copies of the
-needed columns, built once per shard), or with `row_cache=False` straight from the shard's row group; either
-way it works with `num_workers > 0` without loading whole shards. Does not own the shard format
-(`ragar_data.shards`) nor the split (`ragar_data.split`): pass the keys or subjects of one side.
+one row, by default from a local cache built once per shard: silhouettes from the frame cache
+(`frame_cache.FrameCache`: uncompressed memory-mapped frames, only the sampled ones are read), poses from the row
+cache (`row_access.ArrowRowCache`: memory-mapped Arrow IPC copies of the needed columns); with
+`row_cache=False` straight from the shard's row group. Every reader works with `num_workers > 0` without
+loading whole shards. Does not own the shard format (`ragar_data.shards`) nor the split (`ragar_data.split`):
+pass the keys or subjects of one side.
 
-Randomness: item `i` of epoch `e` draws from `numpy.random.default_rng((seed, e, i))`, so a sample is the
-same whichever worker reads it. Call `set_epoch(e)` before each epoch (workers get a fresh copy of the
-dataset each epoch unless the DataLoader uses `persistent_workers=True`).
+Batches: a DataLoader with a batch size (or batch sampler) calls `__getitems__`, which samples the whole batch
+at once and converts its silhouettes to float once; `collate` then stacks without copying (the items are rows
+of one batch tensor).
+
+Randomness: a sample depends only on (seed, epoch, item), so it is the same whichever worker reads it and
+however many there are. fixed_ordered (the training default) takes item `i`'s row of a table drawn once per
+epoch from `numpy.random.default_rng((seed, e))`; the other samplings draw from
+`numpy.random.default_rng((seed, e, i))`. Call `set_epoch(e)` before each epoch (workers get a fresh copy of
+the dataset each epoch unless the DataLoader uses `persistent_workers=True`).
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ from torch.utils.data import Dataset
 
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import InputError, ShardError
+from ragar_data.frame_cache import FrameCache
 from ragar_data.row_access import ArrowRowCache, ParquetRowReader
 from ragar_data.shards import ShardDataset, decode_silhouettes, table_to_records
 from ragar_data.silhouettes import cutting_columns
@@ -39,6 +48,16 @@ def to_unit_range(frames: np.ndarray) -> torch.Tensor:
     then float32 in the model): IEEE float32 division is correctly rounded and gives the same float32 for each of
     the 256 levels (tests check all of them), 8x faster than a lookup table."""
     return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8)).float().div_(255.0)
+
+
+def silhouettes_to_unit_range(batch: dict) -> dict:
+    """The batch with uint8 silhouettes (a dataset made with `unit_range=False`) as float32 in [0, 1], the
+    values `to_unit_range` gives; float silhouettes are left as they are. The trainer calls it after moving
+    the batch to its device, so a GPU receives 4x fewer bytes and converts them itself."""
+    frames = batch.get("silhouettes")
+    if frames is None or frames.dtype != torch.uint8:
+        return batch
+    return dict(batch, silhouettes=frames.float().div_(255.0))
 
 
 def sample_frame_indices(num_frames: int, sampling: str, rng: np.random.Generator, frames: int = 30,
@@ -73,14 +92,36 @@ def sample_frame_indices(num_frames: int, sampling: str, rng: np.random.Generato
     return np.sort(indices) if sampling == "fixed_allordered" else indices
 
 
+def fixed_ordered_draws(seed: int, epoch: int, count: int, frames: int = 30, frames_skip: int = 4) -> np.ndarray:
+    """Uniform draws in [0, 1) for `count` sequences, (count, 1 + frames + frames_skip), one row per sequence:
+    what `sample_fixed_ordered` turns into frame positions."""
+    return np.random.default_rng((seed, epoch)).random((count, 1 + frames + frames_skip))
+
+
+def sample_fixed_ordered(num_frames: np.ndarray, draws: np.ndarray, frames: int = 30,
+                         frames_skip: int = 4) -> np.ndarray:
+    """(B, frames) positions for B sequences of `num_frames` (all > 0): fixed_ordered sampling, vectorised.
+
+    As `sample_frame_indices`: the sequence repeated until it holds frames + frames_skip positions, a window of
+    that many consecutive positions starting at draws[:, 0] of the possible starts, and the `frames` window
+    offsets with the smallest of draws[:, 1:] (a uniform subset, without replacement), in order.
+    """
+    window = frames + frames_skip
+    counts = np.asarray(num_frames, np.int64)
+    positions = counts * np.where(counts < window, -(-window // counts), 1)
+    starts = np.minimum((draws[:, 0] * (positions - window + 1)).astype(np.int64), positions - window)
+    offsets = np.sort(np.argsort(draws[:, 1:], axis=1)[:, :frames], axis=1)
+    return (starts[:, None] + offsets) % counts[:, None]
+
+
 class _ShardSequences(Dataset):
     """Common part: selection of keys, metadata and labels in memory, per-item rows read on demand.
 
     Options shared by the datasets: `verify` (check shard digests against the index), `schema`,
-    `include_failed`; `row_cache` (default) reads items from memory-mapped Arrow copies of the needed columns,
-    built once per shard under `cache_dir` (None: $RAGAR_CACHE_DIR/rows, else ~/.cache/ragar-data/rows; a
-    progress bar shows when several are built), else items read their row group from the shard, keeping
-    `max_open_shards` shards open per process.
+    `include_failed`; `row_cache` (default) reads items from a local cache of the shards built once per shard
+    under `cache_dir` (None: $RAGAR_CACHE_DIR/rows or /frames, else under ~/.cache/ragar-data; a progress bar
+    shows when several are built), else items read their row group from the shard, keeping `max_open_shards`
+    shards open per process.
     """
 
     data_columns: list[str] = []
@@ -96,7 +137,8 @@ class _ShardSequences(Dataset):
         self.sampling, self.frames, self.frames_skip = sampling, frames, frames_skip
         self.seed, self.max_frames, self.epoch = seed, max_frames, 0
         self.schema = schema or default_schema()
-        self._reader = ArrowRowCache(cache_dir) if row_cache else ParquetRowReader(max_open_shards)
+        self._reader = self.make_reader(row_cache, cache_dir, max_open_shards)
+        self._draws: tuple[int, np.ndarray] | None = None  # (epoch, fixed_ordered draws of every item)
 
         metadata = self.shards.table(columns=METADATA_COLUMNS + self.extra_metadata_columns()).to_pylist()
         by_key = {row["key"]: row for row in metadata}
@@ -125,12 +167,16 @@ class _ShardSequences(Dataset):
         self._digests = {self.dataset_dir / e["file"]: e["sha256"] if verify else None
                          for e in self.shards.index["shards"]}
         # (shard path, row) per item from the index, once: ShardDataset.locate rebuilds its path list per call
-        where = {key: (self.dataset_dir / entry["file"], row)
+        paths = {entry["file"]: self.dataset_dir / entry["file"] for entry in self.shards.index["shards"]}
+        where = {key: (paths[entry["file"]], row)  # one Path per shard: lookups by it then compare by identity
                  for entry in self.shards.index["shards"] for row, key in enumerate(entry["keys"])}
         self._locations = [where[record["key"]] for record in self.records]
         # the shards this selection reads (reading the metadata above already checked their digests)
         needed = sorted({path for path, _ in self._locations})
         self._reader.prepare({path: self._digests[path] for path in needed}, self.data_columns, progress=progress)
+
+    def make_reader(self, row_cache: bool, cache_dir, max_open_shards: int):
+        return ArrowRowCache(cache_dir) if row_cache else ParquetRowReader(max_open_shards)
 
     def extra_metadata_columns(self) -> list[str]:
         return []
@@ -152,36 +198,66 @@ class _ShardSequences(Dataset):
         return self._reader.read(path, row, self.data_columns, self._digests.get(path))
 
     def _sample(self, index: int, num_frames: int) -> np.ndarray:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        return sample_frame_indices(num_frames, self.sampling, rng, self.frames, self.frames_skip,
-                                    self.max_frames, name=self.records[index]["key"])
+        return self._sample_batch(np.array([index]), np.array([num_frames]))[0]
 
-    def _item_metadata(self, index: int) -> dict:
+    def _sample_batch(self, indices: np.ndarray, num_frames: np.ndarray) -> list[np.ndarray] | np.ndarray:
+        """Frame positions of items `indices` (sequences of `num_frames`): (B, frames) for fixed_ordered."""
+        empty = np.flatnonzero(num_frames <= 0)
+        if empty.size:
+            raise InputError(f"{self.records[indices[empty[0]]]['key']}: no frames to sample (the sequence is empty)")
+        if self.sampling == "fixed_ordered":
+            if self._draws is None or self._draws[0] != self.epoch:
+                self._draws = (self.epoch, fixed_ordered_draws(self.seed, self.epoch, len(self), self.frames,
+                                                               self.frames_skip))
+            return sample_fixed_ordered(num_frames, self._draws[1][indices], self.frames, self.frames_skip)
+        return [sample_frame_indices(int(count), self.sampling, np.random.default_rng((self.seed, self.epoch, int(i))),
+                                     self.frames, self.frames_skip, self.max_frames, name=self.records[i]["key"])
+                for i, count in zip(indices, num_frames)]
+
+    def __getstate__(self):
+        # each worker draws its own table (a few MB for large selections)
+        return dict(self.__dict__, _draws=None)
+
+    def _item_metadata(self, index: int, labels=None, one_hot=None) -> dict:
+        """The item's fields other than its sequence; `labels` / `one_hot` given: rows of a batch's tensors."""
         record = self.records[index]
         return {
-            "labels": torch.from_numpy(self.labels[index]),
-            "one_hot": torch.from_numpy(self.one_hot[index]),
+            "labels": torch.from_numpy(self.labels[index]) if labels is None else labels,
+            "one_hot": torch.from_numpy(self.one_hot[index]) if one_hot is None else one_hot,
             "key": record["key"], "subject": record["subject"], "combination": int(record["combination"]),
             "condition": record["condition"], "view": int(record["view"]),
         }
 
+    def _batch_metadata(self, indices: np.ndarray) -> list[dict]:
+        labels, one_hot = torch.from_numpy(self.labels[indices]), torch.from_numpy(self.one_hot[indices])
+        return [self._item_metadata(int(index), labels[slot], one_hot[slot]) for slot, index in enumerate(indices)]
+
 
 class SilhouetteDataset(_ShardSequences):
-    """Silhouette sequences: item["silhouettes"] float32 (T, 64, 44) in [0, 1] (or (T, H, W) with cut=False).
+    """Silhouette sequences: item["silhouettes"] float32 (T, 64, 44) in [0, 1] (or (T, H, W) with cut=False);
+    with `unit_range=False` the stored uint8 values, for the consumer to convert (`silhouettes_to_unit_range`):
+    DataLoader workers then pass a quarter of the bytes.
 
     Other item fields: labels int64 (15,) (-1 = not annotated), one_hot float32 (45,), key, subject,
     combination, condition, view. Without explicit `keys`, sequences failing the extraction's quality filter
     are left out unless include_failed (listed in `skipped_failed`); sequences without silhouettes are always
-    left out (`skipped_empty`).
+    left out (`skipped_empty`). With the row cache on, frames come from the frame cache (`frame_cache=False`:
+    from the Arrow row cache, which decompresses whole sequences).
     """
 
     data_columns = ["silhouettes"]
 
     def __init__(self, dataset_dir, keys=None, sampling="fixed_ordered", frames=30, frames_skip=4, cut=True,
-                 seed=0, max_frames=720, subjects=None, **options):
+                 seed=0, max_frames=720, subjects=None, frame_cache: bool = True, unit_range: bool = True,
+                 **options):
+        self.frame_cache, self.cut, self.unit_range = frame_cache, cut, unit_range
         super().__init__(dataset_dir, keys=keys, subjects=subjects, sampling=sampling, frames=frames,
                          frames_skip=frames_skip, seed=seed, max_frames=max_frames, **options)
-        self.cut = cut
+
+    def make_reader(self, row_cache: bool, cache_dir, max_open_shards: int):
+        if row_cache and self.frame_cache:
+            return FrameCache(cache_dir, cut=self.cut)
+        return super().make_reader(row_cache, cache_dir, max_open_shards)
 
     def extra_metadata_columns(self) -> list[str]:
         return SILHOUETTE_SHAPE_COLUMNS
@@ -195,23 +271,60 @@ class SilhouetteDataset(_ShardSequences):
             self.records = [r for r in self.records if r["num_silhouettes"] > 0]
 
     def read_frames(self, index: int, positions: np.ndarray | None = None) -> np.ndarray:
-        """Normalised uint8 frames (S, H, W) of item `index` before cutting: all of them, or those at
-        `positions` (only these are decoded)."""
+        """Normalised uint8 frames (S, H, W) of item `index`, cut when the dataset cuts (the frame cache holds
+        them cut): all of them, or those at `positions` (only these are read and decoded)."""
         record = self.records[index]
+        if isinstance(self._reader, FrameCache):
+            return self._cached_frames(index, positions)
         blob = self._read_table(index).column(0)[0].as_buffer()
-        return decode_silhouettes(blob, record["silhouette_encoding"], record["num_silhouettes"],
-                                  record["silhouette_height"], record["silhouette_width"], positions)
+        return self._cut(decode_silhouettes(blob, record["silhouette_encoding"], record["num_silhouettes"],
+                                            record["silhouette_height"], record["silhouette_width"], positions))
+
+    def _cached_frames(self, index: int, positions: np.ndarray | None) -> np.ndarray:
+        path, row = self._locations[index]
+        copy = self._reader.shard(path, self._digests[path])
+        count = int(self.records[index]["num_silhouettes"])
+        if int(copy.offsets[row + 1] - copy.offsets[row]) != count:
+            raise ShardError(f"{path}: the frame cache holds {int(copy.offsets[row + 1] - copy.offsets[row])} "
+                             f"frames of row {row} ({self.records[index]['key']}), the shard {count}; remove "
+                             f"{self._reader.cache_dir}")
+        return copy.read(row, None if positions is None else np.asarray(positions, np.int64))
+
+    def _cut(self, frames: np.ndarray) -> np.ndarray:
+        width = frames.shape[-1]
+        cut = cutting_columns(width) if self.cut else 0
+        return frames[..., cut:width - cut] if cut else frames
+
+    def _tensor(self, frames: np.ndarray) -> torch.Tensor:
+        return to_unit_range(frames) if self.unit_range else torch.from_numpy(np.ascontiguousarray(frames))
 
     def __getitem__(self, index: int) -> dict:
         positions = self._sample(index, int(self.records[index]["num_silhouettes"]))
-        frames = self.read_frames(index, positions)
-        width = frames.shape[2]
-        if self.cut:
-            cut = cutting_columns(width)
-            frames = frames[:, :, cut:width - cut] if cut else frames
-        item = {"silhouettes": to_unit_range(frames)}
+        item = {"silhouettes": self._tensor(self.read_frames(index, positions))}
         item.update(self._item_metadata(index))
         return item
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """The items of one batch, equal to `[self[i] for i in indices]`: positions sampled for the batch at
+        once, frames gathered into one tensor (converted to float once); each item's tensors are rows of the
+        batch's, so `collate` stacks them without a copy."""
+        indices = np.asarray(indices, np.int64)
+        positions = self._sample_batch(indices, np.array([self.records[i]["num_silhouettes"] for i in indices]))
+        frames = [self.read_frames(int(index), where) for index, where in zip(indices, positions)]
+        if len({f.shape for f in frames}) > 1:  # all_ordered lengths differ: items as `__getitem__` makes them
+            return [dict(self._item_metadata(int(index)), silhouettes=self._tensor(f))
+                    for index, f in zip(indices, frames)]
+        if self.unit_range:
+            silhouettes = torch.empty((len(frames),) + frames[0].shape, dtype=torch.float32)
+            for slot, sequence in enumerate(frames):
+                silhouettes[slot].copy_(torch.from_numpy(sequence))
+            silhouettes.div_(255.0)  # to_unit_range's values, divided once for the batch
+        else:
+            silhouettes = torch.from_numpy(np.stack(frames))
+        items = self._batch_metadata(indices)
+        for slot, item in enumerate(items):
+            item["silhouettes"] = silhouettes[slot]
+        return items
 
 
 class PoseDataset(_ShardSequences):
@@ -256,6 +369,19 @@ class PoseDataset(_ShardSequences):
 SEQUENCE_FIELDS = ("silhouettes", "keypoints_2d", "keypoints_3d")
 
 
+def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """torch.stack; without a copy when the tensors are the rows, in order, of one contiguous tensor (a batch
+    that `SilhouetteDataset.__getitems__` built at once): that tensor is returned."""
+    base = tensors[0]._base
+    if base is not None and base.is_contiguous() and base.shape[0] == len(tensors) \
+            and base.shape[1:] == tensors[0].shape and base.dtype == tensors[0].dtype:
+        row_bytes = base.stride(0) * base.element_size()
+        if all(t._base is base and t.is_contiguous() and t.data_ptr() == base.data_ptr() + slot * row_bytes
+               for slot, t in enumerate(tensors)):
+            return base
+    return torch.stack(tensors)
+
+
 def _stack_metadata(batch: list[dict]) -> dict:
     out = {}
     for name in batch[0]:
@@ -263,7 +389,7 @@ def _stack_metadata(batch: list[dict]) -> dict:
             continue
         values = [item[name] for item in batch]
         if isinstance(values[0], torch.Tensor):
-            out[name] = torch.stack(values)
+            out[name] = stack(values)
         elif isinstance(values[0], int):
             out[name] = torch.tensor(values, dtype=torch.int64)
         else:
@@ -283,7 +409,7 @@ def collate(batch: list[dict]) -> dict:
     longest = int(lengths.max())
     for name in present:
         if bool((lengths == longest).all()):
-            out[name] = torch.stack([item[name] for item in batch])
+            out[name] = stack([item[name] for item in batch])
             continue
         padded = batch[0][name].new_zeros((len(batch), longest) + tuple(batch[0][name].shape[1:]))
         for slot, item in enumerate(batch):
@@ -312,5 +438,6 @@ def keys_of_subjects(dataset_dir: str | Path, subjects: Iterable[str]) -> list[s
     return sorted(k for k, s in zip(table["key"].to_pylist(), table["subject"].to_pylist()) if s in wanted)
 
 
-__all__ = ["SAMPLINGS", "sample_frame_indices", "SilhouetteDataset", "PoseDataset", "collate", "collate_concat",
+__all__ = ["SAMPLINGS", "sample_frame_indices", "silhouettes_to_unit_range", "fixed_ordered_draws", "sample_fixed_ordered", "stack",
+           "SilhouetteDataset", "PoseDataset", "collate", "collate_concat",
            "keys_of_subjects"]

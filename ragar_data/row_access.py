@@ -72,7 +72,10 @@ class ParquetRowReader:
     def read(self, path: Path, row: int, columns: list[str], sha256: str | None = None) -> pa.Table:
         parquet, starts = self._parquet(path, sha256)
         group = int(np.searchsorted(starts, row, side="right") - 1)
-        return _read_row_group(parquet, path, group, columns).slice(row - int(starts[group]), 1)
+        return read_row_group(parquet, path, group, columns).slice(row - int(starts[group]), 1)
+
+    def close(self) -> None:
+        self._open.clear()
 
     def __getstate__(self):
         # open files do not cross process boundaries: DataLoader workers start with an empty cache
@@ -88,11 +91,8 @@ class ArrowRowCache:
         self._open: OrderedDict[Path, ipc.RecordBatchFileReader] = OrderedDict()
 
     def copy_path(self, shard: Path, sha256: str | None, columns: list[str]) -> Path:
-        if sha256 is None:  # unverified datasets: the file's identity stands in for its digest
-            stat = shard.stat()
-            sha256 = hashlib.sha256(f"{shard.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
         columns_tag = hashlib.sha256(",".join(columns).encode()).hexdigest()[:12]
-        return self.cache_dir / f"{sha256[:32]}-{columns_tag}.arrow"
+        return self.cache_dir / f"{shard_identity(shard, sha256)[:32]}-{columns_tag}.arrow"
 
     def prepare(self, shards: dict[Path, str | None], columns: list[str], progress: bool = False) -> None:
         """Build the copies that are missing (or unreadable), with a progress bar when asked."""
@@ -128,11 +128,24 @@ class ArrowRowCache:
             raise ShardError(f"{path}: row {row} is not in its row cache ({reader.num_record_batches} rows)")
         return pa.Table.from_batches([reader.get_batch(row)])
 
+    def close(self) -> None:
+        """Drop the open memory maps (their pages can then leave the page cache)."""
+        self._open.clear()
+
     def __getstate__(self):
         return {"cache_dir": self.cache_dir, "max_open": self.max_open, "_open": OrderedDict()}
 
 
-def _read_row_group(parquet: pq.ParquetFile, path: Path, group: int, columns: list[str]) -> pa.Table:
+def shard_identity(shard: Path, sha256: str | None) -> str:
+    """What names a shard's local copies: its sha256, or for unverified datasets a digest of its path, size and
+    modification time (a changed file gets new copies either way)."""
+    if sha256 is not None:
+        return sha256
+    stat = shard.stat()
+    return hashlib.sha256(f"{shard.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+
+
+def read_row_group(parquet: pq.ParquetFile, path: Path, group: int, columns: list[str]) -> pa.Table:
     try:
         # use_threads=False: a row group is one sequence, and DataLoader workers are the parallelism
         return parquet.read_row_group(group, columns=columns, use_threads=False)
@@ -164,7 +177,7 @@ def write_row_copy(shard: Path, sha256: str | None, columns: list[str], out: Pat
             with ipc.new_file(sink, parquet.schema_arrow.empty_table().select(columns).schema,
                               options=options) as writer:
                 for group in range(parquet.num_row_groups):
-                    table = _read_row_group(parquet, shard, group, columns)
+                    table = read_row_group(parquet, shard, group, columns)
                     for batch in table.combine_chunks().to_batches(max_chunksize=1):
                         writer.write_batch(batch)
         rows = parquet.metadata.num_rows

@@ -14,12 +14,15 @@ from ragar_data.loaders import (
     SilhouetteDataset,
     collate,
     collate_concat,
+    fixed_ordered_draws,
     keys_of_subjects,
+    sample_fixed_ordered,
     sample_frame_indices,
     to_unit_range,
 )
 from ragar_data.shards import make_record, update_index, write_shard
 from ragar_data.silhouettes import normalise_sequence
+from ragar_data.training.data import EpochBatches
 from factories import build_dataset
 
 torch.set_num_threads(1)
@@ -224,13 +227,13 @@ def test_row_cache_gives_the_same_items_and_is_built_once(tmp_path, monkeypatch)
     build_dataset(root, rows_per_shard=5)
     direct = SilhouetteDataset(root, seed=3, row_cache=False)
     calls = _spy_row_group_reads(monkeypatch)
-    SilhouetteDataset(root, seed=3, cache_dir=cache)  # builds the copies
+    SilhouetteDataset(root, seed=3, cache_dir=cache, frame_cache=False)  # builds the copies
     assert len(calls) == len(direct)  # the first dataset copies every row once (5 shards, one row per group)
     copies = sorted(cache.glob("*.arrow"))
     assert len(copies) == 5
     expected = [direct[index]["silhouettes"] for index in range(len(direct))]
     calls.clear()
-    again = SilhouetteDataset(root, seed=3, cache_dir=cache)
+    again = SilhouetteDataset(root, seed=3, cache_dir=cache, frame_cache=False)
     for index, silhouettes in enumerate(expected):
         assert torch.equal(again[index]["silhouettes"], silhouettes)
     assert calls == []  # items come from the memory-mapped copies, not the shards
@@ -243,14 +246,14 @@ def test_row_cache_gives_the_same_items_and_is_built_once(tmp_path, monkeypatch)
 def test_row_cache_follows_the_shard_digest_and_rebuilds_broken_copies(tmp_path):
     root, cache = tmp_path / "data", tmp_path / "cache"
     build_dataset(root, rows_per_shard=30, seed=0)
-    first = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    first = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache, frame_cache=False)
     (copy,) = cache.glob("*.arrow")
     copy.write_bytes(copy.read_bytes()[:1000])  # a truncated copy is rebuilt, not read
-    rebuilt = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    rebuilt = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache, frame_cache=False)
     assert torch.equal(rebuilt[2]["silhouettes"], first[2]["silhouettes"])
     assert copy.stat().st_size > 1000
     records = build_dataset(root, rows_per_shard=30, seed=1)  # re-extracted: new content, new digest
-    changed = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    changed = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache, frame_cache=False)
     key = changed.keys()[2]
     np.testing.assert_array_equal(changed[2]["silhouettes"].numpy() * 255,
                                   records[key]["silhouettes"][:, :, 10:54])
@@ -292,3 +295,119 @@ def test_failed_quality_sequences_are_left_out_unless_asked(tmp_path):
     assert data.skipped_failed == ["001-c1-nm-01-036"] and "001-c1-nm-01-036" not in data.keys()
     assert len(SilhouetteDataset(tmp_path, include_failed=True)) == len(records)
     assert "001-c1-nm-01-036" in SilhouetteDataset(tmp_path, keys=sorted(records)).keys()  # explicit keys as given
+
+
+# ------------------------------------------------------------------------------------------ frame cache, batches
+
+
+def test_vectorised_fixed_ordered_follows_the_scalar_rule():
+    # the rule of sample_frame_indices: repeat to frames + skip positions, a window start, a subset in order
+    rng = np.random.default_rng(0)
+    counts = np.array([1, 7, 33, 34, 35, 90, 200] * 20)
+    draws = rng.random((counts.size, 35))
+    batch = sample_fixed_ordered(counts, draws, frames=30, frames_skip=4)
+    assert batch.shape == (counts.size, 30)
+    for count, row, chosen in zip(counts, draws, batch):
+        positions = np.tile(np.arange(count), -(-34 // count) if count < 34 else 1)
+        start = int(row[0] * (positions.size - 34 + 1))
+        offsets = np.sort(np.argsort(row[1:])[:30])
+        np.testing.assert_array_equal(chosen, positions[start + offsets])
+    starts = sample_fixed_ordered(np.full(4000, 90), rng.random((4000, 35)))[:, 0]
+    assert starts.min() == 0 and starts.max() >= 56  # every window start (0..56) is reachable
+    draws_again = fixed_ordered_draws(5, 2, 10)
+    np.testing.assert_array_equal(draws_again, fixed_ordered_draws(5, 2, 10))
+    assert not np.array_equal(draws_again, fixed_ordered_draws(5, 3, 10))
+
+
+def test_frame_cache_batches_equal_the_shards_and_it_is_built_once(tmp_path, monkeypatch):
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    build_dataset(root, rows_per_shard=5)
+    direct = SilhouetteDataset(root, seed=3, row_cache=False)
+    calls = _spy_row_group_reads(monkeypatch)
+    SilhouetteDataset(root, seed=3, cache_dir=cache)  # builds the copies
+    assert len(calls) == len(direct) and len(list(cache.glob("*.frames.npy"))) == 5
+    calls.clear()
+    cached = SilhouetteDataset(root, seed=3, cache_dir=cache)
+    cached.set_epoch(1), direct.set_epoch(1)
+    batches = EpochBatches(len(cached), 4, seed=3, epoch=1)  # as the trainer reads them
+    expected = [collate([direct[i] for i in indices]) for indices in batches]  # item by item, from the shards
+    calls.clear()
+    read = list(DataLoader(cached, batch_sampler=batches, collate_fn=collate))
+    assert calls == [] and len(read) == len(expected) == len(cached) // 4  # frames came from the copies
+    for batch, reference in zip(read, expected):
+        assert torch.equal(batch["silhouettes"], reference["silhouettes"])
+        assert torch.equal(batch["one_hot"], reference["one_hot"]) and batch["key"] == reference["key"]
+    everything = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    for index in (0, 1, 2):  # whole sequences of different lengths (7, 25, 40 frames)
+        assert torch.equal(everything[index]["silhouettes"],
+                           SilhouetteDataset(root, sampling="all_ordered", row_cache=False)[index]["silhouettes"])
+
+
+def test_frame_cache_follows_the_shard_digest_and_rebuilds_broken_copies(tmp_path):
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    build_dataset(root, rows_per_shard=30, seed=0)
+    first = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    (frames,), (offsets,) = cache.glob("*.frames.npy"), cache.glob("*.offsets.npy")
+    frames.write_bytes(frames.read_bytes()[:5000])  # a truncated copy is rebuilt, not read
+    rebuilt = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    assert torch.equal(rebuilt[2]["silhouettes"], first[2]["silhouettes"]) and frames.stat().st_size > 5000
+    offsets.unlink()  # a copy without its row index (a build killed in between) is rebuilt too
+    assert torch.equal(SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)[5]["silhouettes"],
+                       first[5]["silhouettes"])
+    records = build_dataset(root, rows_per_shard=30, seed=1)  # re-extracted: new content, new digest
+    changed = SilhouetteDataset(root, sampling="all_ordered", cache_dir=cache)
+    np.testing.assert_array_equal(changed[2]["silhouettes"].numpy() * 255,
+                                  records[changed.keys()[2]]["silhouettes"][:, :, 10:54])
+    assert len(list(cache.glob("*.frames.npy"))) == 2
+    assert not list(cache.glob(".*tmp*"))  # temporaries renamed or removed
+
+
+def test_batches_are_the_same_whatever_the_worker_count_and_collate_does_not_copy(dataset):
+    root, _ = dataset
+    data = SilhouetteDataset(root, seed=4)
+    items = data.__getitems__([5, 2, 9])
+    batch = collate(items)
+    assert batch["silhouettes"].data_ptr() == items[0]["silhouettes"].data_ptr()  # rows of one tensor
+    assert torch.equal(batch["silhouettes"], torch.stack([data[i]["silhouettes"] for i in (5, 2, 9)]))
+    assert torch.equal(batch["labels"], torch.stack([data[i]["labels"] for i in (5, 2, 9)]))
+    batches = EpochBatches(len(data), 3, seed=4, epoch=0)
+    single = list(DataLoader(data, batch_sampler=batches, collate_fn=collate))
+    double = list(DataLoader(data, batch_sampler=batches, collate_fn=collate, num_workers=2))
+    assert all(torch.equal(a["silhouettes"], b["silhouettes"]) for a, b in zip(single, double))
+    assert len(single) == len(double) == len(data) // 3
+
+
+def test_the_trainer_reads_uint8_batches_from_the_frame_cache(tmp_path, monkeypatch):
+    from ragar_data.frame_cache import FrameCache
+    from ragar_data.training.config import load_config
+    from ragar_data.training.data import silhouette_dataset
+    from ragar_data.training.trainer import _to_device
+
+    root = tmp_path / "data"
+    build_dataset(root)
+    config = load_config("smoke", ["data.frames=6"])
+    keys = SilhouetteDataset(root).keys()
+    training = silhouette_dataset(root, keys, config, train=True, seed=7)
+    assert isinstance(training._reader, FrameCache)  # the default
+    indices = next(iter(EpochBatches(len(training), 4, seed=7, epoch=0)))
+    sent = collate(training.__getitems__(indices))
+    assert sent["silhouettes"].dtype == torch.uint8  # a quarter of the bytes through DataLoader workers
+    received = _to_device(sent, torch.device("cpu"))
+    from_shards = SilhouetteDataset(root, keys=keys, frames=6, seed=7, row_cache=False)
+    assert torch.equal(received["silhouettes"], torch.stack([from_shards[i]["silhouettes"] for i in indices]))
+
+
+@pytest.mark.slow
+def test_training_builds_each_batch_in_one_call(tmp_path, monkeypatch):
+    from ragar_data.training.config import load_config
+    from ragar_data.training.stages import train_classification
+
+    root = tmp_path / "data"
+    build_dataset(root)
+    config = load_config("smoke", [f"train.output_dir={tmp_path / 'run'}", f"data.dataset={root}", "data.frames=6",
+                                   "model.channels=[4,8,8,16]", "text.dim=16", "train.classification_iterations=2"])
+    batch_calls = []
+    original = SilhouetteDataset.__getitems__
+    monkeypatch.setattr(SilhouetteDataset, "__getitems__", lambda self, i: batch_calls.append(i) or original(self, i))
+    result = train_classification(config, progress=False)  # the command's path: dataset from the partition
+    assert len(batch_calls) == 2 and all(np.isfinite(list(result.losses.values())))

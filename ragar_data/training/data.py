@@ -140,8 +140,10 @@ def silhouette_dataset(dataset_dir, keys, config, train: bool, seed: int = 0, te
     kind = PoseDataset if model_input(config) == "keypoints_2d" else SilhouetteDataset
     access = dict(row_cache=config.data.row_cache, cache_dir=config.data.row_cache_dir)
     if train:
+        # training batches carry uint8 frames, converted by the trainer on its device (`_to_device`)
+        raw = {"unit_range": False} if kind is SilhouetteDataset else {}
         return kind(dataset_dir, keys=keys, sampling=config.data.sampling, frames=config.data.frames, seed=seed,
-                    **access)
+                    **access, **raw)
     test_frames = parse_test_frames(test_frames)
     if test_frames == ALL_FRAMES:
         return kind(dataset_dir, keys=keys, sampling="all_ordered", max_frames=config.data.max_eval_frames, **access)

@@ -349,4 +349,8 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    from ragar_data.loaders import silhouettes_to_unit_range
+
+    # the training loader sends uint8 silhouettes (a quarter of the bytes): converted here, on the device
+    return silhouettes_to_unit_range(
+        {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
