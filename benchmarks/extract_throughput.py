@@ -11,7 +11,8 @@
    components at full resolution, no overlap of decode and compute (on the first two clips: it is slow).
 
 Each figure is the best of `--rounds` alternating rounds (the machine may be shared), with the CPU time per frame;
-the ratio of the pipeline to decode-only is also given per round (a shared machine's speed drifts between runs).
+every round is also printed on its own line, decode-only and the pipeline side by side with their ratios
+(a shared machine's speed drifts between runs).
 16 clips by default: the first clip's decoding overlaps nothing, which a long run amortises.
 
     python benchmarks/extract_throughput.py [--subjects 4] [--seconds 2] [--rounds 3] [--data DIR]
@@ -123,7 +124,7 @@ def main():
         def keep_fastest(name, result):
             best[name] = min(best.get(name, result), result, key=lambda r: r[1])
 
-        per_round = []  # (pipeline / rgb24 decode, pipeline / yuv420p decode) of each round
+        per_round = []  # each round's (rgb24, yuv420p, pipeline) frames/s, measured one after the other
         for round_number in range(args.rounds):
             decode_rates = {}
             for frame_format in ("rgb24", "yuv420p"):
@@ -132,8 +133,7 @@ def main():
                 decode_rates[frame_format] = frames / wall
             summary, wall, cpu = timed_extract(videos, scratch / f"run{round_number}", plates_from=scratch / "warm")
             keep_fastest("pipeline", (summary.frames, wall, cpu))
-            pipeline_rate = summary.frames / wall
-            per_round.append((pipeline_rate / decode_rates["rgb24"], pipeline_rate / decode_rates["yuv420p"]))
+            per_round.append((decode_rates["rgb24"], decode_rates["yuv420p"], summary.frames / wall))
             shutil.rmtree(scratch / f"run{round_number}")
         naive_frames, naive_seconds = naive(paths[:2])
     rates = {name: frames / wall for name, (frames, wall, _) in best.items()}
@@ -147,10 +147,11 @@ def main():
         print(f"{label:<40}{rates[name]:>9.1f}{cpu_ms[name]:>14.1f}{rates[name] / rates['rgb24']:>16.2f}"
               f"{rates[name] / rates['yuv420p']:>18.2f}")
     print(f"default pipeline / naive: {rates['pipeline'] / rates['naive']:.1f}x")
-    for column, name in ((0, "rgb24"), (1, "yuv420p")):
-        ratios = sorted(r[column] for r in per_round)
-        print(f"pipeline / {name} decode within each round: median {ratios[len(ratios) // 2]:.2f} "
-              f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f})")
+    print(f"\neach round, side by side (frames/s; the ratio of the pipeline to decode-only within the round)")
+    print(f"{'round':>5}{'rgb24 decode':>14}{'yuv420p decode':>16}{'pipeline':>10}{'/ rgb24':>9}{'/ yuv420p':>11}")
+    for number, (rgb24, yuv420p, pipeline) in enumerate(per_round, 1):
+        print(f"{number:>5}{rgb24:>14.1f}{yuv420p:>16.1f}{pipeline:>10.1f}{pipeline / rgb24:>9.2f}"
+              f"{pipeline / yuv420p:>11.2f}")
     print(f"warm-up run (imports, the 2 cameras' plate estimation, {len(paths)} sequences): {warm_seconds:.1f} s")
 
 
