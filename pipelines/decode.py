@@ -219,6 +219,22 @@ def reduced_rgb(frame: np.ndarray, info: VideoInfo, size: tuple[int, int]) -> np
     return reduce_frame(frame, size)
 
 
+def reduced_rgb_crop(frame, info: VideoInfo, x0: int, y0: int, x1: int, y1: int, reduction: int) -> np.ndarray:
+    """RGB of a region reduced by `reduction` (a power of two; the region's corners on a grid of 2 * reduction):
+    ((y1-y0)/reduction, (x1-x0)/reduction, 3). I420 planes are halved (2x2 means) down to the working size and
+    its half, then converted: a quarter of the pixels of converting the region at full resolution."""
+    if info.layout == "rgb24":
+        region = frame[y0:y1, x0:x1]
+        while reduction > 1:
+            region, reduction = _halve(region), reduction // 2
+        return region
+    y, u, v = i420_planes(frame, info.width, info.height)
+    y, u, v = y[y0:y1, x0:x1], u[y0 // 2:y1 // 2, x0 // 2:x1 // 2], v[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+    while reduction > 1:
+        y, u, v, reduction = _halve(y), _halve(u), _halve(v), reduction // 2
+    return i420_to_rgb(y, u, v)
+
+
 def _halve(image: np.ndarray) -> np.ndarray:
     # bilinear sampling at exact half size = the mean of each 2x2 block
     return cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_LINEAR)

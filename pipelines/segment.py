@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ragar_data.errors import ConfigError
-from ragar_data.pipelines.decode import Clip, rgb_crop
+from ragar_data.pipelines.decode import Clip, reduced_rgb_crop, rgb_crop
 from ragar_data.pipelines.detect import BackgroundModel, classify_foreground
 from ragar_data.pipelines.subject import SubjectTrack
 from ragar_data.pipelines.threads import map_frames
@@ -111,9 +111,10 @@ class ForegroundSegmenter:
     Both frames are divided by their illumination gains, classified with the detector's colour-distance and
     shadow test, restricted to the dilated reduced foreground, cleaned, and small holes filled.
 
-    `work_height` (pixels, 0 = off): a subject box taller than this is refined with its window resized so the box
-    is `work_height` tall, and the mask brought back to full resolution (bilinear). The silhouette ends 64 pixels
-    high, so refining a 1080p walker (~600 px) at 256 px costs a fraction and keeps the normalised silhouette.
+    `work_height` (pixels, 0 = off): a subject box at least twice this tall is refined with its window reduced by
+    the largest power of two that keeps the box `work_height` tall (2x2 means of the decoder's planes), and the
+    mask brought back to full resolution (bilinear). The silhouette ends 64 pixels high, so refining a 1080p
+    walker (~600 px) at half resolution costs a fraction and keeps the normalised silhouette.
     A clip whose frames were not kept (`Clip.frames_kept`, long clips) is read again: once for its reference
     frames, once more for the subject's frames, refined as they are decoded.
     """
@@ -184,17 +185,25 @@ class _Window:
     """A padded subject box: full-resolution (x0, y0, x1, y1), the reduced-resolution cells covering it, and its
     size at the refinement's working scale (`work`, 1 = full resolution)."""
 
-    def __init__(self, box: np.ndarray, padding: float, clip: Clip, small_size: tuple[int, int], work: float = 1.0):
+    def __init__(self, box: np.ndarray, padding: float, clip: Clip, small_size: tuple[int, int], reduction: int = 1):
         small_h, small_w = small_size
         self.x0, self.y0, self.x1, self.y1 = padded_box(box, padding, clip.image_size)
+        if reduction > 1:  # whole 4:2:0 blocks of the reduction: the window's pixels reduce plane by plane, exactly
+            step, (width, height) = 2 * reduction, clip.image_size
+            self.x0, self.y0 = self.x0 - self.x0 % step, self.y0 - self.y0 % step
+            self.x1, self.y1 = min(width, -(-self.x1 // step) * step), min(height, -(-self.y1 // step) * step)
+            if (self.x1 - self.x0) % step or (self.y1 - self.y0) % step:  # an image edge off the grid
+                self.x0, self.y0, self.x1, self.y1 = padded_box(box, padding, clip.image_size)
+                reduction = 1
+        work = 1.0 / reduction
+        self.reduction = reduction
         scale = clip.scale
         self.sx0, self.sy0 = int(self.x0 * scale), int(self.y0 * scale)
         self.sx1 = min(small_w, int(np.ceil(self.x1 * scale)) + 1)
         self.sy1 = min(small_h, int(np.ceil(self.y1 * scale)) + 1)
         self.size = (self.x1 - self.x0, self.y1 - self.y0)
         self.work = work
-        self.work_size = self.size if work == 1.0 else (max(1, int(round(self.size[0] * work))),
-                                                        max(1, int(round(self.size[1] * work))))
+        self.work_size = (self.size[0] // reduction, self.size[1] // reduction)
         self.factor = work / scale
 
     def small(self, image: np.ndarray) -> np.ndarray:
@@ -218,12 +227,13 @@ class _Window:
 
     def pixels(self, frame, info, region: tuple, inside: tuple) -> np.ndarray:
         """RGB of the region (frame coordinates; `inside`, the same region in the window at the working scale):
-        at full resolution only the region is converted; at a reduced scale the whole window is resized
-        (area averaging) and the region cut from it, so pixels and priors share one grid."""
-        if self.work == 1.0:
+        at full resolution only the region is converted; reduced, the whole window is reduced plane by plane
+        (2x2 means) and converted at the working size, and the region cut from it (pixels and priors share one
+        grid)."""
+        if self.reduction == 1:
             return np.ascontiguousarray(rgb_crop(frame, info, *region))
-        window = rgb_crop(frame, info, self.x0, self.y0, self.x1, self.y1)
-        return np.ascontiguousarray(cv2.resize(window, self.work_size, interpolation=cv2.INTER_AREA)[inside])
+        reduced = reduced_rgb_crop(frame, info, self.x0, self.y0, self.x1, self.y1, self.reduction)
+        return np.ascontiguousarray(reduced[inside])
 
 
 @dataclass
@@ -256,15 +266,22 @@ class _Refiner:
         self.integrals = np.stack([cv2.integral(c) for c in self.covered])
         self.open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 
+    def reduction(self, box_height: float) -> int:
+        """The largest power of two that keeps the box at least `work_height` pixels tall (1: full resolution)."""
+        reduction = 1
+        while self.work_height and box_height / (2 * reduction) >= self.work_height:
+            reduction *= 2
+        return reduction
+
     def close_size(self, work: float) -> int:
         """Closing diameter at the working scale: 3 reduced-resolution pixels."""
         return max(3, int(round(3 / self.clip.scale)) | 1) if work == 1.0 else \
             max(3, int(round(3 * work / self.clip.scale)) | 1)
 
     def plan(self, position: int, box: np.ndarray) -> _Plan:
-        height = float(box[3] - box[1])
-        work = self.work_height / height if self.work_height and height > self.work_height else 1.0
-        window = _Window(box, self.padding, self.clip, self.model.foreground.shape[1:], work)
+        window = _Window(box, self.padding, self.clip, self.model.foreground.shape[1:],
+                         self.reduction(float(box[3] - box[1])))
+        work = window.work
         prior = window.upsample(cv2.dilate(window.small(self.model.foreground[position]).view(np.uint8),
                                            self.dilate))
         best = self.reference_index(position, window)
