@@ -430,12 +430,15 @@ class _ReducedFrames:
     arrays stacked at the end (twice the memory of a long clip's copy at that moment). Room for the frames
     the container states (untouched room costs no memory), grown by half when a video holds more."""
 
+    MAX_ROOM = 2**32  # bytes reserved up front at most, whatever a (possibly wrong) container states
+
     def __init__(self, expected: int):
         self.expected, self.buffer, self.count = expected, None, 0
 
     def append(self, image: np.ndarray) -> None:
         if self.buffer is None:
-            self.buffer = np.empty((max(16, self.expected),) + image.shape, image.dtype)
+            room = min(max(16, self.expected), max(16, self.MAX_ROOM // max(1, image.nbytes)))
+            self.buffer = np.empty((room,) + image.shape, image.dtype)
         elif self.count == len(self.buffer):
             grown = np.empty((len(self.buffer) * 3 // 2,) + image.shape, image.dtype)
             grown[:self.count] = self.buffer

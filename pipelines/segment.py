@@ -345,9 +345,12 @@ class _Refiner:
 def _tight(origin: tuple[int, int], crop: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """The mask cut to its nonzero rows and columns, with its origin in the frame: a long clip's masks hold the
     subject, not the padded window around it (the same full-frame masks, so the same silhouettes)."""
-    x, y, width, height = cv2.boundingRect(crop)
-    x0, y0 = origin[0] + x, origin[1] + y
-    return (x0, y0, x0 + width, y0 + height), np.ascontiguousarray(crop[y:y + height, x:x + width]).view(bool)
+    rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))  # cv2.boundingRect: 5x slower
+    if rows.size == 0:
+        return (origin[0], origin[1], origin[0], origin[1]), np.zeros((0, 0), bool)
+    x, y, x1, y1 = cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
+    return ((origin[0] + x, origin[1] + y, origin[0] + x1, origin[1] + y1),
+            np.ascontiguousarray(crop[y:y1, x:x1]).view(bool))
 
 
 def masks_from_model(segmenter: Segmenter, frames: np.ndarray, boxes: np.ndarray) -> SubjectMasks:

@@ -120,3 +120,14 @@ def test_a_clip_over_the_frame_budget_keeps_no_frames_and_reads_the_same_ones_ag
         assert all(np.array_equal(a, b) for a, b in zip(frame, expected))
     with pytest.raises(VideoError, match="were not kept"):
         over.rgb(0)
+
+
+def test_reduced_copies_outgrow_a_wrong_stated_frame_count():
+    from ragar_data.pipelines.decode import _ReducedFrames
+
+    for stated in (0, 2, 40, 10**9):  # unknown, too few, exact, absurd (room is capped)
+        frames = _ReducedFrames(stated)
+        for value in range(40):
+            frames.append(np.full((2, 3, 3), value, np.uint8))
+        assert frames.array().shape == (40, 2, 3, 3)
+        assert frames.array()[:, 1, 2, 0].tolist() == list(range(40))
