@@ -243,7 +243,6 @@ class _Plan:
     position: int
     box: np.ndarray
     window: _Window
-    prior: np.ndarray  # dilated reduced foreground at the window's working size, uint8 0/1
     region: tuple | None  # (x0, y0, x1, y1) in the frame: where the mask can be; None: nowhere
     inside: tuple | None  # the same region as slices of the working-scale window
     reference: int  # position of the clean reference frame (`_Refiner.reference_index`)
@@ -282,20 +281,24 @@ class _Refiner:
         window = _Window(box, self.padding, self.clip, self.model.foreground.shape[1:],
                          self.reduction(float(box[3] - box[1])))
         work = window.work
-        prior = window.upsample(cv2.dilate(window.small(self.model.foreground[position]).view(np.uint8),
-                                           self.dilate))
+        prior = self.prior(position, window)
         best = self.reference_index(position, window)
         # only the prior's bounding rectangle, grown by the reach of the morphology below, can hold the mask:
         # working there gives the same mask as working on the whole crop, on ~15% fewer pixels
         rx0, ry0, rx1, ry1 = grown_rect(prior, self.close_size(work) + 3)
         if rx1 <= rx0:
-            return _Plan(position, box, window, prior, None, None, int(self.references[best]), best)
+            return _Plan(position, box, window, None, None, int(self.references[best]), best)
         if work == 1.0:
             region = (window.x0 + rx0, window.y0 + ry0, window.x0 + rx1, window.y0 + ry1)  # in the frame
         else:
             region = (rx0, ry0, rx1, ry1)  # in the working-scale window (`_Window.pixels` cuts it there)
-        return _Plan(position, box, window, prior, region, (slice(ry0, ry1), slice(rx0, rx1)),
+        return _Plan(position, box, window, region, (slice(ry0, ry1), slice(rx0, rx1)),
                      int(self.references[best]), best)
+
+    def prior(self, position: int, window: _Window) -> np.ndarray:
+        """The dilated reduced foreground at the window's working size, uint8 0/1 (made again where needed: a
+        long clip's plans would hold hundreds of MB of them)."""
+        return window.upsample(cv2.dilate(window.small(self.model.foreground[position]).view(np.uint8), self.dilate))
 
     def refine(self, plan: _Plan, frame, reference_frame) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """(origin (x0, y0, x1, y1) in the frame, full-resolution bool mask there) of one planned frame, from
@@ -307,7 +310,7 @@ class _Refiner:
         mask = classify_foreground(window.pixels(frame, info, plan.region, inside),
                                    float(self.model.gains[plan.position]),
                                    self.reference(plan, reference_frame), self.model.threshold, self.model.shadow,
-                                   within=plan.prior[inside].view(bool))
+                                   within=self.prior(plan.position, window)[inside].view(bool))
         mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, self.open_kernel)
         mask = disk_closing(mask, self.close_size(work)).view(bool)
         box_area = float((box[2] - box[0]) * (box[3] - box[1]))
