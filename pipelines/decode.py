@@ -221,8 +221,10 @@ def reduced_rgb(frame: np.ndarray, info: VideoInfo, size: tuple[int, int]) -> np
 
 def reduced_rgb_crop(frame, info: VideoInfo, x0: int, y0: int, x1: int, y1: int, reduction: int) -> np.ndarray:
     """RGB of a region reduced by `reduction` (a power of two; the region's corners on a grid of 2 * reduction):
-    ((y1-y0)/reduction, (x1-x0)/reduction, 3). I420 planes are halved (2x2 means) down to the working size and
-    its half, then converted: a quarter of the pixels of converting the region at full resolution."""
+    ((y1-y0)/reduction, (x1-x0)/reduction, 3), 2x2 means. An I420 frame's luma is halved down to the working size
+    and its chroma, already at half resolution, once less, and the planes are converted there (4:4:4): a
+    quarter of the pixels of converting at full resolution, and chroma as sharp as the full conversion's
+    (halving the chroma too lost 0.01 of qa IoU at 1080p)."""
     if info.layout == "rgb24":
         region = frame[y0:y1, x0:x1]
         while reduction > 1:
@@ -230,9 +232,22 @@ def reduced_rgb_crop(frame, info: VideoInfo, x0: int, y0: int, x1: int, y1: int,
         return region
     y, u, v = i420_planes(frame, info.width, info.height)
     y, u, v = y[y0:y1, x0:x1], u[y0 // 2:y1 // 2, x0 // 2:x1 // 2], v[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
-    while reduction > 1:
+    y = _halve(y)
+    while reduction > 2:
         y, u, v, reduction = _halve(y), _halve(u), _halve(v), reduction // 2
-    return i420_to_rgb(y, u, v)
+    return yuv444_to_rgb(y, u, v)
+
+
+# OpenCV's YCrCb -> RGB is full-range BT.601 (JPEG's); limited-range planes (what 4:2:0 video and the I420
+# conversion use) are stretched first: luma (Y - 16) * 255/219, chroma about 128 by 255/224.
+_LUMA_RANGE = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+_CHROMA_RANGE = np.clip(np.round(128 + (np.arange(256) - 128) * 255.0 / 224.0), 0, 255).astype(np.uint8)
+
+
+def yuv444_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """RGB of limited-range BT.601 planes of one size; within a few grey levels of `i420_to_rgb`."""
+    planes = [cv2.LUT(y, _LUMA_RANGE), cv2.LUT(v, _CHROMA_RANGE), cv2.LUT(u, _CHROMA_RANGE)]
+    return cv2.cvtColor(cv2.merge(planes), cv2.COLOR_YCrCb2RGB)
 
 
 def _halve(image: np.ndarray) -> np.ndarray:

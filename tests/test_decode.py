@@ -131,3 +131,20 @@ def test_reduced_copies_outgrow_a_wrong_stated_frame_count():
             frames.append(np.full((2, 3, 3), value, np.uint8))
         assert frames.array().shape == (40, 2, 3, 3)
         assert frames.array()[:, 1, 2, 0].tolist() == list(range(40))
+
+
+def test_reduced_crops_are_the_reduced_conversion_within_rounding(video):
+    from ragar_data.pipelines.decode import reduced_rgb_crop
+
+    yuv = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=0)
+    rgb = decode_clip(video, PyAVDecoder(), work_width=0)
+    for reduction in (2, 4):
+        region = (8, 16, 8 + 24 * reduction, 16 + 16 * reduction)
+        reduced = reduced_rgb_crop(yuv.frames[5], yuv.info, *region, reduction)
+        assert reduced.shape == (16, 24, 3)
+        # the same 2x2 means of the whole conversion, up to the two conversions' rounding
+        expected = cv2.resize(yuv.rgb_crop(5, *region), (24, 16), interpolation=cv2.INTER_AREA)
+        assert np.abs(reduced.astype(int) - expected).max() <= 4
+        rgb_reduced = reduced_rgb_crop(rgb.frames[5], rgb.info, *region, reduction).astype(int)
+        area = cv2.resize(rgb.frames[5][16:region[3], 8:region[2]], (24, 16), interpolation=cv2.INTER_AREA)
+        assert np.abs(rgb_reduced - area).max() <= 1  # repeated exact halvings: INTER_AREA up to rounding
