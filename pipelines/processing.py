@@ -245,7 +245,7 @@ def _live(works: list[_Work]) -> list[_Work]:
     return [w for w in works if w.failure is None]
 
 
-# Full-resolution frames a decoded clip keeps (bytes): 4 s of 1080p. A longer clip keeps only its reduced copy
+# Full-resolution frames a decoded clip keeps (bytes): 4 s of 1080p in 4:2:0 (2 s in RGB). A longer clip keeps only its reduced copy
 # and the segment stage reads its frames again (two more decodes of that clip), so a 60 s 1080p clip stays
 # under 1.5 GB (benchmarks/extract_memory.py) where keeping its frames took 8 GB.
 FRAME_BUDGET = 384 * 2**20
@@ -447,7 +447,9 @@ def mean_level(images: np.ndarray) -> float:
     return float(sum(cv2.sumElems(rows))) / images.size
 
 
-# groups decoded ahead of the one being computed: two absorb clips that compute faster than the next one decodes
+# groups decoded ahead of the one being computed, at most. A group is decoded ahead only once the ones before
+# it have finished decoding as short clips, so in steady state it is the next group only, and never a group
+# beside a long clip (memory).
 PREFETCH_GROUPS = 2
 
 

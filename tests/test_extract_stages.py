@@ -208,3 +208,25 @@ def test_a_clip_without_its_frames_gives_the_record_of_one_with_them(stages):
     for column in ("silhouettes", "boxes", "frame_index", "illumination", "silhouette_frame_index"):
         np.testing.assert_array_equal(np.asarray(result.record[column]), np.asarray(expected.record[column]))
     assert result.masks == expected.masks
+
+
+def test_nothing_is_decoded_ahead_beside_a_long_clip(monkeypatch, stages):
+    from ragar_data.pipelines import processing
+
+    order, decoded_when_processed = [], {}
+
+    def decode(stages, unit):
+        order.append(unit.key.view)
+        clip = moving_block_clip(frames=4)
+        return dataclasses.replace(clip, frames=None) if unit.key.view == 90 else clip  # 90: over the budget
+
+    def process(stages, units, decoded=None, **kwargs):
+        decoded_when_processed[units[0].key.view] = list(order)
+        return []
+
+    monkeypatch.setattr(processing, "_decode", decode)
+    monkeypatch.setattr(processing, "process_group", process)
+    list(processing.iter_groups(stages, [[unit(view)] for view in (0, 90, 180, 270)]))
+    assert order == [0, 90, 180, 270]
+    assert decoded_when_processed[90] == [0, 90]  # the long clip is computed with nothing decoded beside it
+    assert decoded_when_processed[180][:3] == [0, 90, 180]
