@@ -66,6 +66,8 @@ def main():
           f"second walker crossing, illumination drift, shadows), preset {args.preset}")
     print(f"mean silhouette IoU       {s['mean_silhouette_iou']:.3f}   (frame-weighted "
           f"{s['frame_weighted_silhouette_iou']:.3f}, min {s['min_silhouette_iou']:.3f})")
+    if s.get("mean_silhouette_iou_64") is not None:
+        print(f"normalised 64x64 IoU      {s['mean_silhouette_iou_64']:.3f}   (OpenGait's normalisation of both)")
     print(f"subject-track recall      {s['subject_track_recall']:.3f}")
     print(f"subject found             {s['subject_found']}/{s['sequences']}")
     print(f"identity switches         {s['identity_switches']}")

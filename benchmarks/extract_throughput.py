@@ -3,7 +3,8 @@
 1. decode only: PyAV threaded decode to rgb24 arrays, nothing else (the floor set for the pipeline), and to
    yuv420p arrays (the decoder's own planes, which the default preset keeps: the lowest floor);
 2. the default pipeline (`ragar-data extract`, default preset, one worker): decode thread + detection at reduced
-   resolution + ByteTrack + full-resolution silhouettes in the subject's box + normalisation + shard writing,
+   resolution + ByteTrack + silhouettes refined in the subject's box (at half resolution for a 1080p walker;
+   also timed at full resolution, `segment.options.work_height=0`) + normalisation + shard writing,
    in steady state: the per-camera background plates are estimated once per camera (timed on their own) and
    reused, as in a run over a camera's many sequences (RA-GAR: 12,792 per camera) or a resumed run;
 3. a naive frame-by-frame implementation of the same method: unthreaded decode, every frame classified at full
@@ -11,7 +12,8 @@
    components at full resolution, no overlap of decode and compute (on the first two clips: it is slow).
 
 Each figure is the best of `--rounds` alternating rounds (the machine may be shared), with the CPU time per frame;
-the ratio of the pipeline to decode-only is also given per round (a shared machine's speed drifts between runs).
+every round is also printed on its own line, decode-only and the pipeline side by side with their ratios
+(a shared machine's speed drifts between runs).
 16 clips by default: the first clip's decoding overlaps nothing, which a long run amortises.
 
     python benchmarks/extract_throughput.py [--subjects 4] [--seconds 2] [--rounds 3] [--data DIR]
@@ -29,7 +31,7 @@ import cv2
 import numpy as np
 
 from ragar_data.identity import scan_raw_videos
-from ragar_data.pipelines.config import load_preset
+from ragar_data.pipelines.config import apply_overrides, load_preset
 from ragar_data.pipelines.decode import PyAVDecoder
 from ragar_data.pipelines.runner import RunOptions, extract
 
@@ -55,12 +57,17 @@ def decode_only(paths: list[Path], frame_format: str) -> tuple[int, float, float
     return frames, time.perf_counter() - started, time.process_time() - cpu
 
 
-def timed_extract(videos: Path, out: Path, plates_from: Path | None = None) -> tuple[object, float, float]:
-    """(summary, wall seconds, CPU seconds) of one extraction; plates copied in from an earlier run first."""
-    config = load_preset()
+FULL_RESOLUTION = ["segment.options.work_height=0"]  # the subject refined at full resolution, as before
+
+
+def timed_extract(videos: Path, out: Path, plates_from: Path | None = None,
+                  overrides: list[str] = ()) -> tuple[object, float, float]:
+    """(summary, wall seconds, CPU seconds) of one extraction; plates copied in from an earlier run first (the
+    default preset's: overrides here leave the detector, so its plates, unchanged)."""
+    config = apply_overrides(load_preset(), list(overrides))
     if plates_from is not None:
-        folder = Path("extract") / config.hash() / "backgrounds"
-        shutil.copytree(plates_from / folder, out / folder)
+        source = Path("extract") / load_preset().hash() / "backgrounds"
+        shutil.copytree(plates_from / source, out / "extract" / config.hash() / "backgrounds")
     started, cpu = time.perf_counter(), time.process_time()
     summary = extract(out, config, videos=videos, options=RunOptions(progress=False), log=lambda line: None)
     return summary, time.perf_counter() - started, time.process_time() - cpu
@@ -123,7 +130,7 @@ def main():
         def keep_fastest(name, result):
             best[name] = min(best.get(name, result), result, key=lambda r: r[1])
 
-        per_round = []  # (pipeline / rgb24 decode, pipeline / yuv420p decode) of each round
+        per_round = []  # each round's (rgb24, yuv420p, pipeline) frames/s, measured one after the other
         for round_number in range(args.rounds):
             decode_rates = {}
             for frame_format in ("rgb24", "yuv420p"):
@@ -132,25 +139,32 @@ def main():
                 decode_rates[frame_format] = frames / wall
             summary, wall, cpu = timed_extract(videos, scratch / f"run{round_number}", plates_from=scratch / "warm")
             keep_fastest("pipeline", (summary.frames, wall, cpu))
-            pipeline_rate = summary.frames / wall
-            per_round.append((pipeline_rate / decode_rates["rgb24"], pipeline_rate / decode_rates["yuv420p"]))
             shutil.rmtree(scratch / f"run{round_number}")
+            full, full_wall, full_cpu = timed_extract(videos, scratch / f"full{round_number}",
+                                                      plates_from=scratch / "warm", overrides=FULL_RESOLUTION)
+            keep_fastest("full", (full.frames, full_wall, full_cpu))
+            shutil.rmtree(scratch / f"full{round_number}")
+            per_round.append((decode_rates["rgb24"], decode_rates["yuv420p"], summary.frames / wall,
+                              full.frames / full_wall))
         naive_frames, naive_seconds = naive(paths[:2])
     rates = {name: frames / wall for name, (frames, wall, _) in best.items()}
     cpu_ms = {name: 1000 * cpu / frames for name, (frames, _, cpu) in best.items()}
     rates["naive"], cpu_ms["naive"] = naive_frames / naive_seconds, float("nan")
     rows = [("decode only, rgb24 (PyAV threaded)", "rgb24"), ("decode only, yuv420p (PyAV threaded)", "yuv420p"),
-            ("default pipeline (extract, 1 worker)", "pipeline"), ("naive frame-by-frame (full-res numpy)", "naive")]
+            ("default pipeline (extract, 1 worker)", "pipeline"),
+            ("  the same, full-resolution refinement", "full"), ("naive frame-by-frame (full-res numpy)", "naive")]
     print(f"{len(paths)} clips ({best['rgb24'][0]} frames of 1920x1080), 2 cameras; best of {args.rounds} rounds")
     print(f"{'':<40}{'frames/s':>9}{'CPU ms/frame':>14}{'/ rgb24 decode':>16}{'/ yuv420p decode':>18}")
     for label, name in rows:
         print(f"{label:<40}{rates[name]:>9.1f}{cpu_ms[name]:>14.1f}{rates[name] / rates['rgb24']:>16.2f}"
               f"{rates[name] / rates['yuv420p']:>18.2f}")
     print(f"default pipeline / naive: {rates['pipeline'] / rates['naive']:.1f}x")
-    for column, name in ((0, "rgb24"), (1, "yuv420p")):
-        ratios = sorted(r[column] for r in per_round)
-        print(f"pipeline / {name} decode within each round: median {ratios[len(ratios) // 2]:.2f} "
-              f"(min {ratios[0]:.2f}, max {ratios[-1]:.2f})")
+    print(f"\neach round, side by side (frames/s; the ratio of the pipeline to decode-only within the round)")
+    print(f"{'round':>5}{'rgb24 decode':>14}{'yuv420p decode':>16}{'pipeline':>10}{'/ rgb24':>9}{'/ yuv420p':>11}"
+          f"{'full-res refine':>17}{'/ rgb24':>9}{'/ yuv420p':>11}")
+    for number, (rgb24, yuv420p, pipeline, full) in enumerate(per_round, 1):
+        print(f"{number:>5}{rgb24:>14.1f}{yuv420p:>16.1f}{pipeline:>10.1f}{pipeline / rgb24:>9.2f}"
+              f"{pipeline / yuv420p:>11.2f}{full:>17.1f}{full / rgb24:>9.2f}{full / yuv420p:>11.2f}")
     print(f"warm-up run (imports, the 2 cameras' plate estimation, {len(paths)} sequences): {warm_seconds:.1f} s")
 
 

@@ -212,20 +212,27 @@ class BackgroundDetector:
         return camera_plates(units, state_dir, decoder, work_width=work_width, map_function=map_function, log=log,
                              **self._plate_options)
 
-    def _classify(self, small, gains, background, threshold, raw=None, region=None) -> tuple[np.ndarray, np.ndarray]:
-        """(cleaned, raw) foreground masks. With `raw` masks of an earlier pass and a `region` (x0, y0, x1, y1),
-        only that region is classified again (the background changed only there)."""
+    def _classify(self, small, gains, background, threshold, raw=None, region=None,
+                  foreground=None) -> tuple[np.ndarray, np.ndarray]:
+        """(cleaned, raw) foreground masks: cleaned (T, h, w) bool (written into `foreground` when given), raw
+        bit-packed per frame (T, ceil(h w / 8)) uint8, an eighth of the memory of a long clip's bool masks. With
+        `raw` masks of an earlier pass and a `region` (x0, y0, x1, y1), only that region is classified again
+        (the background changed only there); `raw` is updated in place."""
         count, height, width, _ = small.shape
         x0, y0, x1, y1 = region if region is not None else (0, 0, width, height)
-        raw = np.empty((count, height, width), bool) if raw is None else raw.copy()
+        if raw is None:
+            raw = np.empty((count, (height * width + 7) // 8), np.uint8)
         window = np.ascontiguousarray(background[y0:y1, x0:x1])
-        foreground = np.empty_like(raw)
+        foreground = np.empty((count, height, width), bool) if foreground is None else foreground
         open_kernel, close_kernel = mask_kernels(width)
 
         def classify(position):
-            raw[position, y0:y1, x0:x1] = classify_foreground(np.ascontiguousarray(small[position, y0:y1, x0:x1]),
-                                                              float(gains[position]), window, threshold, self.shadow)
-            foreground[position] = clean_mask(raw[position], open_kernel, close_kernel)
+            mask = (np.unpackbits(raw[position], count=height * width).view(bool).reshape(height, width)
+                    if region is not None else np.empty((height, width), bool))
+            mask[y0:y1, x0:x1] = classify_foreground(np.ascontiguousarray(small[position, y0:y1, x0:x1]),
+                                                     float(gains[position]), window, threshold, self.shadow)
+            raw[position] = np.packbits(mask)
+            foreground[position] = clean_mask(mask, open_kernel, close_kernel)
 
         map_frames(classify, range(count), threads=self.threads, name="detect")
         return foreground, raw
@@ -258,7 +265,7 @@ class BackgroundDetector:
                 margin = 4  # the mask cleaning looks this far
                 region = (max(0, cols.min() - margin), max(0, rows.min() - margin),
                           min(width, cols.max() + 1 + margin), min(height, rows.max() + 1 + margin))
-                foreground, raw = self._classify(small, gains, background, threshold, raw, region)
+                foreground, raw = self._classify(small, gains, background, threshold, raw, region, foreground)
         return BackgroundModel(background, gains, foreground, threshold, self.shadow)
 
     def _plate_background(self, samples: np.ndarray, plate: np.ndarray) -> np.ndarray:

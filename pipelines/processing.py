@@ -216,6 +216,7 @@ class _Work:
     keypoints_3d: np.ndarray | None = None
     failure: StageFailure | None = None
     credited: int = 0  # frames reported to the progress callback
+    illumination: float | None = None  # mean grey level / 255 of the reduced copy, kept when that copy is released
 
     @property
     def num_frames(self) -> int:
@@ -244,12 +245,24 @@ def _live(works: list[_Work]) -> list[_Work]:
     return [w for w in works if w.failure is None]
 
 
+# Full-resolution frames a decoded clip keeps (bytes): 4 s of 1080p in 4:2:0 (2 s in RGB). A longer clip keeps only its reduced copy
+# and the segment stage reads its frames again (two more decodes of that clip), so a 60 s 1080p clip stays
+# under 1.5 GB (benchmarks/extract_memory.py) where keeping its frames took 8 GB.
+FRAME_BUDGET = 384 * 2**20
+
+
+def frames_read_again(stages: Stages) -> bool:
+    """Whether these stages can work on a clip without its full-resolution frames (reading them again): the
+    sequence detector and the foreground segmenter; frame models (detectors, segmenters, pose) need them all."""
+    return stages.sequence_detector and isinstance(stages.segmenter, ForegroundSegmenter) and stages.pose2d is None
+
+
 def _decode(stages: Stages, unit: WorkUnit) -> Clip:
     config = stages.config.decode
     return decode_stage.decode_clip(
         unit.video, stages.decoder, start_frame=unit.start_frame, end_frame=unit.end_frame,
         work_width=stages.config.detect.work_width, expect_resolution=parse_resolution(config.expect_resolution),
-        queue_frames=config.queue_frames,
+        queue_frames=config.queue_frames, frame_budget=FRAME_BUDGET if frames_read_again(stages) else None,
     )
 
 
@@ -267,6 +280,7 @@ def _detect_stage(stages: Stages, works: list[_Work], *, plates: dict) -> None:
         for work in works:
             with _stage("detect", [work]):
                 work.detections = stages.detector.detect_sequence(work.clip, plates.get(camera_of(work.unit)))
+                _release_reduced_copy(work)
         return
     frames = [(position, i) for position, work in enumerate(works) for i in range(work.clip.num_frames)]
     call = AdaptiveBatches(stages.detector.detect, stages.batch_size, "detect")
@@ -275,6 +289,15 @@ def _detect_stage(stages: Stages, works: list[_Work], *, plates: dict) -> None:
         per_work = _per_work(len(works), frames, boxes)
         for work, frame_boxes in zip(works, per_work):
             work.detections = Detections(boxes=[np.asarray(b, np.float32).reshape(-1, 5) for b in frame_boxes])
+
+
+def _release_reduced_copy(work: _Work) -> None:
+    """A long clip (frames over the decode's budget, so only the sequence stages run on it) gives up its
+    reduced copy once detected: the later stages read the background model, and a 60 s 1080p clip's copy
+    (0.7 GB) would sit beside the tracker's libraries (0.45 GB) for nothing. Its mean level is kept."""
+    if not work.clip.frames_kept:
+        work.illumination = mean_level(work.clip.small) / 255.0
+        work.clip.small = None
 
 
 def _track_stage(stages: Stages, works: list[_Work]) -> None:
@@ -396,7 +419,8 @@ def _finish(work: _Work, config: PipelineConfig, labels: dict, config_hash: str,
     label = labels.get((key.subject, key.combination))
     record = make_record(
         key, source=work.unit.source, image_width=clip.info.width, image_height=clip.info.height,
-        fps=float(clip.info.fps), illumination=mean_level(clip.small) / 255.0,
+        fps=float(clip.info.fps),
+        illumination=(work.illumination if work.illumination is not None else mean_level(clip.small) / 255.0),
         labels=np.asarray(label if label is not None else np.full(NUM_ATTRIBUTES, -1), np.int8),
         frame_index=frame_index.astype(np.int32),
         boxes=(subject.boxes if subject is not None else np.zeros((0, 4))).astype(np.float32),
@@ -423,14 +447,22 @@ def mean_level(images: np.ndarray) -> float:
     return float(sum(cv2.sumElems(rows))) / images.size
 
 
-# groups decoded ahead of the one being computed: two absorb clips that compute faster than the next one decodes
+# groups decoded ahead of the one being computed, at most. A group is decoded ahead only once the ones before
+# it have finished decoding as short clips, so in steady state it is the next group only, and never a group
+# beside a long clip (memory).
 PREFETCH_GROUPS = 2
+
+
+def _holds_long_clip(clips: list) -> bool:
+    return any(isinstance(clip, Clip) and not clip.frames_kept for clip in clips)
 
 
 def iter_groups(stages: Stages, groups: list[list[WorkUnit]], *, prefetch: int = PREFETCH_GROUPS,
                 **kwargs) -> Iterator[list[UnitResult]]:
     """process_group over `groups`, decoding up to `prefetch` groups ahead in a thread while the current one is
-    computed (one decoding thread: the groups are decoded in order)."""
+    computed (one decoding thread: the groups are decoded in order). Memory stays bounded: nothing more is
+    decoded ahead while the current group, or one decoded ahead, holds a long clip (frames over the budget), nor
+    while a decode ahead is still running."""
     def decode_all(units):
         clips = []
         for unit in units:
@@ -441,10 +473,17 @@ def iter_groups(stages: Stages, groups: list[list[WorkUnit]], *, prefetch: int =
         return clips
 
     with extraction_settings(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-        pending = deque(pool.submit(decode_all, units) for units in groups[:max(1, prefetch)])
-        for position, units in enumerate(groups):
+        pending, upcoming = deque(), iter(groups)
+
+        def may_decode_ahead(current: list) -> bool:
+            return (len(pending) < max(1, prefetch) and not _holds_long_clip(current)
+                    and all(f.done() and not _holds_long_clip(f.result()) for f in pending))
+
+        for units in groups:
+            if not pending:
+                pending.append(pool.submit(decode_all, next(upcoming)))
             decoded = pending.popleft().result()
-            if position + len(pending) + 1 < len(groups):
-                pending.append(pool.submit(decode_all, groups[position + len(pending) + 1]))
+            while may_decode_ahead(decoded) and (following := next(upcoming, None)) is not None:
+                pending.append(pool.submit(decode_all, following))
             yield process_group(stages, units, decoded=decoded, **kwargs)
             del decoded

@@ -3,6 +3,9 @@
 Per sequence, over the frames where the ground-truth subject is visible:
 - silhouette IoU: the run's full-resolution subject mask (kept with `extract --keep-masks`, before
   normalisation) against the true mask; a frame without an extracted mask counts IoU 0;
+- normalised silhouette IoU: the same masks and the true ones through OpenGait's normalisation (64x64, what the
+  shards hold), binarised at grey level 128, over the frames whose true silhouette survives normalisation; an
+  extracted frame missing there counts 0;
 - subject-track recall: frames whose extracted subject box overlaps the true box with IoU >= `match_iou`;
   the subject track counts as *found* when recall >= 0.5;
 - identity switches: each frame's true box is matched to the tracker's track with the highest box IoU (>=
@@ -46,6 +49,7 @@ class SequenceQA:
     keypoints_3d_nmpjpe: float | None = None
     keypoints_3d_pa_mpjpe_mm: float | None = None
     quality_ok: bool = True
+    silhouette_iou_64: float | None = None
     # PCK counts per COCO-17 joint: visible joints, and those within each of PCK_THRESHOLDS (one list each)
     keypoints_2d_visible: list | None = None
     keypoints_2d_hits: list | None = None
@@ -143,7 +147,7 @@ def sequence_qa(key: str, record: dict, truth: dict, tracks: dict | None, masks,
         if row is not None:
             recall_hits[i] = box_iou(record["boxes"][row][None], truth_boxes[i][None])[0, 0] >= match_iou
     recall = float(recall_hits.mean()) if len(visible) else 0.0
-    iou = None
+    iou = result_iou_64 = None
     if masks is not None:
         ious = np.zeros(len(visible))
         for i, (row, truth_index) in enumerate(zip(rows, visible)):
@@ -153,12 +157,13 @@ def sequence_qa(key: str, record: dict, truth: dict, tracks: dict | None, masks,
             union = np.count_nonzero(mask | gt)
             ious[i] = np.count_nonzero(mask & gt) / union if union else 1.0
         iou = float(ious.mean()) if len(ious) else None
+        result_iou_64 = normalised_iou(masks, rows, truth_masks[visible], key)
     switches = 0
     if tracks is not None:
         switches = identity_switches(truth_boxes, truth_frames, tracks["frame_index"], tracks["track_id"],
                                      tracks["boxes"], match_iou)
     result = SequenceQA(key, int(len(visible)), iou, recall, recall >= 0.5, switches,
-                        quality_ok=bool(record.get("quality_ok", True)))
+                        quality_ok=bool(record.get("quality_ok", True)), silhouette_iou_64=result_iou_64)
     both = [(row, int(t)) for row, t in zip(rows, visible) if row is not None]
     if record.get("keypoints_2d") is not None and both:
         predicted = record["keypoints_2d"][[r for r, _ in both]]
@@ -181,6 +186,30 @@ def sequence_qa(key: str, record: dict, truth: dict, tracks: dict | None, masks,
     return result
 
 
+def normalised_iou(masks, rows: list, truth_masks: np.ndarray, key: str, size: int = 64) -> float | None:
+    """Mean IoU of the OpenGait-normalised (size x size, binarised at 128) extracted and true silhouettes over the
+    true frames that normalisation keeps; `rows[i]` is the extracted row of true frame i (None: not extracted)."""
+    import warnings
+
+    from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewFramesWarning)
+        truth, truth_kept = normalise_sequence(truth_masks, size=size, name=key)
+    if not len(truth_kept):
+        return None
+    extracted, extracted_rows = masks.silhouettes(np.arange(len(masks)), size, name=key)
+    by_row = {int(row): frame for row, frame in zip(extracted_rows, extracted)}
+    ious = np.zeros(len(truth_kept))
+    for i, (index, gt) in enumerate(zip(truth_kept, truth)):
+        frame = by_row.get(rows[index]) if rows[index] is not None else None
+        if frame is not None:
+            ours, theirs = frame >= 128, gt >= 128
+            union = np.count_nonzero(ours | theirs)
+            ious[i] = np.count_nonzero(ours & theirs) / union if union else 1.0
+    return float(ious.mean())
+
+
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
@@ -195,6 +224,7 @@ def summarise(rows: list[SequenceQA]) -> dict:
         "frame_weighted_silhouette_iou": (sum(r.silhouette_iou * r.frames for r in with_iou) /
                                           max(1, sum(r.frames for r in with_iou))) if with_iou else None,
         "min_silhouette_iou": min((r.silhouette_iou for r in with_iou), default=None),
+        "mean_silhouette_iou_64": _mean([r.silhouette_iou_64 for r in rows]),
         "subject_track_recall": (sum(r.recall * r.frames for r in rows) / frames) if frames else 0.0,
         "subject_found": sum(r.found for r in rows),
         "identity_switches": sum(r.identity_switches for r in rows),
@@ -308,7 +338,8 @@ def format_table(report: QAReport) -> list[str]:
         lines.append(line)
     s = report.summary
     lines.append(f"mean silhouette IoU {_fmt(s['mean_silhouette_iou'])} (frame-weighted "
-                 f"{_fmt(s['frame_weighted_silhouette_iou'])}, min {_fmt(s['min_silhouette_iou'])}); subject track "
+                 f"{_fmt(s['frame_weighted_silhouette_iou'])}, min {_fmt(s['min_silhouette_iou'])}; normalised 64x64 "
+                 f"{_fmt(s['mean_silhouette_iou_64'])}); subject track "
                  f"recall {_fmt(s['subject_track_recall'])}; subject found in {s['subject_found']}/{s['sequences']}; "
                  f"identity switches {s['identity_switches']}")
     stages = report.stages

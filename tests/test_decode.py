@@ -104,3 +104,47 @@ def test_cli_opencv_decoder_runs_the_default_preset_in_rgb(video, tmp_path):
     assert result.exit_code == 0, result.output
     _, run = current_run(tmp_path / "out")
     assert run["config"]["decode"] == dict(run["config"]["decode"], backend="opencv", frame_format="rgb24")
+
+
+def test_a_clip_over_the_frame_budget_keeps_no_frames_and_reads_the_same_ones_again(video):
+    kept = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64, start_frame=2, end_frame=10)
+    frame_bytes = 144 * 3 // 2 * 256
+    over = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64, start_frame=2, end_frame=10,
+                       frame_budget=5 * frame_bytes)
+    within = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64, frame_budget=12 * frame_bytes)
+    assert within.frames_kept and not over.frames_kept and over.num_frames == kept.num_frames == 8
+    np.testing.assert_array_equal(over.small, kept.small)
+    again = list(over.reread())
+    assert [position for position, _ in again] == list(range(8))
+    for (_, frame), expected in zip(again, kept.frames):
+        assert all(np.array_equal(a, b) for a, b in zip(frame, expected))
+    with pytest.raises(VideoError, match="were not kept"):
+        over.rgb(0)
+
+
+def test_reduced_copies_outgrow_a_wrong_stated_frame_count():
+    from ragar_data.pipelines.decode import _ReducedFrames
+
+    for stated in (0, 2, 40, 10**9):  # unknown, too few, exact, absurd (room is capped)
+        frames = _ReducedFrames(stated)
+        for value in range(40):
+            frames.append(np.full((2, 3, 3), value, np.uint8))
+        assert frames.array().shape == (40, 2, 3, 3)
+        assert frames.array()[:, 1, 2, 0].tolist() == list(range(40))
+
+
+def test_reduced_crops_are_the_reduced_conversion_within_rounding(video):
+    from ragar_data.pipelines.decode import reduced_rgb_crop
+
+    yuv = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=0)
+    rgb = decode_clip(video, PyAVDecoder(), work_width=0)
+    for reduction in (2, 4):
+        region = (8, 16, 8 + 24 * reduction, 16 + 16 * reduction)
+        reduced = reduced_rgb_crop(yuv.frames[5], yuv.info, *region, reduction)
+        assert reduced.shape == (16, 24, 3)
+        # the same 2x2 means of the whole conversion, up to the two conversions' rounding
+        expected = cv2.resize(yuv.rgb_crop(5, *region), (24, 16), interpolation=cv2.INTER_AREA)
+        assert np.abs(reduced.astype(int) - expected).max() <= 4
+        rgb_reduced = reduced_rgb_crop(rgb.frames[5], rgb.info, *region, reduction).astype(int)
+        area = cv2.resize(rgb.frames[5][16:region[3], 8:region[2]], (24, 16), interpolation=cv2.INTER_AREA)
+        assert np.abs(rgb_reduced - area).max() <= 1  # repeated exact halvings: INTER_AREA up to rounding

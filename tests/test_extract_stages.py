@@ -192,3 +192,41 @@ def test_shards_from_part_tables_are_the_bytes_of_the_record_path(tmp_path):
         assert (tmp_path / "tables" / info.file).read_bytes() == (tmp_path / "records" / info.file).read_bytes()
     assert read_table(tmp_path / "tables" / names[0]).schema.metadata.keys() == {
         b"ragar_data.shard_schema_version"}  # the parts' source identity stays out of the shards
+
+
+def test_a_clip_without_its_frames_gives_the_record_of_one_with_them(stages):
+    """A long clip keeps no full-resolution frames (over the decode's budget): the segmenter reads them again
+    and the extraction releases the reduced copy after detection; the record and the masks are the same."""
+    kept = moving_block_clip(seed=3)
+    video = list(kept.frames)
+    not_kept = dataclasses.replace(kept, frames=None, small=kept.small.copy(),
+                                   reader=lambda: iter(enumerate(video)))
+    [expected] = process_group(stages, [unit(0)], labels={}, config_hash="test", decoded=[kept], keep_masks=True)
+    [result] = process_group(stages, [unit(0)], labels={}, config_hash="test", decoded=[not_kept], keep_masks=True)
+    assert expected.error is None and result.error is None and len(expected.record["silhouettes"]) > 10
+    assert not_kept.small is None and kept.small is not None  # released after detection, only without frames
+    for column in ("silhouettes", "boxes", "frame_index", "illumination", "silhouette_frame_index"):
+        np.testing.assert_array_equal(np.asarray(result.record[column]), np.asarray(expected.record[column]))
+    assert result.masks == expected.masks
+
+
+def test_nothing_is_decoded_ahead_beside_a_long_clip(monkeypatch, stages):
+    from ragar_data.pipelines import processing
+
+    order, decoded_when_processed = [], {}
+
+    def decode(stages, unit):
+        order.append(unit.key.view)
+        clip = moving_block_clip(frames=4)
+        return dataclasses.replace(clip, frames=None) if unit.key.view == 90 else clip  # 90: over the budget
+
+    def process(stages, units, decoded=None, **kwargs):
+        decoded_when_processed[units[0].key.view] = list(order)
+        return []
+
+    monkeypatch.setattr(processing, "_decode", decode)
+    monkeypatch.setattr(processing, "process_group", process)
+    list(processing.iter_groups(stages, [[unit(view)] for view in (0, 90, 180, 270)]))
+    assert order == [0, 90, 180, 270]
+    assert decoded_when_processed[90] == [0, 90]  # the long clip is computed with nothing decoded beside it
+    assert decoded_when_processed[180][:3] == [0, 90, 180]

@@ -150,6 +150,33 @@ def test_track_select_segment_on_drawn_clip():
     assert all(np.array_equal(restored.full(i), masks.full(i)) for i in range(len(masks)))
 
 
+def test_segment_reads_frames_again_and_refines_at_a_working_height():
+    """A clip over the frame budget keeps no frames: the segmenter reads them again and gets the very masks of
+    the kept-frames path; refining at half the walker's height keeps its mask and its normalised silhouette."""
+    from ragar_data.qa import normalised_iou
+
+    video, truth = walking_clip(frames=16, width=320, height=180)
+    kept = as_clip(video)
+    detections = BackgroundDetector(refine_passes=0).detect_sequence(kept)
+    subject = select_subject(ByteTrackTracker().track(detections.boxes, kept.image_size), kept.image_size)
+    reads = []
+    not_kept = Clip(None, kept.info, None, video.copy(), np.arange(len(video), dtype=np.int32), 1.0,
+                    reader=lambda: reads.append(1) or iter(enumerate(video)))
+    for work_height in (0, 60):  # the walker is 120 px tall: 60 refines at half resolution
+        segmenter = ForegroundSegmenter(work_height=work_height)
+        expected = segmenter.segment_sequence(kept, detections.background, subject)
+        again = segmenter.segment_sequence(not_kept, detections.background, subject)
+        np.testing.assert_array_equal(again.origins, expected.origins)
+        assert all(np.array_equal(a, b) for a, b in zip(again.crops, expected.crops))
+        ious = [iou(expected.full(i), truth[f]) for i, f in enumerate(subject.frame)]
+        normalised = normalised_iou(expected, list(range(len(subject.frame))), truth[subject.frame], "walker")
+        assert np.mean(ious) > (0.97 if work_height == 0 else 0.93), (work_height, np.mean(ious))
+        assert normalised > (0.95 if work_height == 0 else 0.85), (work_height, normalised)
+    assert len(reads) == 4  # reference frames, then the subject's frames, per call
+    with pytest.raises(ValueError, match="work_height must be >= 0"):
+        ForegroundSegmenter(work_height=-1)
+
+
 def test_refinement_recovers_a_walker_who_stays_in_place():
     """A frontal walker grows in the image centre and covers it in every frame: the temporal median holds the
     walker there; re-estimating the background away from the detections finds much more of it."""

@@ -51,8 +51,11 @@ def test_sequence_qa_iou_recall_and_missing_frames():
     assert row.frames == 3
     assert row.silhouette_iou == pytest.approx((1.0 + 0.5 + 0.0) / 3)  # frame 2 was not extracted: IoU 0
     assert row.recall == pytest.approx(2 / 3)  # frame 1's box IoU is exactly 0.5 (counts), frame 2 is missing
+    # normalised 64x64: the half-width blob is centred by normalisation and covers half the square's columns
+    assert row.silhouette_iou_64 == pytest.approx((1.0 + 0.5 + 0.0) / 3)
     summary = summarise([row])
     assert summary["subject_found"] == 1 and summary["mean_silhouette_iou"] == pytest.approx(0.5)
+    assert summary["mean_silhouette_iou_64"] == pytest.approx(0.5)
 
 
 def _truth_pose(frames: int = 2, height: float = 100.0) -> dict:
