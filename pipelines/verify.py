@@ -18,9 +18,9 @@ Fragments: background subtraction may split one person into a head track and a b
   the detector sees as a person, become one track (`join_split_people`): the detector needs the face and the
   hips in one window, which neither part gives alone.
 - A track that is not a person, whose box lies inside the subject's person region (the detector's ROI: the
-  full-body circle x 1.25) and is shorter than the subject's box on at least half of the sampled frames they
-  share, is a fragment of the subject (`join_fragments`): on the frames where both exist, the subject's box
-  becomes the union of both.
+  full-body circle x 1.25) and is shorter than the subject's box on most sampled frames they share, and which
+  moves with the subject, is a fragment of the subject (`join_fragments`): on the frames where both exist, the
+  subject's box becomes the union of both.
 Several people: the sampled frames where the final subject box holds the hip centres of two or more people.
 """
 from __future__ import annotations
@@ -39,6 +39,8 @@ from ragar_data.pipelines.track import Tracks
 # backend name -> (class, weights registry entry, Python module it needs)
 VERIFIERS = {"blazepose": "ragar_data.pipelines.backends.blazepose_detect:BlazePoseDetector"}
 VERIFIER_MODELS = {"blazepose": ("blazepose", "ai_edge_litert")}
+FRAGMENT_SHARE = 0.8  # sampled frames on which a fragment lies inside the subject's person region
+FRAGMENT_DRIFT = 0.25  # how far (subject heights) a fragment may drift sideways relative to the subject
 SEVERAL_APART = 0.25  # hip centres closer than this many box heights are one person seen twice
 BATCH_FRAMES = 8  # full-resolution frames stacked per detector call (about 50 MB at 1080p)
 
@@ -299,6 +301,14 @@ def _covered(box: np.ndarray, region: np.ndarray) -> float:
     return float(np.prod(np.clip(high - low, 0, None))) / area
 
 
+def _moves_with(subject_boxes: np.ndarray, boxes: np.ndarray) -> bool:
+    """The horizontal offset between the two boxes' centres stays within `FRAGMENT_DRIFT` subject heights of
+    its median on every shared frame: a head moves with its body, a table the walker passes does not."""
+    offsets = (boxes[:, 0] + boxes[:, 2] - subject_boxes[:, 0] - subject_boxes[:, 2]) / 2
+    height = max(float(np.median(subject_boxes[:, 3] - subject_boxes[:, 1])), 1.0)
+    return bool(np.abs(offsets - np.median(offsets)).max() <= FRAGMENT_DRIFT * height)
+
+
 def join_fragments(tracks: Tracks, subject: SubjectTrack, verification: Verification, cover: float) -> list[int]:
     """Ids of the fragment tracks (module docstring) joined into `subject.boxes` (changed in place)."""
     regions = verification.verdicts[subject.track_id].regions
@@ -313,10 +323,12 @@ def join_fragments(tracks: Tracks, subject: SubjectTrack, verification: Verifica
         inside = [_covered(boxes[rows[p]], regions[p]) >= cover and
                   boxes[rows[p], 3] - boxes[rows[p], 1] < subject.boxes[own[p], 3] - subject.boxes[own[p], 1]
                   for p in shared]
-        if not shared or np.mean(inside) < 0.5:
+        if not shared or np.mean(inside) < FRAGMENT_SHARE:
             continue
         both = [(own[p], rows[p]) for p in rows if p in own]
         mine, theirs = (np.asarray(i, int) for i in zip(*both))
+        if not _moves_with(subject.boxes[mine], boxes[theirs]):
+            continue
         subject.boxes[mine, :2] = np.minimum(subject.boxes[mine, :2], boxes[theirs, :2])
         subject.boxes[mine, 2:] = np.maximum(subject.boxes[mine, 2:], boxes[theirs, 2:])
         joined.append(track_id)
