@@ -255,3 +255,32 @@ def test_real_detector_verifies_a_synthetic_walker_and_rejects_a_background_box(
                     np.ones(2 * count, np.float32), count)
     verdicts = verify.verify_tracks(tracks, lambda p: frames[p], detector, VerifyConfig(backend="blazepose"), 3)
     assert verdicts[1].person_fraction >= 0.75 and verdicts[2].person_fraction == 0.0  # 7 of 8 seen here
+
+
+@pytest.mark.slow
+def test_extraction_says_which_verification_ran_and_the_blazepose_preset_fills_every_column(tmp_path):
+    from ragar_data.pipelines.runner import RunOptions, extract
+    from ragar_data.shards import ShardDataset
+    from ragar_data.synth import SynthConfig, generate
+
+    synth = tmp_path / "synth"
+    generate(synth, SynthConfig(subjects=1, views=(72,), conditions=("nm-01",), combinations=(0,), seconds=1.0,
+                                width=320, height=180))
+    lines = []
+    summary = extract(tmp_path / "off", load_preset("default"), videos=synth / "videos",
+                      options=RunOptions(models_dir=tmp_path / "no-models"), log=lines.append)
+    assert [line for line in summary.lines() if line.startswith("verify:")] == [
+        line for line in lines if line.startswith("verify:")]
+    assert summary.lines()[-1].startswith("verify: no person verification")
+
+    models = _models_dir()
+    summary = extract(tmp_path / "on", load_preset("blazepose"), videos=synth / "videos",
+                      options=RunOptions(models_dir=models), log=lambda line: None)
+    assert summary.lines()[-1].startswith("verify: person verification with blazepose")
+    dataset = ShardDataset(tmp_path / "on")
+    row = dataset.read_record(dataset.keys()[0])
+    assert row["quality_ok"], row["quality_reasons"]
+    assert row["keypoints_2d"].shape == (row["num_frames"], 17, 3) and row["keypoints_2d_model"] == "blazepose"
+    assert row["keypoints_3d"].shape == (row["num_frames"], 17, 3) and row["keypoints_3d_model"] == "blazepose"
+    assert np.abs(row["keypoints_3d"][:, 0]).max() == 0  # root-relative (pelvis at the origin)
+    assert row["num_silhouettes"] >= 10
