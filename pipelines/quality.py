@@ -6,7 +6,7 @@ filter it; only errors (unreadable video, a crashing stage) go to the failures l
 Every run checks the subject track's gaps and coverage, truncated masks and the number of silhouettes
 (`assess_quality`). When person verification ran (`pipelines/verify.py`), `person_reasons` adds the failures
 only a person model can tell: not a person, several people in the subject's box, no walking motion (static)
-and fragmented masks. Without verification those are not checked (a weights-free run extracts exactly as
+and fragmented masks; single fragmented frames are then left out of the silhouettes (`fragmented_frames`). Without verification those are not checked (a weights-free run extracts exactly as
 before verification existed).
 """
 from __future__ import annotations
@@ -64,6 +64,15 @@ def main_part_fractions(crops: list) -> np.ndarray:
         if count > 1 and areas.sum() > 0:
             shares[index] = areas.max() / areas.sum()
     return shares
+
+
+def fragmented_frames(verification, masks, verify: VerifyConfig) -> np.ndarray:
+    """(T',) bool: subject frames whose mask is in pieces (largest part < `fragment_main_part` of it), left out of
+    the silhouettes when verification ran (a half-seen walker at the edge of a track); all False otherwise, so a
+    weights-free run keeps the frames it always kept."""
+    if verification is None or masks is None:
+        return np.zeros(len(masks) if masks is not None else 0, bool)
+    return main_part_fractions(masks.crops) < verify.fragment_main_part
 
 
 def person_reasons(verification, subject, masks, verify: VerifyConfig, select: SelectConfig) -> list[str]:

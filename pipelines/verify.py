@@ -21,12 +21,15 @@ Fragments: background subtraction may split one person into a head track and a b
   full-body circle x 1.25) and is shorter than the subject's box on most sampled frames they share, and which
   moves with the subject, is a fragment of the subject (`join_fragments`): on the frames where both exist, the
   subject's box becomes the union of both.
+Ends: the subject track's leading and trailing frames where its box holds no person are cut
+(`trim_to_person`): a tracker may start a track on a table and hand it to the walker who passes it.
 Several people: the sampled frames where the final subject box holds the hip centres of two or more people.
 """
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Callable, Protocol
 
 import numpy as np
@@ -41,6 +44,7 @@ VERIFIERS = {"blazepose": "ragar_data.pipelines.backends.blazepose_detect:BlazeP
 VERIFIER_MODELS = {"blazepose": ("blazepose", "ai_edge_litert")}
 FRAGMENT_SHARE = 0.8  # sampled frames on which a fragment lies inside the subject's person region
 FRAGMENT_DRIFT = 0.25  # how far (subject heights) a fragment may drift sideways relative to the subject
+TRIM_STEPS = 4  # bisection steps that place each edge of the person's frames between two sampled frames
 SEVERAL_APART = 0.25  # hip centres closer than this many box heights are one person seen twice
 BATCH_FRAMES = 8  # full-resolution frames stacked per detector call (about 50 MB at 1080p)
 
@@ -128,6 +132,7 @@ class Verification:
     verdicts: dict  # track id -> TrackVerdict
     people: set  # ids of person tracks
     joined: list = field(default_factory=list)  # fragment track ids joined into the subject's boxes
+    trimmed: int = 0  # leading and trailing subject frames cut because no person was there
 
 
 def sample_rows(count: int, samples: int) -> np.ndarray:
@@ -273,8 +278,56 @@ def choose_subject(tracks: Tracks, image_size: tuple[int, int], frame_rgb: Calla
     verification = Verification(verdicts, people, [other for _, other in split])
     if subject is not None and subject.track_id in people:
         verification.joined += join_fragments(tracks, subject, verification, config.verify.fragment_cover)
+        verification.trimmed = trim_to_person(subject, verdicts[subject.track_id], frame_rgb, detector,
+                                              config.verify.min_score)
         count_several(verdicts[subject.track_id], subject)
     return subject, verification
+
+
+def _is_person(subject: SubjectTrack, row: int, frame_rgb: Callable, detector: PersonDetector,
+               min_score: float) -> bool:
+    box = subject.boxes[row]
+    people = detector.detect_in_boxes(frame_rgb(int(subject.frame[row]))[None], box[None].astype(np.float32))[0]
+    scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
+    hips = np.asarray(people.keypoints, np.float64)[scores >= min_score, 0] if (scores >= min_score).any() else []
+    return bool(len(hips) and _inside(hips, box).any())
+
+
+def trim_to_person(subject: SubjectTrack, verdict: TrackVerdict, frame_rgb: Callable, detector: PersonDetector,
+                   min_score: float, steps: int = TRIM_STEPS) -> int:
+    """Cut the subject's leading and trailing frames where its box holds no person (a track that starts on a
+    table or ends on a corner blob before or after the walker); returns how many frames were cut. The edge lies
+    between the last sampled frame without a person and the first with one (and likewise at the end), found by
+    bisection with at most `steps` more detector calls on each side."""
+    rows = {int(p): i for i, p in enumerate(subject.frame)}
+    sampled = sorted(p for p in verdict.hips if p in rows)
+    positive = [p for p in sampled if p in verdict.regions]
+    if not positive:
+        return 0
+    person = partial(_is_person, subject, frame_rgb=frame_rgb, detector=detector, min_score=min_score)
+    start, stop = rows[positive[0]], rows[positive[-1]]
+    before, after = [p for p in sampled if p < positive[0]], [p for p in sampled if p > positive[-1]]
+    if before:  # rows[before[-1]] holds no person, `start` does
+        low = rows[before[-1]]
+        for _ in range(steps):
+            if start - low <= 1:
+                break
+            middle = (low + start) // 2
+            low, start = (low, middle) if person(middle) else (middle, start)
+    else:
+        start = 0
+    if after:
+        high = rows[after[0]]
+        for _ in range(steps):
+            if high - stop <= 1:
+                break
+            middle = (stop + high) // 2
+            stop, high = (middle, high) if person(middle) else (stop, middle)
+    else:
+        stop = len(subject.frame) - 1
+    cut = len(subject.frame) - (stop + 1 - start)
+    subject.frame, subject.boxes = subject.frame[start:stop + 1], subject.boxes[start:stop + 1]
+    return cut
 
 
 def count_several(verdict: TrackVerdict, subject: SubjectTrack, min_apart: float = SEVERAL_APART) -> None:

@@ -154,6 +154,18 @@ def test_two_people_in_the_subject_box_are_several_people_and_one_seen_twice_is_
                    for r in reasons) == expected, reasons
 
 
+def test_a_track_that_starts_on_a_table_is_cut_to_the_walkers_frames():
+    """Frames 0-9: the track's box on the table; from frame 10 on the walker passing it (the tracker kept the id)."""
+    positions = np.arange(FRAMES)
+    boxes = [np.array([130, 100, 190, 170]) if t < 10 else walker_box(t)[0] for t in positions]
+    tracks = make_tracks({1: (positions, boxes)})
+    people = {int(t): [((walker_box(t)[1][0] + 8, 46.0), (walker_box(t)[0][0] + 15, 110.0))]
+              for t in positions if t >= 10}
+    chosen, verification = verify.choose_subject(tracks, (WIDTH, HEIGHT), frame_rgb, FakeDetector(people), config())
+    assert chosen.frame.tolist() == list(range(10, FRAMES)) and verification.trimmed == 10
+    assert np.allclose(chosen.boxes[0], walker_box(10)[0])
+
+
 def test_a_person_standing_still_is_static():
     positions = np.arange(FRAMES)
     tracks = make_tracks({2: (positions, [np.array([140, 60, 170, 160])] * FRAMES)})
@@ -284,3 +296,16 @@ def test_extraction_says_which_verification_ran_and_the_blazepose_preset_fills_e
     assert row["keypoints_3d"].shape == (row["num_frames"], 17, 3) and row["keypoints_3d_model"] == "blazepose"
     assert np.abs(row["keypoints_3d"][:, 0]).max() == 0  # root-relative (pelvis at the origin)
     assert row["num_silhouettes"] >= 10
+
+
+def test_fragmented_frames_are_dropped_only_when_verification_ran():
+    from ragar_data.pipelines.quality import fragmented_frames
+
+    whole = np.zeros((40, 20), bool)
+    whole[2:38, 5:15] = True
+    broken = whole.copy()
+    broken[18:22] = False
+    masks = SubjectMasks(np.tile([0, 0, 20, 40], (3, 1)).astype(np.int32), [whole, broken, whole], (100, 100))
+    verification = verify.Verification({}, set())
+    assert fragmented_frames(verification, masks, VerifyConfig()).tolist() == [False, True, False]
+    assert fragmented_frames(None, masks, VerifyConfig()).tolist() == [False, False, False]
