@@ -131,8 +131,8 @@ class VerifyConfig:
     frames_per_track: int = setting(8, min=1)  # frames of each track the detector looks at, spread over it
     max_tracks: int = setting(12, min=1)  # the longest tracks of a clip are checked, the others are not people
     min_person_fraction: float = setting(0.5, min=0.0, max=1.0)  # sampled frames with a person -> a person track
-    min_score: float = setting(0.5, min=0.0, max=1.0)  # detector score that counts as a person
-    # a detected person belongs to a track when its hip centre lies inside the track's box
+    # detector score that counts as a person; a person belongs to a track when its hip centre is inside the box
+    min_score: float = setting(0.5, min=0.0, max=1.0)
     several_fraction: float = setting(0.5, min=0.0, max=1.0)  # >= 2 people on this fraction -> "several people"
     fragment_cover: float = setting(0.9, min=0.0, max=1.0)  # fragment box area inside the subject person's ROI
     # a mask is fragmented when its largest connected part holds less than this fraction of its pixels ...

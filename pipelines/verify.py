@@ -39,9 +39,8 @@ from ragar_data.pipelines.config import PipelineConfig, VerifyConfig, resolve_ba
 from ragar_data.pipelines.subject import SubjectTrack, relink_merges, select_subject
 from ragar_data.pipelines.track import Tracks
 
-# backend name -> (class, weights registry entry, Python module it needs)
-VERIFIERS = {"blazepose": "ragar_data.pipelines.backends.blazepose_detect:BlazePoseDetector"}
-VERIFIER_MODELS = {"blazepose": ("blazepose", "ai_edge_litert")}
+VERIFIERS = {"blazepose": "ragar_data.pipelines.backends.blazepose_detect:BlazePoseDetector"}  # backend -> class
+VERIFIER_MODELS = {"blazepose": ("blazepose", "ai_edge_litert")}  # backend -> (registry entry, module it needs)
 FRAGMENT_SHARE = 0.8  # sampled frames on which a fragment lies inside the subject's person region
 FRAGMENT_DRIFT = 0.25  # how far (subject heights) a fragment may drift sideways relative to the subject
 TRIM_STEPS = 4  # bisection steps that place each edge of the person's frames between two sampled frames
@@ -95,8 +94,12 @@ def active_verification(config: PipelineConfig, models_dir=None) -> PipelineConf
 
 
 def build_verifier(config: VerifyConfig, models_dir=None, device: str = "cpu") -> tuple[object | None, str]:
-    """The person detector for `config` (None when verification is off) and the run's line about it."""
-    if config.backend is None:
+    """The person detector for `config` (None when verification is off, or optional and unable to run here)
+    and the run's line about it."""
+    problem = _missing(config.backend, models_dir) if config.backend in VERIFIER_MODELS else None
+    if problem and config.required:
+        raise ModelUnavailable(f"person verification ({config.backend}) is required by this preset: {problem}")
+    if config.backend is None or problem:
         return None, ("verify: no person verification: subjects chosen weights-free (person model files not "
                       "found or not configured; `ragar-data models download blazepose` adds them)")
     detector = resolve_backend(VERIFIERS, config.backend, "verify")(models_dir=models_dir, device=device)

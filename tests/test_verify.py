@@ -309,3 +309,12 @@ def test_fragmented_frames_are_dropped_only_when_verification_ran():
     verification = verify.Verification({}, set())
     assert fragmented_frames(verification, masks, VerifyConfig()).tolist() == [False, True, False]
     assert fragmented_frames(None, masks, VerifyConfig()).tolist() == [False, False, False]
+
+
+def test_stages_of_the_default_preset_build_without_the_person_model_files(tmp_path):
+    from ragar_data.pipelines.processing import build_stages
+
+    stages = build_stages(load_preset("default"), models_dir=tmp_path)
+    assert stages.verifier is None and stages.skipped[-1].startswith("verify: no person verification")
+    with pytest.raises(ModelUnavailable, match=r"blazepose: missing .*pose_detection.tflite"):
+        build_stages(load_preset("blazepose"), models_dir=tmp_path)
