@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field, replace
 from functools import partial
+from types import SimpleNamespace
 from typing import Callable, Protocol
 
 import numpy as np
@@ -43,8 +44,10 @@ VERIFIERS = {"blazepose": "ragar_data.pipelines.backends.blazepose_detect:BlazeP
 VERIFIER_MODELS = {"blazepose": ("blazepose", "ai_edge_litert")}  # backend -> (registry entry, module it needs)
 FRAGMENT_SHARE = 0.8  # sampled frames on which a fragment lies inside the subject's person region
 FRAGMENT_DRIFT = 0.25  # how far (subject heights) a fragment may drift sideways relative to the subject
+TRIM_IOU = 0.5  # see trim_to_person
 TRIM_STEPS = 4  # bisection steps that place each edge of the person's frames between two sampled frames
 SEVERAL_APART = 0.25  # hip centres closer than this many box heights are one person seen twice
+WIDE_WINDOW = 5 / 3  # the second detector window, relative to the first (BlazePoseDetector's 1.5 -> 2.5 box sides)
 BATCH_FRAMES = 8  # full-resolution frames stacked per detector call (about 50 MB at 1080p)
 
 
@@ -155,13 +158,29 @@ def _inside(points: np.ndarray, box: np.ndarray) -> np.ndarray:
     return (points[:, 0] >= box[0]) & (points[:, 0] <= box[2]) & (points[:, 1] >= box[1]) & (points[:, 1] <= box[3])
 
 
+def _grown(boxes: np.ndarray, factor: float) -> np.ndarray:
+    centres, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2 * factor
+    return np.concatenate([centres - half, centres + half], axis=1).astype(np.float32)
+
+
+def _merged(first, second) -> SimpleNamespace:
+    return SimpleNamespace(**{name: np.concatenate([np.asarray(getattr(first, name)).reshape(-1, *shape),
+                                                    np.asarray(getattr(second, name)).reshape(-1, *shape)])
+                              for name, shape in (("boxes", (5,)), ("keypoints", (4, 2)), ("rois", (4,)))})
+
+
 def _detect(items: list, frame_rgb: Callable, detector: PersonDetector) -> list:
-    """The detector on (position, box) items, `BATCH_FRAMES` full frames per call."""
+    """The detector on (position, box) items, `BATCH_FRAMES` full frames per call, in the detector's own window
+    around each box and in one `WIDE_WINDOW` times larger, the people of both together: in the tight window
+    another face may outscore a face seen head-on (the detector keeps one person per face region)."""
     found = []
     for start in range(0, len(items), BATCH_FRAMES):
         batch = items[start:start + BATCH_FRAMES]
         frames = np.stack([frame_rgb(position) for position, _ in batch])
-        found += detector.detect_in_boxes(frames, np.stack([box for _, box in batch]).astype(np.float32))
+        boxes = np.stack([box for _, box in batch]).astype(np.float32)
+        tight = detector.detect_in_boxes(frames, boxes)
+        wide = detector.detect_in_boxes(frames, _grown(boxes, WIDE_WINDOW))
+        found += [_merged(a, b) for a, b in zip(tight, wide)]
     return found
 
 
@@ -290,16 +309,26 @@ def choose_subject(tracks: Tracks, image_size: tuple[int, int], frame_rgb: Calla
 def _is_person(subject: SubjectTrack, row: int, frame_rgb: Callable, detector: PersonDetector,
                min_score: float) -> bool:
     box = subject.boxes[row]
-    people = detector.detect_in_boxes(frame_rgb(int(subject.frame[row]))[None], box[None].astype(np.float32))[0]
+    people = _detect([(int(subject.frame[row]), box)], frame_rgb, detector)[0]
     scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
     hips = np.asarray(people.keypoints, np.float64)[scores >= min_score, 0] if (scores >= min_score).any() else []
     return bool(len(hips) and _inside(hips, box).any())
 
 
+def _moved(box: np.ndarray, other: np.ndarray) -> bool:
+    """Two boxes of a track overlap by less than `TRIM_IOU`: the track moved onto or off something else."""
+    low, high = np.maximum(box[:2], other[:2]), np.minimum(box[2:], other[2:])
+    inter = float(np.prod(np.clip(high - low, 0, None)))
+    union = float(np.prod(box[2:] - box[:2]) + np.prod(other[2:] - other[:2])) - inter
+    return inter < TRIM_IOU * max(union, 1e-6)
+
+
 def trim_to_person(subject: SubjectTrack, verdict: TrackVerdict, frame_rgb: Callable, detector: PersonDetector,
                    min_score: float, steps: int = TRIM_STEPS) -> int:
     """Cut the subject's leading and trailing frames where its box holds no person (a track that starts on a
-    table or ends on a corner blob before or after the walker); returns how many frames were cut. The edge lies
+    table or ends on a corner blob before or after the walker); returns how many frames were cut. An end is cut
+    only when the last sampled box without a person overlaps the nearest one with a person by IoU < `TRIM_IOU`
+    (the track moved from another object onto the person); the edge lies
     between the last sampled frame without a person and the first with one (and likewise at the end), found by
     bisection with at most `steps` more detector calls on each side."""
     rows = {int(p): i for i, p in enumerate(subject.frame)}
@@ -310,6 +339,9 @@ def trim_to_person(subject: SubjectTrack, verdict: TrackVerdict, frame_rgb: Call
     person = partial(_is_person, subject, frame_rgb=frame_rgb, detector=detector, min_score=min_score)
     start, stop = rows[positive[0]], rows[positive[-1]]
     before, after = [p for p in sampled if p < positive[0]], [p for p in sampled if p > positive[-1]]
+    # a box that stays where the person's is (a walker the detector missed, far away or head-on) is not cut
+    before = before if before and _moved(subject.boxes[rows[before[-1]]], subject.boxes[start]) else []
+    after = after if after and _moved(subject.boxes[rows[after[0]]], subject.boxes[stop]) else []
     if before:  # rows[before[-1]] holds no person, `start` does
         low = rows[before[-1]]
         for _ in range(steps):

@@ -105,7 +105,8 @@ def test_weights_free_rule_takes_the_static_table_and_verification_takes_the_wal
     chosen, verification = verify.choose_subject(tracks, (WIDTH, HEIGHT), frame_rgb, detector, config())
     assert chosen.track_id == 2 and verification.people == {2}
     assert verification.verdicts[1].person_frames == 0
-    assert detector.calls == int(np.ceil(3 * 8 / verify.BATCH_FRAMES))  # 8 frames of each track, batched
+    # 8 frames of each track, batched, in two windows each
+    assert detector.calls == 2 * int(np.ceil(3 * 8 / verify.BATCH_FRAMES))
     # the head fragment is joined: the subject's boxes reach the head's top
     assert verification.joined == [3]
     assert np.allclose(chosen.boxes[:, 1], 35)
@@ -115,16 +116,16 @@ def test_weights_free_rule_takes_the_static_table_and_verification_takes_the_wal
 def test_split_head_and_legs_become_one_person():
     """Neither a head track nor a legs track shows face and hip together; their union does."""
     positions = np.arange(FRAMES)
-    heads = [np.array([150, 20, 170, 45]) + [t, 0, t, 0] for t in positions]
-    legs = [np.array([140, 90, 180, 170]) + [t, 0, t, 0] for t in positions]
+    heads = [np.array([150, 0, 170, 20]) + [t, 0, t, 0] for t in positions]
+    legs = [np.array([140, 90, 180, 170]) + [t, 0, t, 0] for t in positions]  # even 2.5x wide, no face in view
     tracks = make_tracks({4: (positions, heads), 7: (positions[:25], legs[:25])})
-    people = {int(t): [((160.0 + t, 32.0), (160.0 + t, 112.0))] for t in positions}
+    people = {int(t): [((160.0 + t, 10.0), (160.0 + t, 112.0))] for t in positions}
     chosen, verification = verify.choose_subject(tracks, (WIDTH, HEIGHT), frame_rgb, FakeDetector(people),
                                                  config())
     assert chosen is not None and chosen.track_id == 4 and verification.people == {4}
     assert 7 not in tracks.ids() and verification.joined == [7]
     union = chosen.boxes[:25]
-    assert np.allclose(union[:, 1], 20) and np.allclose(union[:, 3], 170)
+    assert np.allclose(union[:, 1], 0) and np.allclose(union[:, 3], 170)
 
 
 def test_a_clip_without_people_keeps_a_track_to_inspect_and_fails_as_not_a_person():
