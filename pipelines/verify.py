@@ -333,7 +333,8 @@ def trim_to_person(subject: SubjectTrack, verdict: TrackVerdict, frame_rgb: Call
     bisection with at most `steps` more detector calls on each side."""
     rows = {int(p): i for i, p in enumerate(subject.frame)}
     sampled = sorted(p for p in verdict.hips if p in rows)
-    positive = [p for p in sampled if p in verdict.regions]
+    # against the final boxes: `select_subject` may have moved a merged box off the person
+    positive = [p for p in sampled if _inside(verdict.hips[p], subject.boxes[rows[p]]).any()]
     if not positive:
         return 0
     person = partial(_is_person, subject, frame_rgb=frame_rgb, detector=detector, min_score=min_score)
