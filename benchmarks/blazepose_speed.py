@@ -2,12 +2,21 @@
 a batch of 8 where the model takes batches) and each backend on 1920x1080 frames, pre- and post-processing
 included. Medians of `--repeats` calls after one warm-up.
 
+With `--end-to-end`, also frames/s of whole extractions (`extract`, one worker) of the same 1920x1080 synthetic
+clips side by side: decode only (PyAV, yuv420p), the default preset without person verification (no model
+files), the default preset with it, and the `blazepose` preset. Each extraction runs once to estimate its camera
+plates, then is timed reusing them (steady state, as extract_throughput.py); CPU ms per frame beside it.
+
     python benchmarks/blazepose_speed.py --models-dir DIR [--threads 2] [--repeats 20]
+                                         [--end-to-end] [--subjects 2] [--seconds 1] [--data DIR]
 """
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +42,16 @@ def main() -> None:
     parser.add_argument("--models-dir", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--end-to-end", action="store_true", help="also time whole extractions (see above)")
+    parser.add_argument("--subjects", type=int, default=2, help="end to end: subjects, 4 clips each")
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--data", type=Path, help="end to end: keep the generated clips here (reused)")
+    parser.add_argument("--calls-only", action="store_true", help="skip the per-call medians")
     args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args)
+    if args.calls_only or args.end_to_end:
+        return
     directory = weights.resolve_models_dir(args.models_dir)
     for name in ("blazepose", "selfie-segmentation"):
         weights.download_model(weights.get_spec(name), directory, progress=False)
@@ -64,6 +82,48 @@ def main() -> None:
     print(f"backends on 1920x1080 frames, {args.threads} threads (ms per frame, all steps)")
     for name, (call, inputs) in backends.items():
         print(f"  {name:22s} {median_ms(lambda: call(*inputs), max(3, args.repeats // 4), len(frames)):6.1f}")
+
+
+def timed_extract(videos: Path, out: Path, preset: str, models_dir) -> tuple[int, float, float]:
+    """(frames, wall s, CPU s) of a run reusing the camera plates of a first, untimed run of the same config."""
+    from ragar_data.pipelines.config import load_preset
+    from ragar_data.pipelines.runner import RunOptions, extract
+    from ragar_data.pipelines.verify import active_verification
+
+    config = active_verification(load_preset(preset), models_dir)
+    options = RunOptions(progress=False, models_dir=models_dir)
+    extract(out / "warm", config, videos=videos, options=options, log=lambda line: None)
+    plates = Path("extract") / config.hash() / "backgrounds"
+    shutil.copytree(out / "warm" / plates, out / "timed" / plates)
+    started, cpu = time.perf_counter(), time.process_time()
+    summary = extract(out / "timed", config, videos=videos, options=options, log=lambda line: None)
+    return summary.frames, time.perf_counter() - started, time.process_time() - cpu
+
+
+def end_to_end(args) -> None:
+    from extract_throughput import decode_only, make_clips  # the same clips as the throughput benchmark
+
+    from ragar_data.identity import scan_raw_videos
+
+    directory = weights.resolve_models_dir(args.models_dir)
+    weights.download_model(weights.get_spec("blazepose"), directory, progress=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        root = args.data or scratch / "synth"
+        videos = root / "videos" if (root / "videos").is_dir() else make_clips(root, args.subjects, args.seconds)
+        paths = [path for _, path in scan_raw_videos(videos)]
+        decode_only(paths[:1], "yuv420p")  # warm the page cache and the codec
+        rows = {"decode only (PyAV, yuv420p)": decode_only(paths, "yuv420p")}
+        runs = (("default, no person models", "default", scratch / "no-models"),
+                ("default, person verification", "default", directory),
+                ("blazepose preset", "blazepose", directory))
+        for label, preset, models in runs:
+            rows[label] = timed_extract(videos, scratch / label.replace(" ", "-").replace(",", ""), preset, models)
+    decode_rate = rows["decode only (PyAV, yuv420p)"][0] / rows["decode only (PyAV, yuv420p)"][1]
+    print(f"end to end, {len(paths)} clips of 1920x1080 ({rows['blazepose preset'][0]} frames), one worker")
+    print(f"{'':<34}{'frames/s':>9}{'CPU ms/frame':>14}{'/ decode':>10}")
+    for label, (frames, wall, cpu) in rows.items():
+        print(f"{label:<34}{frames / wall:>9.1f}{1000 * cpu / frames:>14.1f}{frames / wall / decode_rate:>10.2f}")
 
 
 if __name__ == "__main__":

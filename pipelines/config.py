@@ -120,6 +120,28 @@ class QualityConfig:
 
 
 @dataclass
+class VerifyConfig:
+    """Person verification (pipelines/verify.py): a person detector on each track's crop decides which tracks
+    are people; its numbers also set the quality reasons only verification can give."""
+
+    backend: str | None = None  # "blazepose"; None = the weights-free subject choice
+    # False: verification runs when the backend's model files are present, and without them the run goes on
+    # weights-free with one line saying so; True: missing files are an error
+    required: bool = False
+    frames_per_track: int = setting(8, min=1)  # frames of each track the detector looks at, spread over it
+    max_tracks: int = setting(12, min=1)  # the longest tracks of a clip are checked, the others are not people
+    min_person_fraction: float = setting(0.5, min=0.0, max=1.0)  # sampled frames with a person -> a person track
+    # detector score that counts as a person; a person belongs to a track when its hip centre is inside the box
+    min_score: float = setting(0.5, min=0.0, max=1.0)
+    several_fraction: float = setting(0.5, min=0.0, max=1.0)  # >= 2 people on this fraction -> "several people"
+    fragment_cover: float = setting(0.9, min=0.0, max=1.0)  # fragment box area inside the subject person's ROI
+    # a mask is fragmented when its largest connected part holds less than this fraction of its pixels ...
+    fragment_main_part: float = setting(0.6, min=0.0, max=1.0)
+    max_fragmented_fraction: float = setting(0.3, min=0.0, max=1.0)  # ... on more than this fraction of frames
+    mask_plates: bool = True  # camera plates leave out the pixels of people the detector finds in the samples
+
+
+@dataclass
 class PipelineConfig:
     name: str = "default"
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -130,6 +152,7 @@ class PipelineConfig:
     pose2d: ModelStageConfig = field(default_factory=ModelStageConfig)
     lift3d: ModelStageConfig = field(default_factory=ModelStageConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     silhouette_size: int = setting(64, min=8)  # OpenGait's 64 (or 128); even, see silhouettes.normalise_sequence
     rows_per_shard: int = setting(256, min=1)
 
@@ -138,10 +161,14 @@ class PipelineConfig:
 
     def hash(self) -> str:
         """sha256 (16 hex digits) of the canonical JSON of every field and the ragar-data version (another
-        release may extract differently, so its runs do not reuse this one's finished sequences)."""
+        release may extract differently, so its runs do not reuse this one's finished sequences). The `verify`
+        section counts only when verification runs (`verify.backend` set)."""
         from ragar_data import __version__
 
-        text = json.dumps({"config": self.to_dict(), "version": __version__}, sort_keys=True, separators=(",", ":"))
+        config = self.to_dict()
+        if self.verify.backend is None:  # verification off: the rows are those of a config without the section
+            del config["verify"]
+        text = json.dumps({"config": config, "version": __version__}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
@@ -160,10 +187,11 @@ def backend_problems(config: PipelineConfig) -> list[tuple[str, str]]:
     """Backend names missing from their stage's table, and pose model names missing from the weights registry.
     The stage modules hold the tables as names or "module:Class" strings, so nothing heavy is imported."""
     from ragar_data import weights
-    from ragar_data.pipelines import decode, detect, lift3d, pose2d, segment, track
+    from ragar_data.pipelines import decode, detect, lift3d, pose2d, segment, track, verify
 
     tables = {"decode": decode.DECODERS, "detect": detect.DETECTORS, "track": track.TRACKERS,
-              "segment": segment.SEGMENTERS, "pose2d": pose2d.POSE_ESTIMATORS, "lift3d": lift3d.LIFTERS}
+              "segment": segment.SEGMENTERS, "pose2d": pose2d.POSE_ESTIMATORS, "lift3d": lift3d.LIFTERS,
+              "verify": verify.VERIFIERS}
     problems = []
     for stage, table in tables.items():
         name = getattr(config, stage).backend

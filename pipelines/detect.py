@@ -202,15 +202,16 @@ class BackgroundDetector:
             tolerance=plate_tolerance)
 
     def prepare(self, units: list, state_dir: Path, decoder: Decoder, *, work_width: int, map_function: Callable = map,
-                log: Callable = print) -> dict[int, np.ndarray]:
+                log: Callable = print, person_masks: Callable | None = None) -> dict[int, np.ndarray]:
         """{camera: background plate} from every unit of the run (finished ones too: the same plates on resume),
-        stored in and reused from `state_dir` (`plates.camera_plates`); {} with `camera_plates` off."""
+        stored in and reused from `state_dir` (`plates.camera_plates`, which leaves out `person_masks`' pixels
+        when given); {} with `camera_plates` off."""
         if self._plate_options is None:
             return {}
         from ragar_data.pipelines.plates import camera_plates  # plates builds on this module's helpers
 
         return camera_plates(units, state_dir, decoder, work_width=work_width, map_function=map_function, log=log,
-                             **self._plate_options)
+                             person_masks=person_masks, **self._plate_options)
 
     def _classify(self, small, gains, background, threshold, raw=None, region=None,
                   foreground=None) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,11 @@ Estimation (deterministic, at the detector's working resolution):
    channels), chosen on 4x4 blocks, and the plate is the mean of the samples within `tolerance` of it;
 4. where even the mode has little support (every walker covers the region at every sampled moment), the plate
    is inpainted from its surroundings.
+With person verification (`pipelines/verify.py`), the pixels where the person detector finds someone in a sample
+are left out of that sample's vote and mean (`person_masks`): people standing still in front of the background
+in most samples no longer become part of it. Where that leaves under `MIN_VOTERS` of the samples (a frontal
+view: the walker covers the image centre in almost every sample), every sample votes there as without it:
+the few samples left would be those where the detector missed the walker.
 
 Plates are part of the run state: stored in `OUT/extract/<hash>/backgrounds/<view>.npz` with the keys they were
 estimated from, reused by reruns and resumed runs, recomputed when the set of sequences changes. A camera with
@@ -33,6 +38,7 @@ from ragar_data.pipelines.decode import PyAVDecoder, VideoInfo, decode_clip, fro
 from ragar_data.pipelines.detect import brightness_grid
 
 PLATE_FOLDER = "backgrounds"
+MIN_VOTERS = 0.25  # share of samples that must remain at a block after leaving out people (module docstring)
 
 
 def camera_of(unit) -> int:
@@ -92,11 +98,14 @@ def sample_gains(samples: np.ndarray, step: int = 4) -> np.ndarray:
     return np.clip(np.median((grid / reference).reshape(len(samples), -1), axis=1), 0.2, 5.0).astype(np.float32)
 
 
-def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support: float = 0.35) -> np.ndarray:
+def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support: float = 0.35,
+                       exclude: np.ndarray | None = None) -> np.ndarray:
     """(h, w, 3) uint8 per-pixel mode of gain-normalised samples (n, h, w, 3) uint8; see the module docstring.
 
-    Where even the mode is seen in under `min_support` of the samples, no value is the background (a region
-    that every walker covers at every sampled moment): it is inpainted from its surroundings (Telea)."""
+    Where even the mode is seen in under `min_support` of the samples that may vote there, no value is the
+    background (a region that every walker covers at every sampled moment): it is inpainted from its
+    surroundings (Telea). `exclude` (n, h, w) bool: pixels (people) that do not vote; a 4x4 block touching one
+    is left out of that sample's vote."""
     gains = sample_gains(samples)
     normalised = np.stack([cv2.convertScaleAbs(s, alpha=1.0 / float(g)) for s, g in zip(samples, gains)])
     count, height, width, _ = normalised.shape
@@ -104,16 +113,22 @@ def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support
     coarse = np.stack([cv2.resize(s, coarse_size, interpolation=cv2.INTER_AREA) for s in normalised])
     coarse = coarse.astype(np.float32).reshape(count, -1, 3)
     limit = 3.0 * tolerance * tolerance  # squared distance summed over the three channels
+    voters = np.ones(coarse.shape[:2], bool)
+    if exclude is not None:
+        voters = np.stack([cv2.resize(e.astype(np.float32), coarse_size, interpolation=cv2.INTER_AREA) == 0
+                           for e in np.asarray(exclude, bool)]).reshape(count, -1)
+        voters[:, voters.sum(axis=0) < MIN_VOTERS * count] = True
     support = np.zeros((count, coarse.shape[1]), np.int32)
     for index in range(count):  # n passes over (n, h/4, w/4, 3): the mode is chosen on 4x4 blocks
         difference = coarse - coarse[index]
-        support[index] = (np.einsum("npc,npc->np", difference, difference) <= limit).sum(axis=0)
+        support[index] = ((np.einsum("npc,npc->np", difference, difference) <= limit) & voters).sum(axis=0)
+    support[~voters] = -1  # a left-out sample is no candidate either
     winner = support.argmax(axis=0)  # ties: the earliest sample (deterministic)
-    reliable = support[winner, np.arange(len(winner))] >= min_support * count
+    reliable = support[winner, np.arange(len(winner))] >= np.maximum(min_support * voters.sum(axis=0), 1e-9)
     # the block's background samples: those near the mode; the plate is their mean, trimmed once per pixel
     # (a limb or a shadow edge inside a block that matched as a whole)
     difference = coarse - coarse[winner, np.arange(len(winner))]
-    block_members = np.einsum("npc,npc->np", difference, difference) <= limit
+    block_members = (np.einsum("npc,npc->np", difference, difference) <= limit) & voters
     block_members = block_members.reshape(count, coarse_size[1], coarse_size[0]).astype(np.uint8)
     upsampled = [cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in block_members]
     plate = None
@@ -163,11 +178,12 @@ def _sample_or_error(unit, decoder, work_width: int, frames_per_sequence: int):
 
 def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_sequences: int = 4,
                   max_sequences: int = 16, frames_per_sequence: int = 8, tolerance: float = 14.0,
-                  map_function=map, log=print) -> dict[int, np.ndarray]:
+                  map_function=map, log=print, person_masks=None) -> dict[int, np.ndarray]:
     """{camera: plate} for every camera of `units` with at least `min_sequences` sequences; plates already in
     `folder` for the same sequences are reused. A sequence that cannot be decoded, or whose size differs from
     the camera's majority, is left out of the plate (the main pass reports its error). `map_function` (e.g. a
-    process pool's map) samples the sequences; plates do not depend on it."""
+    process pool's map) samples the sequences; plates do not depend on it. `person_masks` ((k, h, w, 3) samples
+    -> (k, h, w) bool, e.g. `verify.plate_person_masks`) marks pixels of people to leave out."""
     by_camera = defaultdict(list)
     for unit in sorted(units, key=lambda u: u.key):
         by_camera[camera_of(unit)].append(unit)
@@ -186,7 +202,8 @@ def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_se
             plates[camera] = plate
     flat = [(camera, unit) for camera, (chosen, _, _) in todo.items() for unit in chosen]
     if flat:
-        log(f"estimating camera plates from {len(flat)} sequences of {len(todo)} camera(s)...")
+        log(f"estimating camera plates from {len(flat)} sequences of {len(todo)} camera(s)"
+            + (", leaving out the people the person detector finds..." if person_masks else "..."))
     sampled = list(map_function(_sample_or_error, [u for _, u in flat], [decoder] * len(flat),
                                 [work_width] * len(flat), [frames_per_sequence] * len(flat)))
     for camera, (chosen, keys, path) in todo.items():
@@ -205,7 +222,8 @@ def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_se
         samples = [s for s in samples if s.shape[1:] == common]
         if len(samples) < min_sequences:
             continue
-        plate = plate_from_samples(np.concatenate(samples), tolerance)
+        samples = np.concatenate(samples)
+        plate = plate_from_samples(samples, tolerance, exclude=person_masks(samples) if person_masks else None)
         _write_plate(path, plate, keys)
         plates[camera] = plate
     return dict(sorted(plates.items()))

@@ -33,12 +33,13 @@ from ragar_data.pipelines.detect import DETECTORS, Detections, Detector, Sequenc
 from ragar_data.pipelines.lift3d import LIFTERS, Lifter
 from ragar_data.pipelines.plates import camera_of
 from ragar_data.pipelines.pose2d import POSE_ESTIMATORS, PoseEstimator
-from ragar_data.pipelines.quality import assess_quality
+from ragar_data.pipelines.quality import assess_quality, fragmented_frames, person_reasons
 from ragar_data.pipelines.segment import SEGMENTERS, ForegroundSegmenter, Segmenter, SubjectMasks
-from ragar_data.pipelines.subject import SubjectTrack, select_subject
+from ragar_data.pipelines.subject import SubjectTrack
 from ragar_data.pipelines.sources import WorkUnit
 from ragar_data.pipelines.track import TRACKERS, Tracker, Tracks
 from ragar_data.pipelines.threads import extraction_settings
+from ragar_data.pipelines.verify import build_verifier, choose_subject, plate_person_masks
 
 NUM_ATTRIBUTES = 15
 
@@ -96,6 +97,7 @@ class Stages:
     lift3d: Lifter | None
     skipped: list = field(default_factory=list)  # one line per skipped stage
     batch_size: int = 16
+    verifier: object | None = None  # person detector of `pipelines/verify.py`; None = weights-free subject choice
 
     @property
     def sequence_detector(self) -> bool:
@@ -107,8 +109,10 @@ class Stages:
         detector's per-camera background plates, kept in `state_dir`); {} for a frame detector."""
         if not self.sequence_detector:
             return {}
+        masking = self.verifier is not None and self.config.verify.mask_plates
+        extra = {"person_masks": plate_person_masks(self.verifier, self.config.verify.min_score)} if masking else {}
         return self.detector.prepare(units, state_dir, self.decoder, work_width=self.config.detect.work_width,
-                                     map_function=map_function, log=log)
+                                     map_function=map_function, log=log, **extra)
 
 
 def _loads_weights(backend) -> bool:
@@ -160,7 +164,9 @@ def build_stages(config: PipelineConfig, *, models_dir=None, device: str = "cpu"
                                     device, config.lift3d.model)
         except ModelUnavailable as error:
             skipped.append(f"lift3d: skipped, {config.lift3d.backend} cannot run here: {error}")
-    return Stages(config, decoder, detector, tracker, segmenter, pose, lifter, skipped, batch_size)
+    verifier, verify_line = build_verifier(config.verify, models_dir, device)
+    skipped.append(verify_line)
+    return Stages(config, decoder, detector, tracker, segmenter, pose, lifter, skipped, batch_size, verifier)
 
 
 @dataclass
@@ -211,6 +217,7 @@ class _Work:
     detections: Detections | None = None
     tracks: Tracks | None = None
     subject: SubjectTrack | None = None
+    verification: object | None = None  # verify.Verification when person verification ran
     masks: SubjectMasks | None = None
     keypoints_2d: np.ndarray | None = None
     keypoints_3d: np.ndarray | None = None
@@ -309,7 +316,8 @@ def _track_stage(stages: Stages, works: list[_Work]) -> None:
 def _select_stage(stages: Stages, works: list[_Work]) -> None:
     for work in works:
         with _stage("select", [work]):
-            work.subject = select_subject(work.tracks, work.clip.image_size, **vars(stages.config.select))
+            work.subject, work.verification = choose_subject(work.tracks, work.clip.image_size, work.clip.rgb,
+                                                             stages.verifier, stages.config)
 
 
 def _with_subject_frames(works: list[_Work]) -> list[_Work]:
@@ -362,6 +370,13 @@ def _pose2d_stage(stages: Stages, works: list[_Work]) -> None:
 
 
 def _lift3d_stage(stages: Stages, works: list[_Work]) -> None:
+    if getattr(stages.lift3d, "needs_frames", False):  # lifts from the frames (lift3d.FrameLifter)
+        live = _with_subject_frames(works)
+        call = AdaptiveBatches(stages.lift3d.lift_frames, stages.batch_size, "lift3d")
+        with _stage("lift3d", live):
+            for work, joints in zip(live, _subject_frame_outputs(call, live)):
+                work.keypoints_3d = np.asarray(joints, np.float32).reshape(-1, 17, 3)
+        return
     for work in (w for w in works if w.keypoints_2d is not None):
         with _stage("lift3d", [work]):
             work.keypoints_3d = np.asarray(stages.lift3d.lift(work.keypoints_2d, work.clip.image_size),
@@ -410,11 +425,13 @@ def _finish(work: _Work, config: PipelineConfig, labels: dict, config_hash: str,
     truncated = np.zeros(0, bool)
     if subject is not None and work.masks is not None:
         truncated = work.masks.touches_border(config.quality.border_margin)
-        usable = np.flatnonzero(~truncated) if config.quality.drop_truncated_frames else np.arange(len(work.masks))
+        dropped = truncated & config.quality.drop_truncated_frames
+        usable = np.flatnonzero(~(dropped | fragmented_frames(work.verification, work.masks, config.verify)))
         silhouettes, silhouette_positions = work.masks.silhouettes(usable, size, name=str(key))
     positions = subject.frame if subject is not None else None
     reasons = assess_quality(positions=positions, truncated=truncated, num_silhouettes=len(silhouettes),
                              config=config.quality)
+    reasons += person_reasons(work.verification, subject, work.masks, config.verify, config.select)
     frame_index = clip.frame_index[subject.frame] if subject is not None else np.zeros(0, np.int32)
     label = labels.get((key.subject, key.combination))
     record = make_record(

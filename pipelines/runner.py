@@ -36,6 +36,7 @@ from ragar_data.pipelines import run_state
 from ragar_data.pipelines.config import PipelineConfig
 from ragar_data.pipelines.sources import WorkUnit, read_inputs
 from ragar_data.pipelines.processing import UnitResult, build_stages, iter_groups, process_group
+from ragar_data.pipelines.verify import active_verification
 from ragar_data.pipelines.threads import extraction_settings
 from ragar_data.run_state import RunFolder
 
@@ -84,6 +85,7 @@ class ExtractSummary:
             lines.append(f"{self.redone} sequence(s) done earlier were extracted again: their source changed")
         lines.append(f"{self.frames} frames in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)")
         lines.append(f"{len(self.shards)} shard(s) in {self.out_dir}/shards (config {self.config_hash})")
+        lines += [line for line in self.skipped_stages if line.startswith("verify:")]
         if self.failed:
             lines.append(f"failures: {self.failures_log}")
         if self.skipped_inputs:
@@ -321,6 +323,7 @@ def extract(out_dir: str | Path, config: PipelineConfig, *, videos: str | Path |
 
         labels = read_annotations(annotations)
     out_dir = Path(out_dir)
+    config = active_verification(config, options.models_dir)  # optional verification without its files: off
     folder = RunFolder(out_dir, config.hash())
     # refused before anything is written into the folder, and again once the folder is ours
     run_state.check_output_folder(out_dir, _read_run_info(folder), run_state.source_of(videos, manifest),

@@ -61,10 +61,11 @@ def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: i
                    walking_displacement: float = 0.25, walking_scale_change: float = 0.1,
                    walking_bonus: float = 0.5, centrality_weight: float = 1.0,
                    merged_aspect: float = 1.35, stitch_gap: int = 30, stitch_iou: float = 0.5,
-                   relink_window: int = 12) -> SubjectTrack | None:
+                   relink_window: int = 12, allowed: set[int] | None = None) -> SubjectTrack | None:
     """The subject's track by the rule in the module docstring, or None when no track qualifies. Identity
     swaps at merges (see `relink_merges`) are undone first, and gap rows taken from other tracks (see
-    `stitch_gaps`) are reassigned to the subject's id, in `tracks` itself."""
+    `stitch_gaps`) are reassigned to the subject's id, in `tracks` itself. `allowed` (track ids, e.g. those
+    a person detector verified) limits the candidates; None = every track."""
     width, _ = image_size
     if relink_window > 0:
         relink_merges(tracks, relink_window)
@@ -72,7 +73,7 @@ def select_subject(tracks: Tracks, image_size: tuple[int, int], *, min_frames: i
     candidates = []
     for track_id in tracks.ids():
         frame, boxes = tracks.of(track_id)
-        if len(frame) < min_frames:
+        if len(frame) < min_frames or (allowed is not None and track_id not in allowed):
             continue
         in_middle = (frame >= middle[0]) & (frame <= middle[1])
         offsets = np.abs((boxes[in_middle, 0] + boxes[in_middle, 2]) / 2 - width / 2) / (width / 2)

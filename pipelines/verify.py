@@ -1,0 +1,442 @@
+"""Person verification: which tracks of a clip are people, by a person detector looking at each track's box.
+
+Owns: whether verification runs (`active_verification`: a preset's `verify.backend` runs when its model files
+are present, or always when `verify.required`), sampling each track's frames and running the detector on the
+track's box there (batched over tracks), the verdict per track, the subject choice among person tracks
+(`choose_subject`), joining fragments of the subject's person (a head tracked apart from the body), and the
+person masks that keep people out of camera plates. Does not own the weights-free rule among tracks
+(`subject.py`), the wording of quality reasons (`quality.py`) or the detector (`backends/blazepose_detect.py`).
+
+A person detected in a track's window belongs to the track when its score is at least `min_score` and its hip
+centre (BlazePose's detector keypoint 0) lies inside the track's box: a table, or a head alone, holds no hip
+centre. A track is a person when that happens on at least `min_person_fraction` of its sampled frames; only
+person tracks can be the subject. When no track is a person, the weights-free choice is kept so the row can be
+inspected, and the quality filter fails it ("not a person").
+
+Fragments: background subtraction may split one person into a head track and a body track.
+- Two tracks that are not people alone, stacked one above the other on most frames they share, whose union
+  the detector sees as a person, become one track (`join_split_people`): the detector needs the face and the
+  hips in one window, which neither part gives alone.
+- A track that is not a person, whose box lies inside the subject's person region (the detector's ROI: the
+  full-body circle x 1.25) and is shorter than the subject's box on most sampled frames they share, and which
+  moves with the subject, is a fragment of the subject (`join_fragments`): on the frames where both exist, the
+  subject's box becomes the union of both.
+Ends: the subject track's leading and trailing frames where its box holds no person are cut
+(`trim_to_person`): a tracker may start a track on a table and hand it to the walker who passes it.
+Several people: the sampled frames where the final subject box holds the hip centres of two or more people.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field, replace
+from functools import partial
+from types import SimpleNamespace
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ragar_data.errors import ModelUnavailable
+from ragar_data.pipelines.config import PipelineConfig, VerifyConfig, resolve_backend
+from ragar_data.pipelines.subject import SubjectTrack, relink_merges, select_subject
+from ragar_data.pipelines.track import Tracks
+
+VERIFIERS = {"blazepose": "ragar_data.pipelines.backends.blazepose_detect:BlazePoseDetector"}  # backend -> class
+VERIFIER_MODELS = {"blazepose": ("blazepose", "ai_edge_litert")}  # backend -> (registry entry, module it needs)
+FRAGMENT_SHARE = 0.8  # sampled frames on which a fragment lies inside the subject's person region
+FRAGMENT_DRIFT = 0.25  # how far (subject heights) a fragment may drift sideways relative to the subject
+TRIM_IOU = 0.5  # see trim_to_person
+TRIM_STEPS = 4  # bisection steps that place each edge of the person's frames between two sampled frames
+SEVERAL_APART = 0.25  # hip centres closer than this many box heights are one person seen twice
+WIDE_WINDOW = 5 / 3  # the second detector window, relative to the first (BlazePoseDetector's 1.5 -> 2.5 box sides)
+BATCH_FRAMES = 8  # full-resolution frames stacked per detector call (about 50 MB at 1080p)
+
+
+class PersonDetector(Protocol):
+    """What verification needs of a detector (`BlazePoseDetector` has both)."""
+
+    def detect_in_boxes(self, frames: np.ndarray, boxes: np.ndarray) -> list:
+        """frames (B, H, W, 3) RGB uint8, boxes (B, 4) -> B objects with `boxes` (N, 5) x1, y1, x2, y2, score,
+        `keypoints` (N, K, 2) pixels (keypoint 0 = hip centre) and `rois` (N, 4) centre x, centre y, side, angle."""
+
+    def detect_people(self, frames: np.ndarray) -> list:
+        """The same for whole frames."""
+
+
+# -------------------------------------------------------------------------------------------- switching on
+def _missing(backend: str, models_dir) -> str | None:
+    """Why `backend` cannot run here (a missing model file or package), or None."""
+    from ragar_data import weights
+
+    entry, module = VERIFIER_MODELS[backend]
+    spec = weights.get_spec(entry)
+    missing = spec.missing_files(weights.resolve_models_dir(models_dir))
+    if missing:
+        return f"missing {', '.join(str(p) for p in missing)} (`ragar-data models download {entry}` gets them)"
+    if importlib.util.find_spec(module) is None:
+        return f"the Python package {module} is not installed"
+    return None
+
+
+def active_verification(config: PipelineConfig, models_dir=None) -> PipelineConfig:
+    """`config` with `verify.backend` cleared when verification is optional and cannot run here (its files or
+    package are missing): the run then hashes and extracts as a preset without verification. A required
+    verification that cannot run is an error naming what is missing."""
+    backend = config.verify.backend
+    if backend is None:
+        return config
+    if backend not in VERIFIERS:
+        from ragar_data.errors import ConfigError
+
+        raise ConfigError(f"unknown verify backend {backend!r}; known: {', '.join(sorted(VERIFIERS))}")
+    problem = _missing(backend, models_dir)
+    if problem is None:
+        return config
+    if config.verify.required:
+        raise ModelUnavailable(f"person verification ({backend}) is required by this preset: {problem}")
+    return replace(config, verify=replace(config.verify, backend=None))
+
+
+def build_verifier(config: VerifyConfig, models_dir=None, device: str = "cpu") -> tuple[object | None, str]:
+    """The person detector for `config` (None when verification is off, or optional and unable to run here)
+    and the run's line about it."""
+    problem = _missing(config.backend, models_dir) if config.backend in VERIFIER_MODELS else None
+    if problem and config.required:
+        raise ModelUnavailable(f"person verification ({config.backend}) is required by this preset: {problem}")
+    if config.backend is None or problem:
+        return None, ("verify: no person verification: subjects chosen weights-free (person model files not "
+                      "found or not configured; `ragar-data models download blazepose` adds them)")
+    detector = resolve_backend(VERIFIERS, config.backend, "verify")(models_dir=models_dir, device=device)
+    return detector, (f"verify: person verification with {config.backend} on {config.frames_per_track} frames "
+                      f"per track (a person on at least {config.min_person_fraction:.0%} of them)")
+
+
+# ----------------------------------------------------------------------------------------------- verdicts
+@dataclass
+class TrackVerdict:
+    """What the detector saw in one track's box on its sampled frames."""
+
+    track_id: int
+    sampled: int = 0
+    person_frames: int = 0  # frames with at least one person belonging to the track
+    several_frames: int = 0  # frames whose subject box holds two or more people (set for the subject)
+    regions: dict = field(default_factory=dict)  # clip position -> (4,) x1, y1, x2, y2 of the best person's ROI
+    hips: dict = field(default_factory=dict)  # clip position -> (N, 2) hip centres of every person seen there
+
+    @property
+    def person_fraction(self) -> float:
+        return self.person_frames / self.sampled if self.sampled else 0.0
+
+    @property
+    def several_fraction(self) -> float:
+        return self.several_frames / self.sampled if self.sampled else 0.0
+
+
+@dataclass
+class Verification:
+    """One clip's verdicts and what the subject choice made of them (read by the quality filter)."""
+
+    verdicts: dict  # track id -> TrackVerdict
+    people: set  # ids of person tracks
+    joined: list = field(default_factory=list)  # fragment track ids joined into the subject's boxes
+    trimmed: int = 0  # leading and trailing subject frames cut because no person was there
+
+
+def sample_rows(count: int, samples: int) -> np.ndarray:
+    """Indices of at most `samples` rows spread evenly over `count` rows (first and last included)."""
+    return np.unique(np.linspace(0, count - 1, min(count, samples)).round().astype(int)) if count else np.zeros(0, int)
+
+
+def roi_boxes(rois: np.ndarray) -> np.ndarray:
+    """(N, 4) ROIs centre x, centre y, side, angle -> (N, 4) axis-aligned squares x1, y1, x2, y2 (unrotated)."""
+    rois = np.asarray(rois, np.float64).reshape(-1, 4)
+    half = rois[:, 2:3] / 2
+    return np.concatenate([rois[:, :2] - half, rois[:, :2] + half], axis=1)
+
+
+def _inside(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    return (points[:, 0] >= box[0]) & (points[:, 0] <= box[2]) & (points[:, 1] >= box[1]) & (points[:, 1] <= box[3])
+
+
+def _grown(boxes: np.ndarray, factor: float) -> np.ndarray:
+    centres, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2 * factor
+    return np.concatenate([centres - half, centres + half], axis=1).astype(np.float32)
+
+
+def _merged(first, second) -> SimpleNamespace:
+    return SimpleNamespace(**{name: np.concatenate([np.asarray(getattr(first, name)).reshape(-1, *shape),
+                                                    np.asarray(getattr(second, name)).reshape(-1, *shape)])
+                              for name, shape in (("boxes", (5,)), ("keypoints", (4, 2)), ("rois", (4,)))})
+
+
+def _detect(items: list, frame_rgb: Callable, detector: PersonDetector) -> list:
+    """The detector on (position, box) items, `BATCH_FRAMES` full frames per call, in the detector's own window
+    around each box and in one `WIDE_WINDOW` times larger, the people of both together: in the tight window
+    another face may outscore a face seen head-on (the detector keeps one person per face region)."""
+    found = []
+    for start in range(0, len(items), BATCH_FRAMES):
+        batch = items[start:start + BATCH_FRAMES]
+        frames = np.stack([frame_rgb(position) for position, _ in batch])
+        boxes = np.stack([box for _, box in batch]).astype(np.float32)
+        tight = detector.detect_in_boxes(frames, boxes)
+        wide = detector.detect_in_boxes(frames, _grown(boxes, WIDE_WINDOW))
+        found += [_merged(a, b) for a, b in zip(tight, wide)]
+    return found
+
+
+def _verdict(track_id: int, items: list, found: list, min_score: float) -> TrackVerdict:
+    """A track's verdict from the detector's people in its box on each sampled (position, box)."""
+    verdict = TrackVerdict(track_id, sampled=len(items))
+    for (position, box), people in zip(items, found):
+        scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
+        confident = np.flatnonzero(scores >= min_score)
+        hips = np.asarray(people.keypoints, np.float64)[confident, 0] if len(confident) else np.zeros((0, 2))
+        verdict.hips[position] = hips
+        inside = confident[_inside(hips, box)]
+        if len(inside):
+            verdict.person_frames += 1
+            best = inside[np.argmax(scores[inside])]
+            verdict.regions[position] = roi_boxes(np.asarray(people.rois)[best:best + 1])[0]
+    return verdict
+
+
+def verify_tracks(tracks: Tracks, frame_rgb: Callable[[int], np.ndarray], detector: PersonDetector,
+                  config: VerifyConfig, min_frames: int) -> dict[int, TrackVerdict]:
+    """Verdicts of the `max_tracks` longest tracks with at least `min_frames` frames; `frame_rgb(position)` gives
+    a full-resolution RGB frame of the clip. The detector sees every sampled (frame, box) in batches."""
+    lengths = {t: int((tracks.track_id == t).sum()) for t in tracks.ids()}
+    checked = sorted((t for t, n in lengths.items() if n >= min_frames), key=lambda t: (-lengths[t], t))
+    checked = checked[:config.max_tracks]
+    items = {}
+    for track_id in checked:
+        frame, boxes = tracks.of(track_id)
+        items[track_id] = [(int(frame[r]), boxes[r]) for r in sample_rows(len(frame), config.frames_per_track)]
+    flat = [item for track_id in checked for item in items[track_id]]
+    found, verdicts, start = _detect(flat, frame_rgb, detector), {}, 0
+    for track_id in checked:
+        count = len(items[track_id])
+        verdicts[track_id] = _verdict(track_id, items[track_id], found[start:start + count], config.min_score)
+        start += count
+    return verdicts
+
+
+# ------------------------------------------------------------------------------------------ split people
+def _stacked(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """(n,) bool: boxes of two tracks on the same frames look like parts of one body: they overlap
+    horizontally by half the narrower width and are at most the taller height apart vertically (a coat
+    the colour of the background may leave only the head and the legs)."""
+    overlap = np.minimum(upper[:, 2], lower[:, 2]) - np.maximum(upper[:, 0], lower[:, 0])
+    width = np.minimum(upper[:, 2] - upper[:, 0], lower[:, 2] - lower[:, 0])
+    gap = np.maximum(upper[:, 1], lower[:, 1]) - np.minimum(upper[:, 3], lower[:, 3])
+    height = np.maximum(upper[:, 3] - upper[:, 1], lower[:, 3] - lower[:, 1])
+    return (overlap >= 0.5 * width) & (gap <= height)
+
+
+def merge_tracks(tracks: Tracks, keep: int, other: int) -> None:
+    """Track `other` becomes part of `keep`, in `tracks`: on frames both have, `keep`'s box becomes the union of
+    both and `other`'s row goes; elsewhere `other`'s rows take `keep`'s id."""
+    rows_keep = {int(tracks.frame[r]): r for r in np.flatnonzero(tracks.track_id == keep)}
+    drop = []
+    for row in np.flatnonzero(tracks.track_id == other):
+        mine = rows_keep.get(int(tracks.frame[row]))
+        if mine is None:
+            tracks.track_id[row] = keep
+            continue
+        tracks.boxes[mine, :2] = np.minimum(tracks.boxes[mine, :2], tracks.boxes[row, :2])
+        tracks.boxes[mine, 2:] = np.maximum(tracks.boxes[mine, 2:], tracks.boxes[row, 2:])
+        drop.append(row)
+    kept = np.ones(len(tracks.frame), bool)
+    kept[drop] = False
+    tracks.frame, tracks.track_id = tracks.frame[kept], tracks.track_id[kept]
+    tracks.boxes, tracks.scores = tracks.boxes[kept], tracks.scores[kept]
+
+
+def join_split_people(tracks: Tracks, frame_rgb: Callable, detector: PersonDetector, verdicts: dict,
+                      config: VerifyConfig, min_frames: int) -> list[tuple[int, int]]:
+    """Two tracks that are not people alone (a head and a body that background subtraction split) but whose
+    boxes are stacked on most shared frames (`_stacked`) and whose union the detector sees as a person, become
+    one track (`merge_tracks`, the longer keeps its id) with the union's verdict; returns the (kept, merged)
+    pairs. Each track joins at most once."""
+    alone = [t for t, v in verdicts.items() if v.person_fraction < config.min_person_fraction]
+    joined, used = [], set()
+    for position, first in enumerate(alone):
+        for second in alone[position + 1:]:
+            if first in used or second in used:
+                continue
+            frames_a, boxes_a = tracks.of(first)
+            frames_b, boxes_b = tracks.of(second)
+            shared, rows_a, rows_b = np.intersect1d(frames_a, frames_b, return_indices=True)
+            if len(shared) < min_frames or _stacked(boxes_a[rows_a], boxes_b[rows_b]).mean() < 0.8:
+                continue
+            union = np.concatenate([np.minimum(boxes_a[rows_a, :2], boxes_b[rows_b, :2]),
+                                    np.maximum(boxes_a[rows_a, 2:], boxes_b[rows_b, 2:])], axis=1)
+            items = [(int(shared[r]), union[r]) for r in sample_rows(len(shared), config.frames_per_track)]
+            keep, other = (first, second) if len(frames_a) >= len(frames_b) else (second, first)
+            verdict = _verdict(keep, items, _detect(items, frame_rgb, detector), config.min_score)
+            if verdict.person_fraction < config.min_person_fraction:
+                continue
+            merge_tracks(tracks, keep, other)
+            verdicts[keep] = verdict
+            verdicts.pop(other)
+            used |= {first, second}
+            joined.append((keep, other))
+    return joined
+
+
+# --------------------------------------------------------------------------------------- subject choice
+def choose_subject(tracks: Tracks, image_size: tuple[int, int], frame_rgb: Callable[[int], np.ndarray],
+                   detector: PersonDetector | None, config: PipelineConfig) -> tuple[SubjectTrack | None,
+                                                                                      Verification | None]:
+    """The subject track and the clip's verification (None without a detector: the weights-free choice)."""
+    select = vars(config.select)
+    if detector is None:
+        return select_subject(tracks, image_size, **select), None
+    if select["relink_window"] > 0:  # before verification: verdicts are per track id
+        relink_merges(tracks, select["relink_window"])
+    verdicts = verify_tracks(tracks, frame_rgb, detector, config.verify, config.select.min_frames)
+    split = join_split_people(tracks, frame_rgb, detector, verdicts, config.verify, config.select.min_frames)
+    people = {t for t, v in verdicts.items() if v.person_fraction >= config.verify.min_person_fraction}
+    subject = select_subject(tracks, image_size, **{**select, "relink_window": 0}, allowed=people or None)
+    verification = Verification(verdicts, people, [other for _, other in split])
+    if subject is not None and subject.track_id in people:
+        verification.joined += join_fragments(tracks, subject, verification, config.verify.fragment_cover)
+        verification.trimmed = trim_to_person(subject, verdicts[subject.track_id], frame_rgb, detector,
+                                              config.verify.min_score)
+        count_several(verdicts[subject.track_id], subject)
+    return subject, verification
+
+
+def _is_person(subject: SubjectTrack, row: int, frame_rgb: Callable, detector: PersonDetector,
+               min_score: float) -> bool:
+    box = subject.boxes[row]
+    people = _detect([(int(subject.frame[row]), box)], frame_rgb, detector)[0]
+    scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
+    hips = np.asarray(people.keypoints, np.float64)[scores >= min_score, 0] if (scores >= min_score).any() else []
+    return bool(len(hips) and _inside(hips, box).any())
+
+
+def _moved(box: np.ndarray, other: np.ndarray) -> bool:
+    """Two boxes of a track overlap by less than `TRIM_IOU`: the track moved onto or off something else."""
+    low, high = np.maximum(box[:2], other[:2]), np.minimum(box[2:], other[2:])
+    inter = float(np.prod(np.clip(high - low, 0, None)))
+    union = float(np.prod(box[2:] - box[:2]) + np.prod(other[2:] - other[:2])) - inter
+    return inter < TRIM_IOU * max(union, 1e-6)
+
+
+def trim_to_person(subject: SubjectTrack, verdict: TrackVerdict, frame_rgb: Callable, detector: PersonDetector,
+                   min_score: float, steps: int = TRIM_STEPS) -> int:
+    """Cut the subject's leading and trailing frames where its box holds no person (a track that starts on a
+    table or ends on a corner blob before or after the walker); returns how many frames were cut. An end is cut
+    only when the last sampled box without a person overlaps the nearest one with a person by IoU < `TRIM_IOU`
+    (the track moved from another object onto the person); the edge lies
+    between the last sampled frame without a person and the first with one (and likewise at the end), found by
+    bisection with at most `steps` more detector calls on each side."""
+    rows = {int(p): i for i, p in enumerate(subject.frame)}
+    sampled = sorted(p for p in verdict.hips if p in rows)
+    # against the final boxes: `select_subject` may have moved a merged box off the person
+    positive = [p for p in sampled if _inside(verdict.hips[p], subject.boxes[rows[p]]).any()]
+    if not positive:
+        return 0
+    person = partial(_is_person, subject, frame_rgb=frame_rgb, detector=detector, min_score=min_score)
+    start, stop = rows[positive[0]], rows[positive[-1]]
+    before, after = [p for p in sampled if p < positive[0]], [p for p in sampled if p > positive[-1]]
+    # a box that stays where the person's is (a walker the detector missed, far away or head-on) is not cut
+    before = before if before and _moved(subject.boxes[rows[before[-1]]], subject.boxes[start]) else []
+    after = after if after and _moved(subject.boxes[rows[after[0]]], subject.boxes[stop]) else []
+    if before:  # rows[before[-1]] holds no person, `start` does
+        low = rows[before[-1]]
+        for _ in range(steps):
+            if start - low <= 1:
+                break
+            middle = (low + start) // 2
+            low, start = (low, middle) if person(middle) else (middle, start)
+    else:
+        start = 0
+    if after:
+        high = rows[after[0]]
+        for _ in range(steps):
+            if high - stop <= 1:
+                break
+            middle = (stop + high) // 2
+            stop, high = (middle, high) if person(middle) else (stop, middle)
+    else:
+        stop = len(subject.frame) - 1
+    cut = len(subject.frame) - (stop + 1 - start)
+    subject.frame, subject.boxes = subject.frame[start:stop + 1], subject.boxes[start:stop + 1]
+    return cut
+
+
+def count_several(verdict: TrackVerdict, subject: SubjectTrack, min_apart: float = SEVERAL_APART) -> None:
+    """Sampled frames whose final subject box (after `select_subject` narrowed merged blobs) holds the hip
+    centres of two or more people at least `min_apart` box heights apart (closer ones are the detector's
+    second guess at the same person): the track covers several people there."""
+    rows = {int(p): i for i, p in enumerate(subject.frame)}
+    several = 0
+    for position, hips in verdict.hips.items():
+        if position not in rows:
+            continue
+        box = subject.boxes[rows[position]]
+        inside = hips[_inside(hips, box)]
+        if len(inside) >= 2:
+            spread = np.ptp(inside, axis=0).max() / max(float(box[3] - box[1]), 1.0)
+            several += int(spread >= min_apart)
+    verdict.several_frames = several
+
+
+def _covered(box: np.ndarray, region: np.ndarray) -> float:
+    """Fraction of `box`'s area inside `region` (both x1, y1, x2, y2)."""
+    low, high = np.maximum(box[:2], region[:2]), np.minimum(box[2:], region[2:])
+    area = max(float(np.prod(box[2:] - box[:2])), 1e-6)
+    return float(np.prod(np.clip(high - low, 0, None))) / area
+
+
+def _moves_with(subject_boxes: np.ndarray, boxes: np.ndarray) -> bool:
+    """The horizontal offset between the two boxes' centres stays within `FRAGMENT_DRIFT` subject heights of
+    its median on every shared frame: a head moves with its body, a table the walker passes does not."""
+    offsets = (boxes[:, 0] + boxes[:, 2] - subject_boxes[:, 0] - subject_boxes[:, 2]) / 2
+    height = max(float(np.median(subject_boxes[:, 3] - subject_boxes[:, 1])), 1.0)
+    return bool(np.abs(offsets - np.median(offsets)).max() <= FRAGMENT_DRIFT * height)
+
+
+def join_fragments(tracks: Tracks, subject: SubjectTrack, verification: Verification, cover: float) -> list[int]:
+    """Ids of the fragment tracks (module docstring) joined into `subject.boxes` (changed in place)."""
+    regions = verification.verdicts[subject.track_id].regions
+    own = {int(p): i for i, p in enumerate(subject.frame)}
+    joined = []
+    for track_id in tracks.ids():
+        if track_id == subject.track_id or track_id in verification.people:
+            continue
+        frame, boxes = tracks.of(track_id)
+        rows = {int(p): i for i, p in enumerate(frame)}
+        shared = [p for p in regions if p in rows and p in own]
+        inside = [_covered(boxes[rows[p]], regions[p]) >= cover and
+                  boxes[rows[p], 3] - boxes[rows[p], 1] < subject.boxes[own[p], 3] - subject.boxes[own[p], 1]
+                  for p in shared]
+        if not shared or np.mean(inside) < FRAGMENT_SHARE:
+            continue
+        both = [(own[p], rows[p]) for p in rows if p in own]
+        mine, theirs = (np.asarray(i, int) for i in zip(*both))
+        if not _moves_with(subject.boxes[mine], boxes[theirs]):
+            continue
+        subject.boxes[mine, :2] = np.minimum(subject.boxes[mine, :2], boxes[theirs, :2])
+        subject.boxes[mine, 2:] = np.maximum(subject.boxes[mine, 2:], boxes[theirs, 2:])
+        joined.append(track_id)
+    return joined
+
+
+# ------------------------------------------------------------------------------------------------ plates
+def plate_person_masks(detector: PersonDetector, min_score: float) -> Callable[[np.ndarray], np.ndarray]:
+    """A function (k, h, w, 3) RGB samples -> (k, h, w) bool, True inside the region (ROI square) of every person
+    the detector finds in the whole sample: those pixels are left out of the camera plate."""
+    def person_masks(samples: np.ndarray) -> np.ndarray:
+        masks = np.zeros(samples.shape[:3], bool)
+        height, width = samples.shape[1:3]
+        for start in range(0, len(samples), BATCH_FRAMES):
+            for offset, people in enumerate(detector.detect_people(samples[start:start + BATCH_FRAMES])):
+                keep = np.asarray(people.boxes)[:, 4] >= min_score if len(people.boxes) else np.zeros(0, bool)
+                for x1, y1, x2, y2 in roi_boxes(np.asarray(people.rois)[keep]):
+                    masks[start + offset, max(0, int(y1)):min(height, int(np.ceil(y2))),
+                          max(0, int(x1)):min(width, int(np.ceil(x2)))] = True
+        return masks
+
+    return person_masks
