@@ -302,6 +302,30 @@ class Clip:
     def rgb_crop(self, position: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         return rgb_crop(self._frame(position), self.info, x0, y0, x1, y1)
 
+    def rgb_reader(self, keep: int = 8) -> Callable[[int], np.ndarray]:
+        """`rgb(position)` that also works when the frames were not kept: it reads the video again forward,
+        keeping the last `keep` frames it passed, and starts over only when asked for an earlier frame (callers
+        that ask in increasing order decode the clip once)."""
+        if self.frames is not None:
+            return self.rgb
+        recent: dict[int, np.ndarray] = {}
+        state = {"frames": None}
+
+        def read(position: int) -> np.ndarray:
+            if position in recent:
+                return recent[position]
+            if state["frames"] is None or position < max(recent, default=-1):
+                state["frames"], _ = self.reread(), recent.clear()
+            for at, frame in state["frames"]:
+                recent[at] = to_rgb(frame, self.info)
+                if len(recent) > keep:
+                    del recent[min(recent)]
+                if at == position:
+                    return recent[at]
+            raise VideoError(f"{self.path}: frame {position} is beyond the clip's {self.num_frames} frames")
+
+        return read
+
     def reread(self) -> Iterator[tuple[int, object]]:
         """(position, full-resolution frame) of every frame of the clip, decoded again from the video (the same
         decoder: the same pixels); an error when the video no longer gives the frames it gave."""

@@ -316,7 +316,7 @@ def _track_stage(stages: Stages, works: list[_Work]) -> None:
 def _select_stage(stages: Stages, works: list[_Work]) -> None:
     for work in works:
         with _stage("select", [work]):
-            work.subject, work.verification = choose_subject(work.tracks, work.clip.image_size, work.clip.rgb,
+            work.subject, work.verification = choose_subject(work.tracks, work.clip.image_size, work.clip.rgb_reader(),
                                                              stages.verifier, stages.config)
 
 

@@ -120,6 +120,12 @@ def test_a_clip_over_the_frame_budget_keeps_no_frames_and_reads_the_same_ones_ag
         assert all(np.array_equal(a, b) for a, b in zip(frame, expected))
     with pytest.raises(VideoError, match="were not kept"):
         over.rgb(0)
+    # random access for person verification: forward reads decode once, an earlier frame starts over
+    read = over.rgb_reader(keep=2)
+    for position in (1, 6, 3, 7, 0):
+        np.testing.assert_array_equal(read(position), kept.rgb(position))
+    with pytest.raises(VideoError, match="beyond"):
+        read(8)
 
 
 def test_reduced_copies_outgrow_a_wrong_stated_frame_count():
