@@ -42,8 +42,13 @@ def _row_result(report: dict, seconds: float, checkpoint: Path) -> dict:
 @click.option("--identities", "-p", type=int, default=8, show_default=True, help="P: identities per batch.")
 @click.option("--per-identity", "-k", type=int, default=4, show_default=True, help="K: sequences per identity.")
 @click.option("--frames", type=int, default=30, show_default=True, help="Frames per training sequence.")
+@click.option("--channel-divisor", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
+              help="Divide GaitBase's and DeepGaitV2-P3D's channels (512 -> 512/N) to fit a CPU; others keep theirs.")
+@click.option("--eval-frames", type=int, default=720, show_default=True,
+              help="Frames per test sequence, from its start (upstream: all, capped at 720).")
 @click.option("--device", default="cpu", show_default=True)
-def table7(dataset, out, models, seed, train_subjects, iterations, identities, per_identity, frames, device):
+def table7(dataset, out, models, seed, train_subjects, iterations, identities, per_identity, frames, channel_divisor,
+           eval_frames, device):
     """Train and evaluate the five identity models on the Table 7 protocol; write OUT/table7.{md,json,png}."""
     from ragar_data.atomic import atomic_write_text
     from ragar_data.errors import InputError
@@ -66,19 +71,22 @@ def table7(dataset, out, models, seed, train_subjects, iterations, identities, p
     results = {}
     for name in names:
         config = IdentityTrainConfig(model=name, iterations=iterations, identities=identities,
-                                     per_identity=per_identity, frames=frames, seed=seed, device=device)
+                                     per_identity=per_identity, frames=frames, seed=seed, device=device,
+                                     channel_divisor=int(channel_divisor))
 
         def compute(config=config):
             started = time.perf_counter()
             checkpoint = trained_checkpoint(dataset, protocol, config, out / "models" / f"{config.model}.pt",
                                             log=click.echo)
             model, _ = load_identity_model(checkpoint)
-            return _row_result(evaluate_identity(model, dataset, protocol), time.perf_counter() - started, checkpoint)
+            report = evaluate_identity(model, dataset, protocol, eval_frames)
+            return _row_result(report, time.perf_counter() - started, checkpoint)
 
         row = PAPER_NAMES[name]
         results[row] = table.run_row(row, compute, log=click.echo)
         click.echo(f"table7: {row}: " + ", ".join(f"{c} {results[row]['metrics'][c]:.2f}" for c in COLUMNS))
-    schedule = {"iterations": iterations, "P": identities, "K": per_identity, "frames": frames, "seed": seed}
+    schedule = {"iterations": iterations, "P": identities, "K": per_identity, "frames": frames, "seed": seed,
+                "channel_divisor": int(channel_divisor), "eval_frames": eval_frames}
     paths = table.write(results, extra={"protocol": str(out / "protocol.json"), "train_rule": protocol.train_rule,
                                         "schedule": schedule, "attribute_scaling": ATTRIBUTE_SCALING})
     breakdown = {row: result["breakdown"] for row, result in results.items()}

@@ -34,7 +34,9 @@ def identity_markdown(report: dict, name: str) -> str:
 @click.option("--protocol", "protocol_path", type=click.Path(dir_okay=False, exists=True),
               help="Protocol JSON [default: protocol.json beside the checkpoint, as `train identity` writes it].")
 @click.option("--out", type=click.Path(file_okay=False), help="Report folder [default: the checkpoint's folder].")
-def identity(checkpoint, dataset, protocol_path, out):
+@click.option("--eval-frames", type=int, default=720, show_default=True,
+              help="Frames per test sequence, from its start (upstream: all, capped at 720).")
+def identity(checkpoint, dataset, protocol_path, out, eval_frames):
     """Evaluate CHECKPOINT (from `ragar-data train identity`) on its protocol's gallery and probes; print Rank-1
     and mAP without and with the annotated attributes, and write identity_<model>.{json,md}."""
     from ragar_data.atomic import atomic_write_json, atomic_write_text
@@ -47,7 +49,7 @@ def identity(checkpoint, dataset, protocol_path, out):
     protocol = read_protocol(protocol_path)
     model, stored = load_identity_model(checkpoint)
     check_protocol_matches(stored, protocol, checkpoint, protocol_path)
-    report = evaluate_identity(model, resolve_dataset(dataset), protocol)
+    report = evaluate_identity(model, resolve_dataset(dataset), protocol, eval_frames)
     name = stored["config"]["model"]
     text = identity_markdown(report, PAPER_NAMES.get(name, name))
     out = Path(out) if out else checkpoint.parent

@@ -41,6 +41,7 @@ IDENTITY_SETUPS = {
     "gaitbase": IdentitySetup(256, "bnneck", 1.0, 16.0, "sgd", 0.1, 5e-4),
     "deepgaitv2_p3d": IdentitySetup(256, "bnneck", 1.0, 16.0, "sgd", 0.1, 5e-4),
 }
+WIDE_MODELS = ("gaitbase", "deepgaitv2_p3d")  # 512 channels; the others have 128
 # Table 7's names for the registry's models
 PAPER_NAMES = {"gaitset": "GaitSet", "gaitpart": "GaitPart", "gaitgl": "GaitGL", "gaitbase": "GaitBase",
                "deepgaitv2_p3d": "DeepGaitV2-P3D"}
@@ -89,10 +90,32 @@ class IdentityModel(nn.Module):
         return embeddings, self.classifier(normed)
 
 
-def build_identity_model(name: str, identities: int) -> IdentityModel:
-    """The registered model ``name``'s backbone with its upstream identity heads for ``identities`` classes."""
+def _narrowed_backbone(name: str, divisor: int) -> nn.Module:
+    """GaitBase's or DeepGaitV2-P3D's backbone class (from its model file) with channels [64, 128, 256, 512]
+    divided by ``divisor``: the two 512-channel models cost 4-15 times a 128-channel one per frame on a CPU."""
+    from ragar_data.models.deepgaitv2 import DeepGaitV2Encoder
+    from ragar_data.models.gaitbase import GaitBaseEncoder
+
+    channels = tuple(c // divisor for c in (64, 128, 256, 512))
+    if name == "gaitbase":
+        return GaitBaseEncoder(channels=channels)
+    if name == "deepgaitv2_p3d":  # the registry's layers [1, 2, 2, 1] and 16 parts
+        return DeepGaitV2Encoder((1, 2, 2, 1), channels, parts=16, mode="p3d")
+    raise InputError(f"a channel divisor applies to the 512-channel models (gaitbase, deepgaitv2_p3d); {name} keeps "
+                     "its upstream width")
+
+
+def build_identity_model(name: str, identities: int, channel_divisor: int = 1) -> IdentityModel:
+    """The registered model ``name``'s backbone with its upstream identity heads for ``identities`` classes;
+    ``channel_divisor`` > 1 narrows GaitBase and DeepGaitV2-P3D (a CPU scale-down) and leaves the others."""
     from ragar_data.models.registry import create_model, model_entry
 
     if model_entry(name).input_field != "silhouettes":
         raise InputError(f"model {name!r} reads {model_entry(name).input_field}; identity training reads silhouettes")
-    return IdentityModel(create_model(name).visual, identity_setup(name), identities)
+    if channel_divisor not in (1, 2, 4, 8):
+        raise InputError(f"channel divisor must be 1, 2, 4 or 8, got {channel_divisor}")
+    if channel_divisor > 1 and name in WIDE_MODELS:
+        visual = _narrowed_backbone(name, channel_divisor)
+    else:
+        visual = create_model(name).visual
+    return IdentityModel(visual, identity_setup(name), identities)

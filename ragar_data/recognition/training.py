@@ -41,6 +41,7 @@ class IdentityTrainConfig:
     per_identity: int = 4  # K
     frames: int = 30
     lr: float | None = None  # None: the model's upstream learning rate
+    channel_divisor: int = 1  # > 1 narrows the 512-channel models (GaitBase, DeepGaitV2-P3D) for a CPU
     seed: int = 0
     device: str = "cpu"
     log_every: int = 50
@@ -76,7 +77,7 @@ def train_identity(dataset_dir: str | Path, protocol: IdentityProtocol, config: 
 
     torch.manual_seed(config.seed)
     subjects = list(protocol.train_subjects)
-    model = build_identity_model(config.model, len(subjects)).to(config.device)
+    model = build_identity_model(config.model, len(subjects), config.channel_divisor).to(config.device)
     data = SilhouetteDataset(dataset_dir, keys=protocol.train_keys(), sampling="fixed_ordered",
                              frames=config.frames, seed=config.seed, progress=False)
     index_of = {subject: i for i, subject in enumerate(subjects)}
@@ -114,7 +115,7 @@ def load_identity_model(checkpoint: str | Path):
         raise InputError(f"{checkpoint}: not an identity checkpoint (expected format {CHECKPOINT_FORMAT!r}); "
                          "train one with `ragar-data train identity`")
     config = IdentityTrainConfig(**stored["config"])
-    model = build_identity_model(config.model, len(stored["train_subjects"]))
+    model = build_identity_model(config.model, len(stored["train_subjects"]), config.channel_divisor)
     model.load_state_dict(stored["state_dict"])
     return model.eval(), stored
 
@@ -126,6 +127,8 @@ def extract_features(model, dataset_dir: str | Path, keys: list[str], max_frames
     from ragar_data.loaders import SilhouetteDataset
 
     data = SilhouetteDataset(dataset_dir, keys=keys, sampling="all_ordered", max_frames=max_frames, progress=False)
+    if data.keys() != list(keys):
+        raise InputError(f"{dataset_dir}: {len(keys) - len(data)} protocol sequences have no silhouettes")
     features = []
     for index in range(len(data)):
         silhouettes = data[index]["silhouettes"][None]
@@ -159,18 +162,20 @@ def _scores(probe, gallery, probe_keys, gallery_keys) -> dict:
             "breakdown": retrieval.breakdown(distances, probe_subjects, gallery_subjects, groups)}
 
 
-def evaluate_identity(model, dataset_dir: str | Path, protocol: IdentityProtocol) -> dict:
-    """Rank-1 and mAP of the protocol's probes against its gallery, without and with attributes."""
+def evaluate_identity(model, dataset_dir: str | Path, protocol: IdentityProtocol, max_frames: int = 720) -> dict:
+    """Rank-1 and mAP of the protocol's probes against its gallery, without and with attributes; each test
+    sequence contributes its first ``max_frames`` frames (upstream: all, capped at 720)."""
     gallery_keys, probe_keys = protocol.gallery_keys(), protocol.probe_keys()
-    gallery = extract_features(model, dataset_dir, gallery_keys)
-    probe = extract_features(model, dataset_dir, probe_keys)
+    gallery = extract_features(model, dataset_dir, gallery_keys, max_frames)
+    probe = extract_features(model, dataset_dir, probe_keys, max_frames)
     gallery_labels, probe_labels = one_hot_labels(dataset_dir, gallery_keys), one_hot_labels(dataset_dir, probe_keys)
     scale = retrieval.attribute_scale(gallery, float(np.sqrt(gallery_labels[0].sum())))
     without = _scores(probe, gallery, probe_keys, gallery_keys)
     with_attribute = _scores(retrieval.with_attributes(probe, probe_labels, scale),
                              retrieval.with_attributes(gallery, gallery_labels, scale), probe_keys, gallery_keys)
     return {"without_attribute": without, "with_attribute": with_attribute, "attribute_scale": scale,
-            "attribute_scaling": ATTRIBUTE_SCALING, "gallery": len(gallery_keys), "probes": len(probe_keys)}
+            "attribute_scaling": ATTRIBUTE_SCALING, "gallery": len(gallery_keys), "probes": len(probe_keys),
+            "max_frames": max_frames}
 
 
 def trained_checkpoint(dataset_dir: str | Path, protocol: IdentityProtocol, config: IdentityTrainConfig,
