@@ -117,3 +117,14 @@ def test_benchmark_table7_end_to_end_resumes_per_row(tiny, tmp_path):
     assert rerun.exit_code == 0, rerun.output
     assert "GaitBase: done earlier" in rerun.output and "gaitpart: trained earlier" in rerun.output
     assert row_file.read_bytes() == before
+
+
+def test_batched_feature_extraction_equals_one_sequence_at_a_time(tiny):
+    from ragar_data.recognition.training import extract_features
+
+    torch.manual_seed(0)
+    model = build_identity_model("gaitpart", 3).eval()  # GaitPart's temporal convolutions would see any padding
+    keys = usable_real_keys(tiny)[:5]  # lengths 6, 5 and 7 mixed
+    batched = extract_features(model, tiny, keys, batch_size=4)
+    single = extract_features(model, tiny, keys, batch_size=1)
+    assert batched.shape[0] == 5 and np.allclose(batched, single, atol=1e-5)
