@@ -43,3 +43,9 @@ def evaluate(checkpoint, dataset, split, out, device, batch_size, test_frames):
                                         test_frames=test_frames)
     click.echo(markdown_report(report))
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+# `evaluate identity CHECKPOINT` (Table 7) lives in its own module; this routes the word "identity" there.
+from ragar_data.cli.evaluate_identity import with_identity  # noqa: E402
+
+evaluate = with_identity(evaluate)

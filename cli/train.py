@@ -176,3 +176,41 @@ def _model_command(name: str) -> click.Command:
         _train_classifier(name, config, dataset, no_resume, dry_run)
 
     return command
+
+
+_IDENTITY_MODELS = ("gaitset", "gaitpart", "gaitgl", "gaitbase", "deepgaitv2_p3d")  # Table 7's models
+
+
+@train.command(name="identity")
+@click.option("--model", required=True, type=click.Choice(_IDENTITY_MODELS), help="Table 7 model to train.")
+@click.option("--dataset", "-d", type=click.Path(file_okay=False), help=DATASET_HELP)
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder [default: runs/identity-MODEL].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the protocol draw and of training.")
+@click.option("--train-subjects", type=int, help="Training subjects [default: 100, or 100/533 of a smaller set].")
+@click.option("--iterations", type=int, default=300, show_default=True, help="Iterations (upstream: 60,000-80,000).")
+@click.option("--identities", "-p", type=int, default=8, show_default=True, help="P: identities per batch.")
+@click.option("--per-identity", "-k", type=int, default=4, show_default=True, help="K: sequences per identity.")
+@click.option("--frames", type=int, default=30, show_default=True, help="Frames per training sequence.")
+@click.option("--lr", type=float, help="Learning rate [default: the model's upstream config].")
+@click.option("--channel-divisor", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
+              help="Divide GaitBase's and DeepGaitV2-P3D's channels (512 -> 512/N) to fit a CPU; others keep theirs.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--restart", is_flag=True, help="Replace the run's checkpoint if it was trained with other settings.")
+def identity(model, dataset, out, seed, train_subjects, iterations, identities, per_identity, frames, lr,
+             channel_divisor, device, restart):
+    """Train MODEL for identity recognition (triplet + cross-entropy as OpenGait, P x K sampler) on the
+    training subjects of the Table 7 protocol (OUT/protocol.json, drawn from --seed when absent)."""
+    from pathlib import Path
+
+    from ragar_data.recognition.protocol import protocol_for
+    from ragar_data.recognition.training import IdentityTrainConfig, trained_checkpoint
+
+    out = Path(out or f"runs/identity-{model}")
+    dataset = resolve_dataset(dataset) if dataset else default_dataset()
+    protocol = protocol_for(dataset, out / "protocol.json", seed, train_subjects)
+    config = IdentityTrainConfig(model=model, iterations=iterations, identities=identities,
+                                 per_identity=per_identity, frames=frames, lr=lr, seed=seed, device=device,
+                                 channel_divisor=int(channel_divisor))
+    checkpoint = trained_checkpoint(dataset, protocol, config, out / f"{model}.pt", restart, _echo)
+    _echo(f"{model}: checkpoint {checkpoint} ({len(protocol.train_subjects)} training subjects, "
+          f"protocol {out / 'protocol.json'}); evaluate with `ragar-data evaluate identity {checkpoint}`")
