@@ -1,7 +1,7 @@
 """Models from a training config, and models back from checkpoints (for evaluation and prediction).
 
 A checkpoint (written by `ragar_data.training.trainer`) is a dict: ``format``, ``kind`` ("clipgar" |
-"classification"; registered models are "classification" with ``config.model.name`` set), ``stage`` ("align" |
+"classification" | "clip_visual"; registered models are "classification" with ``config.model.name`` set), ``stage`` ("align" |
 "fusion" | "classification"), ``iteration``, ``config`` (the full
 config as a dict), ``label_names`` (the schema's 45 labels, checked on load), ``model`` (state dict), and for
 resuming ``optimizer``, ``scheduler``, ``rng``, ``sampler``. The text features are inside the model state, so
@@ -108,6 +108,10 @@ def model_from_checkpoint(path: str | Path, schema: AttributeSchema | None = Non
         model = build_clipgar(config, schema, TextFeatures(torch.zeros_like(state["text.embeddings"]), learned))
     elif checkpoint["kind"] == "classification":
         model = build_classifier(config, schema)
+    elif checkpoint["kind"] == "clip_visual":
+        from ragar_data.models.clip_visual import recogniser_for_state
+
+        model = recogniser_for_state(state, schema)
     else:
         raise RagarDataError(f"{path}: unknown model kind {checkpoint['kind']!r}")
     load_model_state(model, state, str(path))

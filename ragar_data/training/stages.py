@@ -201,6 +201,26 @@ def train_classification(config: Config, dataset=None, resume: bool = True,
                        config.train.classification_iterations, schema.label_names(), resume, progress=progress)
 
 
+def train_clip_visual(config: Config, weights: str | Path, fine_tune: bool, dataset=None, resume: bool = True,
+                      schema: AttributeSchema | None = None, progress: bool = True) -> StageResult:
+    """CLIP's image encoder as a recogniser (`ragar_data.models.clip_visual`) in ``<output_dir>/clip_zero_shot``
+    (no training: the pretrained model's checkpoint at iteration 0) or ``<output_dir>/clip_fine_tuned``
+    (``train.classification_iterations`` at the config's lr; the paper fine-tunes at 5e-5)."""
+    from ragar_data.models.clip_visual import KIND, pretrained_recogniser
+
+    schema = schema or default_schema()
+    model = pretrained_recogniser(weights, schema)
+    stage_dir = Path(config.train.output_dir) / ("clip_fine_tuned" if fine_tune else "clip_zero_shot")
+    if not fine_tune:
+        # a zero-iteration stage writes the untouched pretrained weights as a checkpoint evaluation can read
+        return train_stage(ClassificationTask(model, kind=KIND), None, config, stage_dir, 0,
+                           schema.label_names(), resume, progress=False)
+    dataset = dataset if dataset is not None else training_dataset(config, resume)
+    return train_stage(ClassificationTask(model, kind=KIND), dataset, config, stage_dir,
+                       config.train.classification_iterations, schema.label_names(), resume, progress=progress,
+                       origin=f"{Path(weights).name} sha256 {file_sha256(Path(weights))[:16]}")
+
+
 @torch.no_grad()
 def scores_of(model: nn.Module, stage: str, silhouettes: torch.Tensor, lengths: torch.Tensor | None,
               schema: AttributeSchema) -> tuple[torch.Tensor, str]:
