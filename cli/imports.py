@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 
-@click.group("import", short_help="Import an OpenGait-layout release into shards.")
+@click.group("import", short_help="Import an OpenGait-layout release (or synthetic ground-truth poses) into shards.")
 def import_group():
     """Import datasets laid out as OpenGait trees into ragar-data shards."""
 
