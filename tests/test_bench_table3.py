@@ -123,3 +123,18 @@ def test_synth_pose_import_refuses_a_used_folder_and_missing_ground_truth(tmp_pa
     with pytest.raises(RagarDataError, match="no ground truth"):
         import_synth_pose(tmp_path / "data", tmp_path / "synth", tmp_path / "new")
     assert not (tmp_path / "new").exists()  # checked before anything is written
+
+
+def test_model_width_shrinks_the_larger_silhouette_models_and_leaves_the_others():
+    from ragar_data.attributes import default_schema
+    from ragar_data.models.deepgaitv2 import parameter_count, upstream_backbone_parameter_count
+    from ragar_data.training.build import build_classifier
+    from ragar_data.training.config import load_config
+
+    narrow = build_classifier(load_config("deepgaitv2_3d", ["model.width=0.125"]), default_schema())
+    assert parameter_count(narrow.visual) == upstream_backbone_parameter_count((1, 2, 2, 1), (8, 16, 32, 64))
+    for name in ("gaitgraph", "gaitset"):  # no width option: upstream size whatever the config says
+        sizes = [parameter_count(build_classifier(load_config(name, [f"model.width={w}"]), default_schema()))
+                 for w in (1.0, 0.125)]
+        assert sizes[0] == sizes[1]
+    assert load_config("table3_cpu").model.width == 0.125
