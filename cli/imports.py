@@ -1,10 +1,11 @@
-"""`ragar-data import`: OpenGait-layout trees (e.g. the RA-GAR release) -> shards."""
+"""`ragar-data import`: OpenGait-layout trees (e.g. the RA-GAR release) -> shards; the synthetic ground-truth
+poses -> a dataset with keypoints_2d."""
 from __future__ import annotations
 
 import click
 
 
-@click.group("import", short_help="Import an OpenGait-layout release into shards.")
+@click.group("import", short_help="Import an OpenGait-layout release (or synthetic ground-truth poses) into shards.")
 def import_group():
     """Import datasets laid out as OpenGait trees into ragar-data shards."""
 
@@ -26,3 +27,17 @@ def opengait(root, dataset, modality, annotations):
 
     summary = import_opengait(root, dataset, modality=modality, annotations=annotations)
     click.echo(str(summary))
+
+
+@import_group.command("synth-pose")
+@click.option("--ground-truth", "ground_truth", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The synth output folder the dataset was extracted from (its ground_truth/ is read).")
+@click.option("--dataset", "-d", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The extracted dataset (only read).")
+@click.argument("out", type=click.Path(file_okay=False))
+def synth_pose(ground_truth, dataset, out):
+    """Write OUT: DATASET's shards with keypoints_2d from the generator's COCO-17 ground truth, for the pose
+    models (GaitGraph, GaitGraph2, GaitTR, GPGait). OUT must be new or empty; partition.json is copied."""
+    from ragar_data.synth.pose_import import import_synth_pose
+
+    click.echo(str(import_synth_pose(dataset, ground_truth, out)))

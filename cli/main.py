@@ -19,7 +19,7 @@ COMMANDS = {
     "split": ("ragar_data.cli.split", "split", "Write the train/test partition (official or seeded)."),
     "stats": ("ragar_data.cli.stats", "stats", "Print sequence and class counts of a dataset and plot them."),
     "export": ("ragar_data.cli.export", "export", "Export shards to OpenGait silhouette or pose pickle trees."),
-    "import": ("ragar_data.cli.imports", "import_group", "Import an OpenGait-layout release into shards."),
+    "import": ("ragar_data.cli.imports", "import_group", "Import an OpenGait-layout release (or synthetic ground-truth poses) into shards."),
     "models": ("ragar_data.cli.models", "models", "List, download and check model weight files."),
     "train": ("ragar_data.cli.train", "train", "Train CLIP-GAR or a baseline from shards."),
     "evaluate": ("ragar_data.cli.evaluate", "evaluate", "Evaluate a checkpoint: mA, Acc, Precision, Recall, F1."),

@@ -111,10 +111,12 @@ class PaperTable:
             figure.savefig(temporary, format="png", dpi=100)
         plt.close(figure)
 
-    def write(self, results: Mapping[str, dict], extra: Mapping | None = None) -> dict[str, Path]:
-        """Write <out>/<name>.md, .json and .png; return their paths."""
+    def write(self, results: Mapping[str, dict], extra: Mapping | None = None,
+              more_markdown: str = "") -> dict[str, Path]:
+        """Write <out>/<name>.md (the table, then ``more_markdown``, e.g. breakdowns), .json (with ``extra``) and
+        .png; return their paths."""
         paths = {suffix: self.out_dir / f"{self.name}.{suffix}" for suffix in ("md", "json", "png")}
-        atomic_write_text(paths["md"], self.markdown(results))
+        atomic_write_text(paths["md"], self.markdown(results) + more_markdown)
         atomic_write_json(paths["json"], {"table": self.name, "title": self.title, "columns": list(self.columns),
                                           "rows": dict(results), "paper": {k: dict(v) for k, v in self.paper.items()},
                                           **(dict(extra) if extra else {})})

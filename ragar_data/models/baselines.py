@@ -46,6 +46,14 @@ class AttributeClassifier(nn.Module):
         return self.classifier(self.neck(self.visual(inputs, lengths).flatten(1)))
 
 
+def scaled(channels, width: float) -> tuple[int, ...]:
+    """Channel widths times ``width`` (at least 1 each): the ``width`` option of the larger silhouette models,
+    used by the CPU benchmark config; 1.0 keeps upstream's widths (and parameter counts)."""
+    if width <= 0:
+        raise InputError(f"width must be > 0, got {width}")
+    return tuple(max(1, round(c * width)) for c in channels)
+
+
 def attribute_model(visual: nn.Module, schema: AttributeSchema | None = None, loss: str = "bce",
                     input_field: str = "silhouettes") -> AttributeClassifier:
     """What every registered constructor returns: ``visual`` with the attribute head."""

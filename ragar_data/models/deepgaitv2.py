@@ -31,7 +31,7 @@ from torch import nn
 
 from ragar_data.errors import InputError
 
-from ragar_data.models.baselines import attribute_model
+from ragar_data.models.baselines import attribute_model, scaled
 from ragar_data.models.blocks import per_frame
 from ragar_data.models.registry import register_model
 
@@ -217,26 +217,27 @@ def upstream_backbone_parameter_count(
     return total
 
 
-def _upstream_deepgaitv2(mode: str, schema=None, loss: str = "bce"):
+def _upstream_deepgaitv2(mode: str, schema=None, loss: str = "bce", width: float = 1.0):
     # OpenGait's DeepGaitV2 configs: layers [1, 2, 2, 1] (Gait3D/GREW/SUSTech1K...), channels [64, 128, 256, 512],
     # HPP bin_num [16]
-    return attribute_model(DeepGaitV2Encoder((1, 2, 2, 1), (64, 128, 256, 512), parts=16, mode=mode), schema, loss)
+    channels = scaled((64, 128, 256, 512), width)
+    return attribute_model(DeepGaitV2Encoder((1, 2, 2, 1), channels, parts=16, mode=mode), schema, loss)
 
 
 @register_model
-def deepgaitv2_2d(schema=None, loss: str = "bce"):
-    """DeepGaitV2-2D on silhouettes (B, T, 64, 44)."""
-    return _upstream_deepgaitv2("2d", schema, loss)
+def deepgaitv2_2d(schema=None, loss: str = "bce", width: float = 1.0):
+    """DeepGaitV2-2D on silhouettes (B, T, 64, 44); ``width`` scales its channels (1.0 = upstream)."""
+    return _upstream_deepgaitv2("2d", schema, loss, width)
 
 
 @register_model
-def deepgaitv2_p3d(schema=None, loss: str = "bce"):
-    """DeepGaitV2-P3D on silhouettes (B, T, 64, 44)."""
-    return _upstream_deepgaitv2("p3d", schema, loss)
+def deepgaitv2_p3d(schema=None, loss: str = "bce", width: float = 1.0):
+    """DeepGaitV2-P3D on silhouettes (B, T, 64, 44); ``width`` scales its channels (1.0 = upstream)."""
+    return _upstream_deepgaitv2("p3d", schema, loss, width)
 
 
 @register_model
-def deepgaitv2_3d(schema=None, loss: str = "bce"):
+def deepgaitv2_3d(schema=None, loss: str = "bce", width: float = 1.0):
     """DeepGaitV2-3D on silhouettes (B, T, 64, 44) (the paper's Table 3 row; 16 parts as upstream, where
-    ``train classification`` keeps CLIP-GAR's V with 8)."""
-    return _upstream_deepgaitv2("3d", schema, loss)
+    ``train classification`` keeps CLIP-GAR's V with 8); ``width`` scales its channels (1.0 = upstream)."""
+    return _upstream_deepgaitv2("3d", schema, loss, width)

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ragar_data.models.baselines import attribute_model
+from ragar_data.models.baselines import attribute_model, scaled
 from ragar_data.models.blocks import horizontal_pyramid, per_frame, temporal_max
 from ragar_data.models.deepgaitv2 import BasicBlock2D
 from ragar_data.models.registry import register_model
@@ -39,6 +39,6 @@ class GaitBaseEncoder(nn.Module):
 
 
 @register_model
-def gaitbase(schema=None, loss: str = "bce"):
-    """GaitBase on silhouettes (B, T, 64, 44)."""
-    return attribute_model(GaitBaseEncoder(), schema, loss)
+def gaitbase(schema=None, loss: str = "bce", width: float = 1.0):
+    """GaitBase on silhouettes (B, T, 64, 44); ``width`` scales its channels (1.0 = upstream)."""
+    return attribute_model(GaitBaseEncoder(scaled((64, 128, 256, 512), width)), schema, loss)

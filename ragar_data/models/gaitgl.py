@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ragar_data.models.baselines import attribute_model
+from ragar_data.models.baselines import attribute_model, scaled
 from ragar_data.models.blocks import strip_convolution, temporal_max
 from ragar_data.models.registry import register_model
 
@@ -88,6 +88,6 @@ class GaitGLEncoder(nn.Module):
 
 
 @register_model
-def gaitgl(schema=None, loss: str = "bce"):
-    """GaitGL on silhouettes (B, T, 64, 44)."""
-    return attribute_model(GaitGLEncoder(), schema, loss)
+def gaitgl(schema=None, loss: str = "bce", width: float = 1.0):
+    """GaitGL on silhouettes (B, T, 64, 44); ``width`` scales its channels (1.0 = upstream)."""
+    return attribute_model(GaitGLEncoder(scaled((32, 64, 128), width)), schema, loss)

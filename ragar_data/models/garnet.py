@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ragar_data.models.baselines import attribute_model
+from ragar_data.models.baselines import attribute_model, scaled
 from ragar_data.models.blocks import basic_conv2d, horizontal_pyramid, per_frame, temporal_max
 from ragar_data.models.gaitset import _conv_pair
 from ragar_data.models.registry import register_model
@@ -89,6 +89,7 @@ class GARNetEncoder(nn.Module):
 
 
 @register_model
-def garnet(schema=None, loss: str = "bce"):
-    """GAR-Net on silhouettes (B, T, 64, 44), reconstructed from its public description (see the module)."""
-    return attribute_model(GARNetEncoder(), schema, loss)
+def garnet(schema=None, loss: str = "bce", width: float = 1.0):
+    """GAR-Net on silhouettes (B, T, 64, 44), reconstructed from its public description (see the module);
+    ``width`` scales its channels (1.0 = the guessed widths)."""
+    return attribute_model(GARNetEncoder(scaled((32, 64, 128), width)), schema, loss)

@@ -49,8 +49,21 @@ def build_classifier(config: Config, schema: AttributeSchema) -> AttributeClassi
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
         if config.model.name:
-            return create_model(config.model.name, schema=schema, loss=config.model.classification_loss)
+            options = {"width": config.model.width} if config.model.width != 1.0 else {}
+            return create_model(config.model.name, schema=schema, loss=config.model.classification_loss,
+                                **scalable_options(config.model.name, options))
         return AttributeClassifier(build_visual(config), schema, config.model.classification_loss)
+
+
+def scalable_options(name: str, options: dict) -> dict:
+    """``options`` minus those the model's constructor does not take (``model.width`` leaves the pose models,
+    GaitSet and GaitPart at their upstream size)."""
+    import inspect
+
+    from ragar_data.models.registry import model_entry
+
+    accepted = inspect.signature(model_entry(name).constructor).parameters
+    return {option: value for option, value in options.items() if option in accepted}
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -65,6 +65,9 @@ class ModelConfig:
     # BCE of the fusion heads and the BCE classifier: "plain" (the paper) or "positive_ratio" (the weighted BCE
     # of the pedestrian-attribute literature, weights from the training labels; an option for small datasets)
     bce_weighting: str = setting("plain", choices=BCE_WEIGHTINGS)
+    # channel multiplier of the registered models that take one (DeepGaitV2-*, GaitBase, GaitGL, GAR-Net; the
+    # others keep their size): 1.0 = upstream; the CPU benchmark config (table3_cpu.yaml) shrinks them
+    width: float = setting(1.0, above=0.0)
 
     def validate(self) -> list[tuple[str, str]]:
         return [(name, f"expected {STAGES} entries (DeepGaitV2's stages), found {getattr(self, name)}")

@@ -78,7 +78,7 @@ def _usable(table: dict, input_field: str, dataset_dir) -> list[bool]:
         raise RagarDataError(
             f"{dataset_dir}: no sequence has keypoints_2d (the pose stage did not run: the default preset writes "
             "none), and this model reads COCO-17 keypoints. Build the dataset with a pose preset, or import poses "
-            "with `ragar-data import opengait --modality pose`")
+            "with `ragar-data import opengait --modality pose` (generated data: `ragar-data import synth-pose`)")
     return usable
 
 
