@@ -201,7 +201,7 @@ def test_models_list_says_where_each_model_comes_from(tmp_path):
 @pytest.fixture(scope="session")
 def models_dir(request, tmp_path_factory):
     """The registry's BlazePose and selfie files, downloaded through pip once and kept in pytest's cache."""
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     directory = cache.mkdir("ragar-models") if cache is not None else tmp_path_factory.mktemp("models")
     for name in ("blazepose", "selfie-segmentation"):
         try:
