@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from ragar_data.cli.common import dataset_option, resolve_dataset
+
 COLUMNS = ("F1", "Precision", "Recall", "Acc", "mA")
 ZERO_SHOT, FINE_TUNED = "CLIP RN50 zero-shot", "CLIP RN50 fine-tuned"
 CLASSIFICATION, ALIGN, FUSION, FLOOR = ("Classification", "CLIP-GAR align", "CLIP-GAR align + fusion",
@@ -127,7 +129,7 @@ def run_table5(dataset: Path, out: Path, config_name: str, overrides=(), clip_ov
 
 
 @click.command("table5")
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@dataset_option
 @click.option("--config", "config_name", default="table5_cpu", show_default=True,
               help="Training config of every row (a name in ragar_data/training/configs or a YAML path).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/table5"),
@@ -139,4 +141,4 @@ def run_table5(dataset: Path, out: Path, config_name: str, overrides=(), clip_ov
               help="CLIP RN50 weights [default: the file `ragar-data models download clip-rn50` writes].")
 def table5(dataset, config_name, out, overrides, clip_overrides, clip_weights):
     """Table 5: CLIP RN50 zero-shot and fine-tuned, classification, CLIP-GAR align, align + fusion."""
-    run_table5(dataset, out, config_name, overrides, clip_overrides, clip_weights)
+    run_table5(resolve_dataset(dataset), out, config_name, overrides, clip_overrides, clip_weights)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from ragar_data.cli.common import dataset_option, resolve_dataset
+
 from ragar_data.cli.bench_table5 import (ALIGN, COLUMNS, FUSION, PAPER, covariate_markdown, evaluated_row,
                                          load_table_config)
 
@@ -50,7 +52,7 @@ def run_table6(dataset: Path, out: Path, config_name: str, parts=PARTS, override
 
 
 @click.command("table6")
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@dataset_option
 @click.option("--config", "config_name", default="table5_cpu", show_default=True,
               help="Training config of every run (a name in ragar_data/training/configs or a YAML path).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/table6"),
@@ -60,4 +62,4 @@ def run_table6(dataset: Path, out: Path, config_name: str, parts=PARTS, override
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override for every run.")
 def table6(dataset, config_name, out, parts, overrides):
     """Table 6: p in {16, 8, 4, 1} for the align and fusion stages."""
-    run_table6(dataset, out, config_name, tuple(int(p) for p in parts) or PARTS, overrides)
+    run_table6(resolve_dataset(dataset), out, config_name, tuple(int(p) for p in parts) or PARTS, overrides)

@@ -102,9 +102,10 @@ def build_verifier(config: VerifyConfig, models_dir=None, device: str = "cpu") -
     problem = _missing(config.backend, models_dir) if config.backend in VERIFIER_MODELS else None
     if problem and config.required:
         raise ModelUnavailable(f"person verification ({config.backend}) is required by this preset: {problem}")
-    if config.backend is None or problem:
-        return None, ("verify: no person verification: subjects chosen weights-free (person model files not "
-                      "found or not configured; `ragar-data models download blazepose` adds them)")
+    if config.backend is None:
+        return None, "verify: no person verification (off in this preset)"
+    if problem:
+        return None, f"verify: no person verification ({config.backend} cannot run here: {problem})"
     detector = resolve_backend(VERIFIERS, config.backend, "verify")(models_dir=models_dir, device=device)
     return detector, (f"verify: person verification with {config.backend} on {config.frames_per_track} frames "
                       f"per track (a person on at least {config.min_person_fraction:.0%} of them)")

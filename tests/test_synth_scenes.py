@@ -95,8 +95,9 @@ def test_walker_standing_before_walking_frontal_view(tmp_path):
 def test_passer_by_is_not_the_subject(tmp_path):
     report = extract_scene(tmp_path, (0, 90), distractors=1)
     # the boxes of the frames where the two blobs merge miss IoU 0.5 (0.77 of the frames match in the frontal
-    # view at this size; 0.999 over benchmarks/extract_quality.py's 120 sequences at 640x360)
-    assert_subject_chosen(report, min_recall=0.75)
+    # view at this size; 0.999 over benchmarks/extract_quality.py's 120 sequences at 640x360); with the BlazePose
+    # person check, which cuts the track to frames where it sees a person, 0.73 in 002-c0-bg-01-000
+    assert_subject_chosen(report, min_recall=0.7)
     dataset = ShardDataset(tmp_path / "run")
     for row in report.sequences:
         truth = truth_of(tmp_path, row.key)
