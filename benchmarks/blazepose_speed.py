@@ -101,18 +101,13 @@ def timed_extract(videos: Path, out: Path, preset: str, models_dir) -> tuple[int
 
 
 def end_to_end(args) -> None:
-    from extract_throughput import decode_only, make_clips  # the same clips as the throughput benchmark
-
-    from ragar_data.identity import scan_raw_videos
+    from extract_throughput import decode_only, prepared_clips  # the same clips as the throughput benchmark
 
     directory = weights.resolve_models_dir(args.models_dir)
     weights.download_model(weights.get_spec("blazepose"), directory, progress=False)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        root = args.data or scratch / "synth"
-        videos = root / "videos" if (root / "videos").is_dir() else make_clips(root, args.subjects, args.seconds)
-        paths = [path for _, path in scan_raw_videos(videos)]
-        decode_only(paths[:1], "yuv420p")  # warm the page cache and the codec
+        videos, paths = prepared_clips(args.data or scratch / "synth", args.subjects, args.seconds, "yuv420p")
         rows = {"decode only (PyAV, yuv420p)": decode_only(paths, "yuv420p")}
         runs = (("default, no person models", "default", scratch / "no-models"),
                 ("default, person verification", "default", directory),

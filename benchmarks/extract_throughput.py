@@ -110,6 +110,15 @@ def naive(paths: list[Path]) -> tuple[int, float]:
     return frames, time.perf_counter() - started
 
 
+def prepared_clips(root: Path, subjects: int, seconds: float, frame_format: str) -> tuple[Path, list[Path]]:
+    """The benchmark's clips (made under `root` unless its videos/ exists) and their paths, with the page cache
+    and the codec warmed by one decode."""
+    videos = root / "videos" if (root / "videos").is_dir() else make_clips(root, subjects, seconds)
+    paths = [path for _, path in scan_raw_videos(videos)]
+    decode_only(paths[:1], frame_format)
+    return videos, paths
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subjects", type=int, default=4, help="subjects; 4 clips each (2 cameras x 2 walks)")
@@ -119,10 +128,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        root = args.data or scratch / "synth"
-        videos = root / "videos" if (root / "videos").is_dir() else make_clips(root, args.subjects, args.seconds)
-        paths = [path for _, path in scan_raw_videos(videos)]
-        decode_only(paths[:1], "rgb24")  # warm the page cache and the codec
+        videos, paths = prepared_clips(args.data or scratch / "synth", args.subjects, args.seconds, "rgb24")
         # warm-up: imports and first-call costs; its plates are what the timed runs reuse
         _, warm_seconds, _ = timed_extract(videos, scratch / "warm")
         best = {}  # name -> the fastest round's (frames, wall seconds, CPU seconds)
@@ -159,7 +165,7 @@ def main():
         print(f"{label:<40}{rates[name]:>9.1f}{cpu_ms[name]:>14.1f}{rates[name] / rates['rgb24']:>16.2f}"
               f"{rates[name] / rates['yuv420p']:>18.2f}")
     print(f"default pipeline / naive: {rates['pipeline'] / rates['naive']:.1f}x")
-    print(f"\neach round, side by side (frames/s; the ratio of the pipeline to decode-only within the round)")
+    print("\neach round, side by side (frames/s; the ratio of the pipeline to decode-only within the round)")
     print(f"{'round':>5}{'rgb24 decode':>14}{'yuv420p decode':>16}{'pipeline':>10}{'/ rgb24':>9}{'/ yuv420p':>11}"
           f"{'full-res refine':>17}{'/ rgb24':>9}{'/ yuv420p':>11}")
     for number, (rgb24, yuv420p, pipeline, full) in enumerate(per_round, 1):

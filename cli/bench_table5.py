@@ -95,7 +95,6 @@ def run_table5(dataset: Path, out: Path, config_name: str, overrides=(), clip_ov
     """Every row of Table 5 that can run (CLIP rows need ``clip_weights``); writes the table; returns the rows."""
     from ragar_data.models.text_encoders import DEFAULT_CLIP_WEIGHTS
     from ragar_data.paper_tables import PaperTable
-    from ragar_data.atomic import atomic_write_text
     from ragar_data.training.stages import train_classification, train_clip_visual, train_clipgar
 
     config = load_table_config(config_name, dataset, out, overrides)
@@ -119,13 +118,22 @@ def run_table5(dataset: Path, out: Path, config_name: str, overrides=(), clip_ov
     for row, train in trainers.items():
         results[row] = table.run_row(row, lambda train=train: evaluated_row(train, config), log)
     results[FLOOR] = table.run_row(FLOOR, lambda: floor_row(config), log)
-    paths = table.write(results, {"config": config_name, "overrides": list(overrides),
-                                  "clip_overrides": list(clip_overrides), "skipped": skipped})
-    atomic_write_text(out / "table5-covariates.md", covariate_markdown(table.title, results))
-    log(table.markdown(results))
-    log(covariate_markdown(table.title, results))
-    log(f"written: {', '.join(str(p) for p in paths.values())}, {out / 'table5-covariates.md'}")
+    write_table(table, results, {"config": config_name, "overrides": list(overrides),
+                                 "clip_overrides": list(clip_overrides), "skipped": skipped}, log)
     return results
+
+
+def write_table(table, results: dict, extra: dict, log) -> None:
+    """The table's md/json/PNG plus ``<name>-covariates.md`` in its folder, both printed."""
+    from ragar_data.atomic import atomic_write_text
+
+    paths = table.write(results, extra)
+    covariates = covariate_markdown(table.title, results)
+    covariates_path = table.out_dir / f"{table.name}-covariates.md"
+    atomic_write_text(covariates_path, covariates)
+    log(table.markdown(results))
+    log(covariates)
+    log(f"written: {', '.join(str(p) for p in paths.values())}, {covariates_path}")
 
 
 @click.command("table5")

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import click
 
+from ragar_data.cli.bench_table5 import ALIGN, COLUMNS, FUSION, PAPER, evaluated_row, load_table_config, write_table
 from ragar_data.cli.common import dataset_option, resolve_dataset
-
-from ragar_data.cli.bench_table5 import (ALIGN, COLUMNS, FUSION, PAPER, covariate_markdown, evaluated_row,
-                                         load_table_config)
 
 PARTS = (16, 8, 4, 1)
 PAPER_PARTS = 8  # the paper's setting; its Table 5 rows are Table 6's p = 8 rows
@@ -27,7 +25,6 @@ def row_name(stage: str, parts: int) -> str:
 
 def run_table6(dataset: Path, out: Path, config_name: str, parts=PARTS, overrides=(), log=print) -> dict:
     """Align and align + fusion for each p in ``parts``; writes the table; returns the rows."""
-    from ragar_data.atomic import atomic_write_text
     from ragar_data.paper_tables import PaperTable
     from ragar_data.training.stages import train_clipgar
 
@@ -43,11 +40,7 @@ def run_table6(dataset: Path, out: Path, config_name: str, parts=PARTS, override
             results[row_name(stage, p)] = table.run_row(row_name(stage, p),
                                                         lambda train=train, config=config: evaluated_row(train, config),
                                                         log)
-    paths = table.write(results, {"config": config_name, "overrides": list(overrides), "parts": list(parts)})
-    atomic_write_text(out / "table6-covariates.md", covariate_markdown(table.title, results))
-    log(table.markdown(results))
-    log(covariate_markdown(table.title, results))
-    log(f"written: {', '.join(str(p) for p in paths.values())}, {out / 'table6-covariates.md'}")
+    write_table(table, results, {"config": config_name, "overrides": list(overrides), "parts": list(parts)}, log)
     return results
 
 

@@ -324,6 +324,17 @@ def _moved(box: np.ndarray, other: np.ndarray) -> bool:
     return inter < TRIM_IOU * max(union, 1e-6)
 
 
+def _person_edge(inside: int, outside: int, person: Callable[[int], bool], steps: int) -> int:
+    """Bisect between row `inside` (a person) and row `outside` (none), at most `steps` detector calls: the row
+    nearest `outside` found to hold a person."""
+    for _ in range(steps):
+        if abs(outside - inside) <= 1:
+            break
+        middle = (inside + outside) // 2
+        inside, outside = (middle, outside) if person(middle) else (inside, middle)
+    return inside
+
+
 def trim_to_person(subject: SubjectTrack, verdict: TrackVerdict, frame_rgb: Callable, detector: PersonDetector,
                    min_score: float, steps: int = TRIM_STEPS) -> int:
     """Cut the subject's leading and trailing frames where its box holds no person (a track that starts on a
@@ -344,24 +355,9 @@ def trim_to_person(subject: SubjectTrack, verdict: TrackVerdict, frame_rgb: Call
     # a box that stays where the person's is (a walker the detector missed, far away or head-on) is not cut
     before = before if before and _moved(subject.boxes[rows[before[-1]]], subject.boxes[start]) else []
     after = after if after and _moved(subject.boxes[rows[after[0]]], subject.boxes[stop]) else []
-    if before:  # rows[before[-1]] holds no person, `start` does
-        low = rows[before[-1]]
-        for _ in range(steps):
-            if start - low <= 1:
-                break
-            middle = (low + start) // 2
-            low, start = (low, middle) if person(middle) else (middle, start)
-    else:
-        start = 0
-    if after:
-        high = rows[after[0]]
-        for _ in range(steps):
-            if high - stop <= 1:
-                break
-            middle = (stop + high) // 2
-            stop, high = (middle, high) if person(middle) else (stop, middle)
-    else:
-        stop = len(subject.frame) - 1
+    # rows[before[-1]] and rows[after[0]] hold no person, `start` and `stop` do
+    start = _person_edge(start, rows[before[-1]], person, steps) if before else 0
+    stop = _person_edge(stop, rows[after[0]], person, steps) if after else len(subject.frame) - 1
     cut = len(subject.frame) - (stop + 1 - start)
     subject.frame, subject.boxes = subject.frame[start:stop + 1], subject.boxes[start:stop + 1]
     return cut

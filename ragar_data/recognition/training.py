@@ -126,20 +126,18 @@ def extract_features(model, dataset_dir: str | Path, keys: list[str], max_frames
     """(len(keys), e, p) embeddings with all frames of each sequence in order (upstream's test sampling
     ``all_ordered``, capped at ``max_frames``). Sequences of equal length share a batch, so no model sees padding."""
     from ragar_data.loaders import SilhouetteDataset
+    from ragar_data.training.data import length_batches, sequence_lengths
 
     data = SilhouetteDataset(dataset_dir, keys=keys, sampling="all_ordered", max_frames=max_frames, progress=False)
     if data.keys() != list(keys):
         raise InputError(f"{dataset_dir}: {len(keys) - len(data)} protocol sequences have no silhouettes")
-    lengths = [min(int(r["num_silhouettes"]), max_frames) for r in data.records]
+    lengths = sequence_lengths(data)
     features: list = [None] * len(data)
-    for length in sorted(set(lengths)):
-        same = [i for i, n in enumerate(lengths) if n == length]
-        for start in range(0, len(same), batch_size):
-            chunk = same[start:start + batch_size]
-            silhouettes = torch.stack([data[i]["silhouettes"] for i in chunk])
-            embeddings, _ = model(silhouettes, torch.full((len(chunk),), length))
-            for i, embedding in zip(chunk, embeddings.numpy()):
-                features[i] = embedding
+    for chunk in length_batches(lengths, batch_size):
+        silhouettes = torch.stack([data[i]["silhouettes"] for i in chunk])
+        embeddings, _ = model(silhouettes, torch.full((len(chunk),), int(lengths[chunk[0]])))
+        for i, embedding in zip(chunk, embeddings.numpy()):
+            features[i] = embedding
     return np.stack(features)
 
 
