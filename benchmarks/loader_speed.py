@@ -13,15 +13,17 @@ Our loader is measured with its readers: the frame cache (the default: uncompres
 span read), the Arrow row cache (`frame_cache=False`: memory-mapped zstd copies of whole rows) and, with
 `--readers row-groups`, direct Parquet row-group reads (`row_cache=False`, 8 shards open per process); on the
 small set and on a large one (`--large-shards` shards of 256 sequences, the extractor's shard size, made of
-copies of the small set's sequences). Batches come from a batch sampler, as in the trainer, so the dataset
-builds each batch in one call. The pickle tree's per-item cost does not depend on the number of sequences; it
-is measured on the small set.
+copies of the small set's sequences). Batches come from a batch sampler through the trainer's loader
+(`ragar_data.training.data.batch_loader`), so the dataset builds each batch in one call. There `workers=N`
+means N parallel readers: threads of the training process for the frame cache (its reads run outside the GIL,
+and a batch then crosses no process boundary), DataLoader worker processes for the row cache and the pickles.
+The pickle tree's per-item cost does not depend on the number of sequences; it is measured on the small set.
 
 Each round measures every reader once, warm (the reader's files read whole just before) and then cold
 (before each measurement the reader's files are dropped from the page cache with posix_fadvise DONTNEED; the
-host may still cache the disk). Rates are wall-clock; CPU milliseconds per batch (this process and the
-DataLoader workers) are the steadier figure on a shared machine. A ratio is taken within one round; the table gives each reader's best rate and its ratio to
-the pickles in every round.
+host may still cache the disk). Rates are wall-clock; CPU milliseconds per batch (this process, its reader
+threads included, and the DataLoader workers) are the steadier figure on a shared machine. A ratio is taken
+within one round; the table gives each reader's best rate and its ratio to the pickles in every round.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, Dataset, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from walker_masks import walker_masks  # noqa: E402
@@ -49,6 +51,7 @@ from ragar_data.identity import CONDITIONS, VIEWS, SequenceKey  # noqa: E402
 from ragar_data.loaders import SilhouetteDataset, collate, silhouettes_to_unit_range  # noqa: E402
 from ragar_data.opengait import export_opengait  # noqa: E402
 from ragar_data.shards import ShardDataset, make_record, update_index, write_shard  # noqa: E402
+from ragar_data.training.data import batch_loader  # noqa: E402
 from ragar_data.silhouettes import normalise_sequence  # noqa: E402
 
 BATCH, FRAMES, SKIP = 32, 30, 4
@@ -155,13 +158,13 @@ def silhouettes(root: Path, options: dict) -> SilhouetteDataset:
                              unit_range=False, **options)
 
 
-def loader(dataset, collate_fn, workers: int, batches: int) -> DataLoader:
-    # random sequences with replacement, as many as the timed batches need, in batches as the trainer's
-    # EpochBatches gives them
+def loader(dataset, collate_fn, workers: int, batches: int):
+    """The trainer's loader (`batch_loader`: reader threads for the frame cache, DataLoader worker processes for
+    the others) over random sequences with replacement, as many as the timed batches need, in batches as the
+    trainer's EpochBatches gives them."""
     sampler = RandomSampler(dataset, replacement=True, num_samples=BATCH * (batches + 1),
                             generator=torch.Generator().manual_seed(0))
-    return DataLoader(dataset, batch_sampler=BatchSampler(sampler, BATCH, drop_last=True), num_workers=workers,
-                      collate_fn=collate_fn)
+    return batch_loader(dataset, BatchSampler(sampler, BATCH, drop_last=True), workers, collate_fn)
 
 
 def drop_from_page_cache(files: list[Path]) -> None:

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from ragar_data.attributes import AttributeSchema, default_schema
 from ragar_data.errors import InputError, ShardError
-from ragar_data.frame_cache import FrameCache
+from ragar_data.frame_cache import FrameCache, read_batch
 from ragar_data.row_access import ArrowRowCache, ParquetRowReader
 from ragar_data.shards import ShardDataset, decode_silhouettes, table_to_records
 from ragar_data.silhouettes import cutting_columns
@@ -181,6 +181,11 @@ class _ShardSequences(Dataset):
     def extra_metadata_columns(self) -> list[str]:
         return []
 
+    @property
+    def reads_in_threads(self) -> bool:
+        """Do items read outside the GIL, so that `training.data.ReaderThreads` may read them in parallel?"""
+        return False
+
     def check_selection(self) -> None:
         pass
 
@@ -262,6 +267,10 @@ class SilhouetteDataset(_ShardSequences):
     def extra_metadata_columns(self) -> list[str]:
         return SILHOUETTE_SHAPE_COLUMNS
 
+    @property
+    def reads_in_threads(self) -> bool:
+        return isinstance(self._reader, FrameCache)  # preadv and numpy's gather release the GIL
+
     def check_selection(self) -> None:
         # OpenGait never sees these: pretreatment writes no pickle for a sequence with no kept frame
         self.skipped_empty = [r["key"] for r in self.records if r["num_silhouettes"] == 0]
@@ -281,14 +290,18 @@ class SilhouetteDataset(_ShardSequences):
                                             record["silhouette_height"], record["silhouette_width"], positions))
 
     def _cached_frames(self, index: int, positions: np.ndarray | None) -> np.ndarray:
+        return self._frame_copy(index).read(self._locations[index][1],
+                                            None if positions is None else np.asarray(positions, np.int64))
+
+    def _frame_copy(self, index: int):
+        """Item `index`'s open frame-cache copy, after checking it holds the sequence's frame count."""
         path, row = self._locations[index]
         copy = self._reader.shard(path, self._digests[path])
-        count = int(self.records[index]["num_silhouettes"])
-        if int(copy.offsets[row + 1] - copy.offsets[row]) != count:
-            raise ShardError(f"{path}: the frame cache holds {int(copy.offsets[row + 1] - copy.offsets[row])} "
-                             f"frames of row {row} ({self.records[index]['key']}), the shard {count}; remove "
-                             f"{self._reader.cache_dir}")
-        return copy.read(row, None if positions is None else np.asarray(positions, np.int64))
+        count = self.records[index]["num_silhouettes"]
+        if copy.frame_count(row) != count:
+            raise ShardError(f"{path}: the frame cache holds {copy.frame_count(row)} frames of row {row} "
+                             f"({self.records[index]['key']}), the shard {count}; remove {self._reader.cache_dir}")
+        return copy
 
     def _cut(self, frames: np.ndarray) -> np.ndarray:
         width = frames.shape[-1]
@@ -310,22 +323,34 @@ class SilhouetteDataset(_ShardSequences):
         batch's, so `collate` stacks them without a copy."""
         indices = np.asarray(indices, np.int64)
         positions = self._sample_batch(indices, np.array([self.records[i]["num_silhouettes"] for i in indices]))
-        frames = [self.read_frames(int(index), where) for index, where in zip(indices, positions)]
-        if len({f.shape for f in frames}) > 1:  # all_ordered lengths differ: items as `__getitem__` makes them
-            return [dict(self._item_metadata(int(index)), silhouettes=self._tensor(f))
-                    for index, f in zip(indices, frames)]
+        frames = self._batch_frames(indices, positions)
+        if frames is None:  # all_ordered lengths differ: items as `__getitem__` makes them
+            return [dict(self._item_metadata(int(index)),
+                         silhouettes=self._tensor(self.read_frames(int(index), where)))
+                    for index, where in zip(indices, positions)]
+        silhouettes = torch.from_numpy(frames)
         if self.unit_range:
-            silhouettes = torch.empty((len(frames),) + frames[0].shape, dtype=torch.float32)
-            for slot, sequence in enumerate(frames):
-                silhouettes[slot].copy_(torch.from_numpy(sequence))
-            silhouettes.div_(255.0)  # to_unit_range's values, divided once for the batch
-        else:
-            silhouettes = torch.from_numpy(np.stack(frames))
+            silhouettes = silhouettes.float().div_(255.0)  # to_unit_range's values, divided once for the batch
         items = self._batch_metadata(indices)
         for slot, item in enumerate(items):
             item["silhouettes"] = silhouettes[slot]
         return items
 
+    def _batch_frames(self, indices: np.ndarray, positions) -> np.ndarray | None:
+        """(B, T, H, W) uint8 frames of the items at their positions, read straight into one array (from the
+        frame cache: one read per item, one gather); None when the items' frame counts or sizes differ."""
+        if len({len(where) for where in positions}) > 1:
+            return None
+        if not isinstance(self._reader, FrameCache):
+            frames = [self.read_frames(int(index), where) for index, where in zip(indices, positions)]
+            return np.stack(frames) if len({f.shape for f in frames}) == 1 else None
+        copies = [self._frame_copy(int(index)) for index in indices]
+        if len({copy.frame_shape for copy in copies}) > 1:
+            return None
+        positions = np.asarray(positions, np.int64)
+        frames = np.empty(positions.shape + copies[0].frame_shape, np.uint8)
+        read_batch(copies, [self._locations[index][1] for index in indices], positions, frames)
+        return frames
 
 class PoseDataset(_ShardSequences):
     """Pose sequences: item["keypoints_2d"] float32 (T, 17, 3) COCO-17 x, y (pixels), score; with

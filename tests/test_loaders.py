@@ -1,6 +1,8 @@
 """Loaders over shards: OpenGait sampling semantics, labels/one-hot, determinism, DataLoader workers."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -411,3 +413,63 @@ def test_training_builds_each_batch_in_one_call(tmp_path, monkeypatch):
     monkeypatch.setattr(SilhouetteDataset, "__getitems__", lambda self, i: batch_calls.append(i) or original(self, i))
     result = train_classification(config, progress=False)  # the command's path: dataset from the partition
     assert len(batch_calls) == 2 and all(np.isfinite(list(result.losses.values())))
+
+
+def test_reader_threads_give_the_batches_of_a_dataloader_and_stop_with_the_consumer(dataset):
+    import threading
+
+    from ragar_data.training.data import ReaderThreads, batch_loader
+
+    root, _ = dataset
+    data = SilhouetteDataset(root, seed=5, unit_range=False)
+    data.set_epoch(2)
+    batches = EpochBatches(len(data), 3, seed=5, epoch=2)
+    threads = batch_loader(data, batches, 2, collate)
+    assert isinstance(threads, ReaderThreads) and len(threads) == len(batches)  # no worker processes
+    single = list(DataLoader(data, batch_sampler=batches, collate_fn=collate))
+    for _ in range(2):  # a second pass reads the same batches
+        read = list(threads)
+        assert len(read) == len(single) == len(data) // 3
+        for batch, reference in zip(read, single):
+            assert torch.equal(batch["silhouettes"], reference["silhouettes"]) and batch["key"] == reference["key"]
+            assert batch["silhouettes"].dtype == torch.uint8
+    for batch in threads:  # the consumer stops early: the reader threads end with the iteration
+        break
+    del batch
+    assert not [t for t in threading.enumerate() if t.name.startswith("ragar-reader")]
+    rows = SilhouetteDataset(root, seed=5, frame_cache=False)  # the row cache decompresses: worker processes
+    assert isinstance(batch_loader(rows, batches, 2, collate), DataLoader)
+
+
+def test_reader_threads_pass_on_a_read_error(tmp_path):
+    from ragar_data.training.data import batch_loader
+
+    root = tmp_path / "data"
+    build_dataset(root, rows_per_shard=30)
+    data = SilhouetteDataset(root, seed=5, cache_dir=tmp_path / "cache")
+    data[0]  # the copy is open
+    (frames,) = (tmp_path / "cache").glob("*.frames.npy")
+    os.truncate(frames, 1000)  # and its file cut short under the reader
+    with pytest.raises(ShardError, match="shorter than its index"):
+        list(batch_loader(data, EpochBatches(len(data), 3, seed=5, epoch=0), 2, collate))
+
+
+def test_training_with_reader_threads_trains_as_in_one_process(tmp_path, monkeypatch):
+    from ragar_data.training import trainer
+    from ragar_data.training.config import load_config
+    from ragar_data.training.data import ReaderThreads
+    from ragar_data.training.stages import train_classification
+
+    root = tmp_path / "data"
+    build_dataset(root)
+    loaders = []
+    real = trainer.batch_loader
+    monkeypatch.setattr(trainer, "batch_loader", lambda *a, **k: loaders.append(real(*a, **k)) or loaders[-1])
+    losses = {}
+    for workers in (0, 2):
+        config = load_config("smoke", [f"train.output_dir={tmp_path / f'run{workers}'}", f"data.dataset={root}",
+                                       "data.frames=6", "model.channels=[4,8,8,16]", "text.dim=16",
+                                       "train.classification_iterations=3", f"data.num_workers={workers}"])
+        losses[workers] = train_classification(config, progress=False).losses
+    assert isinstance(loaders[-1], ReaderThreads) and not isinstance(loaders[0], ReaderThreads)
+    assert losses[0] == losses[2] and len(losses[0]) == 3  # the same sampled frames, the same steps

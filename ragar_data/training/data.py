@@ -1,6 +1,7 @@
 """Which sequences a training or evaluation run reads: the partition of a dataset and the datasets of each side.
 
-Owns the resumable batch order (`EpochBatches`), which input a model reads (silhouettes, or keypoints_2d for
+Owns the resumable batch order (`EpochBatches`), the loader that reads it (`batch_loader`: DataLoader worker
+processes, or `ReaderThreads` for the frame cache), which input a model reads (silhouettes, or keypoints_2d for
 the pose models), the run's record of its partition (``<run>/partition.json``), and on the evaluation side the
 test frames (`TEST_FRAMES`: the paper's 30, or all) and the equal-length batches (`length_batches`) that keep
 a sequence's score independent of its batch. Training and evaluation never write into the dataset. Does not
@@ -8,12 +9,16 @@ own frame sampling or shard reading (`ragar_data.loaders`) nor the split rules (
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from ragar_data.errors import InputError, RagarDataError
 
@@ -215,3 +220,61 @@ class EpochBatches(Sampler):
         for batch in range(self.start_batch, self.batches_per_epoch):
             start = batch * global_batch + self.rank * self.batch_size
             yield order[start: start + self.batch_size].tolist()
+
+
+def batch_loader(dataset, batches, num_workers: int, collate_fn, pin_memory: bool = False, generator=None):
+    """What the trainer iterates: the batches of the batch sampler `batches`, collated by `collate_fn`, pinned
+    when `pin_memory` (set it only for a CUDA device). `num_workers` parallel readers: for a dataset whose reads
+    run outside the GIL (`reads_in_threads`: silhouettes from the frame cache) they are `ReaderThreads`, threads
+    of this process; for any other dataset, a DataLoader's worker processes. 0: read in the calling thread."""
+    if num_workers > 0 and getattr(dataset, "reads_in_threads", False):
+        return ReaderThreads(dataset, batches, num_workers, collate_fn, pin_memory)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate_fn,
+                      pin_memory=pin_memory, generator=generator)
+
+
+class ReaderThreads:
+    """Batches read by `readers` threads of this process, yielded in the batch sampler's order, up to `prefetch`
+    batches per thread ahead of the consumer (a DataLoader's prefetch_factor).
+
+    Why threads: a frame-cache batch is one `preadv` per item and one numpy gather, both outside the GIL, so
+    threads read in parallel; through DataLoader worker processes each 2.7 MB batch is then copied into shared
+    memory and mapped again by the trainer, which costs more than reading it. A pass reads a shallow copy of the
+    dataset taken when it starts (as DataLoader workers get their copy), so `set_epoch` applies from the next
+    pass; items depend only on (seed, epoch, item), so batches are those of a DataLoader with any worker count.
+    """
+
+    def __init__(self, dataset, batches, readers: int, collate_fn, pin_memory: bool = False, prefetch: int = 2):
+        if readers < 1:
+            raise ValueError(f"reader threads: expected at least 1, got {readers}")
+        self.dataset, self.batches, self.readers = dataset, batches, readers
+        self.collate_fn, self.pin_memory, self.prefetch = collate_fn, pin_memory, prefetch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        dataset = copy.copy(self.dataset)
+
+        def read(indices: list[int]):
+            batch = self.collate_fn(dataset.__getitems__(indices))
+            return _pinned(batch) if self.pin_memory else batch
+
+        order = iter(self.batches)
+        with ThreadPoolExecutor(self.readers, thread_name_prefix="ragar-reader") as pool:
+            pending = deque(pool.submit(read, indices)
+                            for indices in itertools.islice(order, self.readers * self.prefetch))
+            try:
+                while pending:
+                    batch = pending.popleft().result()
+                    following = next(order, None)
+                    if following is not None:
+                        pending.append(pool.submit(read, following))
+                    yield batch
+            finally:  # the consumer stopped early (or a read failed): drop the batches not started
+                for future in pending:
+                    future.cancel()
+
+
+def _pinned(batch: dict) -> dict:
+    return {name: value.pin_memory() if isinstance(value, torch.Tensor) else value for name, value in batch.items()}

@@ -27,13 +27,12 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ragar_data.atomic import atomic_torch_save
 from ragar_data.errors import RagarDataError
 from ragar_data.training.build import CHECKPOINT_FORMAT, load_model_state, read_checkpoint
 from ragar_data.training.config import Config
-from ragar_data.training.data import EpochBatches
+from ragar_data.training.data import EpochBatches, batch_loader
 
 
 # Settings that change where, how fast or how verbosely a run goes, not what it computes: a resumed run may change
@@ -299,9 +298,8 @@ def train_stage(task: TrainingTask, dataset, config: Config, stage_dir: str | Pa
                                runtime.rank, runtime.world_size)
         # Its own generator: creating a loader must not draw from the global RNG, or a resumed run (which
         # creates one more loader) would see other dropout masks than an uninterrupted one.
-        loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.data.num_workers,
-                            collate_fn=collate_fn or collate, pin_memory=on_cuda,
-                            generator=torch.Generator().manual_seed(config.train.seed * 1_000_003 + epoch))
+        loader = batch_loader(dataset, batches, config.data.num_workers, collate_fn or collate, pin_memory=on_cuda,
+                              generator=torch.Generator().manual_seed(config.train.seed * 1_000_003 + epoch))
         for batch in loader:
             if autocast is not None:
                 with autocast:
