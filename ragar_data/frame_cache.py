@@ -5,7 +5,9 @@ item from them (or from the Arrow row cache) decompresses every frame; OpenGait'
 are read whole. This cache stores a shard's normalised frames once as a plain `.npy` array (frames, H, W) uint8,
 with OpenGait's cut already applied when the loader cuts (64 x 44: a third fewer bytes to keep and read), plus a
 row index (`offsets[r]:offsets[r + 1]` are row r's frames), so an item reads only the span of frames
-that holds its sampled ones (34 consecutive frames for fixed_ordered's 30), with one `pread`.
+that holds its sampled ones (34 consecutive frames for fixed_ordered's 30), with one `preadv`; a batch
+(`read_batch`) is one read per item and one gather into the batch array, both outside the GIL, so threads may
+read batches in parallel (the open copies are shared under a lock, reads keep no state).
 
 The shards stay the source of truth. A shard's copy is named after its sha256 (or, for unverified datasets, its
 path, size and mtime), so a changed shard gets a new copy; each file is written to a temporary name and renamed

@@ -3,15 +3,16 @@
 Owns: frame sampling (`sample_frame_indices`, the semantics of OpenGait's `opengait/data/collate_fn.py`),
 `SilhouetteDataset`, `PoseDataset` and the collate functions for variable-length test batches. An item reads
 one row, by default from a local cache built once per shard: silhouettes from the frame cache
-(`frame_cache.FrameCache`: uncompressed memory-mapped frames, only the sampled ones are read), poses from the row
+(`frame_cache.FrameCache`: uncompressed frames, only the span holding the sampled ones is read), poses from the row
 cache (`row_access.ArrowRowCache`: memory-mapped Arrow IPC copies of the needed columns); with
 `row_cache=False` straight from the shard's row group. Every reader works with `num_workers > 0` without
 loading whole shards. Does not own the shard format (`ragar_data.shards`) nor the split (`ragar_data.split`):
 pass the keys or subjects of one side.
 
 Batches: a DataLoader with a batch size (or batch sampler) calls `__getitems__`, which samples the whole batch
-at once and converts its silhouettes to float once; `collate` then stacks without copying (the items are rows
-of one batch tensor).
+at once, reads its frames into one array (from the frame cache: one read per item and one gather, outside the
+GIL, so `training.data.ReaderThreads` reads batches in threads) and converts them to float once; `collate` then
+stacks without copying (the items are rows of one batch tensor).
 
 Randomness: a sample depends only on (seed, epoch, item), so it is the same whichever worker reads it and
 however many there are. fixed_ordered (the training default) takes item `i`'s row of a table drawn once per
@@ -241,7 +242,7 @@ class _ShardSequences(Dataset):
 class SilhouetteDataset(_ShardSequences):
     """Silhouette sequences: item["silhouettes"] float32 (T, 64, 44) in [0, 1] (or (T, H, W) with cut=False);
     with `unit_range=False` the stored uint8 values, for the consumer to convert (`silhouettes_to_unit_range`):
-    DataLoader workers then pass a quarter of the bytes.
+    a GPU then receives a quarter of the bytes.
 
     Other item fields: labels int64 (15,) (-1 = not annotated), one_hot float32 (45,), key, subject,
     combination, condition, view. Without explicit `keys`, sequences failing the extraction's quality filter
@@ -319,8 +320,8 @@ class SilhouetteDataset(_ShardSequences):
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         """The items of one batch, equal to `[self[i] for i in indices]`: positions sampled for the batch at
-        once, frames gathered into one tensor (converted to float once); each item's tensors are rows of the
-        batch's, so `collate` stacks them without a copy."""
+        once, frames read into one array (`_batch_frames`), made a tensor without a copy (converted to float
+        once); each item's tensors are rows of the batch's, so `collate` stacks them without a copy."""
         indices = np.asarray(indices, np.int64)
         positions = self._sample_batch(indices, np.array([self.records[i]["num_silhouettes"] for i in indices]))
         frames = self._batch_frames(indices, positions)
