@@ -473,3 +473,16 @@ def test_training_with_reader_threads_trains_as_in_one_process(tmp_path, monkeyp
         losses[workers] = train_classification(config, progress=False).losses
     assert isinstance(loaders[-1], ReaderThreads) and not isinstance(loaders[0], ReaderThreads)
     assert losses[0] == losses[2] and len(losses[0]) == 3  # the same sampled frames, the same steps
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
+def test_reader_threads_pin_batches_when_asked(dataset):
+    from ragar_data.training.data import batch_loader
+
+    root, _ = dataset
+    data = SilhouetteDataset(root, seed=5, unit_range=False)
+    batches = EpochBatches(len(data), 3, seed=5, epoch=0)
+    pinned = next(iter(batch_loader(data, batches, 2, collate, pin_memory=True)))
+    plain = next(iter(batch_loader(data, batches, 2, collate)))
+    assert pinned["silhouettes"].is_pinned() and not plain["silhouettes"].is_pinned()
+    assert torch.equal(pinned["silhouettes"], plain["silhouettes"])
