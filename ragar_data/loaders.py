@@ -353,6 +353,7 @@ class SilhouetteDataset(_ShardSequences):
         read_batch(copies, [self._locations[index][1] for index in indices], positions, frames)
         return frames
 
+
 class PoseDataset(_ShardSequences):
     """Pose sequences: item["keypoints_2d"] float32 (T, 17, 3) COCO-17 x, y (pixels), score; with
     `keypoints_3d=True` also item["keypoints_3d"] (T, 17, 3) H36M-17. Other fields as SilhouetteDataset."""

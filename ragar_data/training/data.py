@@ -238,15 +238,15 @@ class ReaderThreads:
     batches per thread ahead of the consumer (a DataLoader's prefetch_factor).
 
     Why threads: a frame-cache batch is one `preadv` per item and one numpy gather, both outside the GIL, so
-    threads read in parallel; through DataLoader worker processes each 2.7 MB batch is then copied into shared
-    memory and mapped again by the trainer, which costs more than reading it. A pass reads a shallow copy of the
+    threads read in parallel; a DataLoader worker process would copy each 2.7 MB batch into shared memory for
+    the trainer to map again, which costs more than reading it. A pass reads a shallow copy of the
     dataset taken when it starts (as DataLoader workers get their copy), so `set_epoch` applies from the next
     pass; items depend only on (seed, epoch, item), so batches are those of a DataLoader with any worker count.
     """
 
     def __init__(self, dataset, batches, readers: int, collate_fn, pin_memory: bool = False, prefetch: int = 2):
         if readers < 1:
-            raise ValueError(f"reader threads: expected at least 1, got {readers}")
+            raise InputError(f"reader threads: expected at least 1, got {readers}")
         self.dataset, self.batches, self.readers = dataset, batches, readers
         self.collate_fn, self.pin_memory, self.prefetch = collate_fn, pin_memory, prefetch
 
@@ -276,5 +276,8 @@ class ReaderThreads:
                     future.cancel()
 
 
-def _pinned(batch: dict) -> dict:
+def _pinned(batch):
+    """The batch (a tensor, or a dict as `collate` makes) with its tensors in pinned memory."""
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory()
     return {name: value.pin_memory() if isinstance(value, torch.Tensor) else value for name, value in batch.items()}
