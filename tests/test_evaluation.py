@@ -183,3 +183,13 @@ def test_predict_scores_do_not_depend_on_the_batch_size(mixed_lengths, trained, 
     for column in columns:
         np.testing.assert_allclose(tables[8][column].to_numpy(), tables[1][column].to_numpy(), atol=1e-5)
     assert tables[8].schema.metadata[b"ragar_data.test_frames"].startswith(b"all frames")
+
+
+def test_inference_with_reader_workers_gives_the_scores_of_one_process(mixed_lengths, tmp_path):
+    # evaluate/predict read through the trainer's batch_loader: workers change who reads, not what is scored
+    model, config, stage = model_and_config("baseline", tmp_path, mixed_lengths)
+    dataset = silhouette_dataset(mixed_lengths, None, config, train=False)
+    alone = run_inference(model, stage, dataset, 2, CPU, SCHEMA, progress=False, num_workers=0)
+    workers = run_inference(model, stage, dataset, 2, CPU, SCHEMA, progress=False, num_workers=2)
+    assert workers["keys"] == alone["keys"]
+    np.testing.assert_array_equal(workers["scores"], alone["scores"])

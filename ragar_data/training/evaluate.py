@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ragar_data.atomic import atomic_path, atomic_write_json, atomic_write_text
 from ragar_data.attributes import AttributeSchema, default_schema
@@ -42,14 +41,14 @@ def run_inference(model, stage: str, dataset, batch_size: int, device: torch.dev
     one length only, so no frame is padded and an item's score does not depend on the other items."""
     from ragar_data.loaders import collate
     from ragar_data.progress import track
-    from ragar_data.training.data import length_batches, sequence_lengths
+    from ragar_data.training.data import batch_loader, length_batches, sequence_lengths
 
     lengths = sequence_lengths(dataset)
     batches = (length_batches(lengths, batch_size) if lengths is not None
                else [list(range(start, min(start + batch_size, len(dataset))))
                      for start in range(0, len(dataset), batch_size)])
     model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
+    loader = batch_loader(dataset, batches, num_workers, collate)
     # the registered models name their input (silhouettes or keypoints_2d); CLIP-GAR reads silhouettes
     input_field = getattr(model, "input_field", "silhouettes")
     scores, keys, one_hot, labels, mode = [], [], [], [], "sigmoid"
