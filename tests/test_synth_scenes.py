@@ -83,10 +83,9 @@ def test_walker_standing_before_walking_is_the_subject(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="frontal camera: every sequence's walker stands at the same start mark, so "
-                   "the camera's background plate holds the standing body and only its legs are detected while it "
-                   "stands (plates.py: plates should come from pixels where no person is)")
 def test_walker_standing_before_walking_frontal_view(tmp_path):
+    # every sequence's walker stands at the same start mark of the frontal camera: half the samples of its
+    # plate show a standing body there (plates.py keeps a mode only when most sequences see it)
     report = extract_scene(tmp_path, (0,), standing_seconds=1.0)
     assert_subject_chosen(report)
 
