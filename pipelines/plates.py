@@ -13,8 +13,14 @@ Estimation (deterministic, at the detector's working resolution):
    and per-sequence exposure);
 3. per pixel, the mode: the sample with the most other samples within `tolerance` grey levels (RMS over
    channels), chosen on 4x4 blocks, and the plate is the mean of the samples within `tolerance` of it;
-4. where even the mode has little support (every walker covers the region at every sampled moment), the plate
-   is inpainted from its surroundings.
+4. the mode is trusted only where it has enough support among the samples and more than half of the sequences
+   see it (in at least `SEQUENCE_SHARE` of their samples): one subject's sequences share clothes, and when each
+   starts with the subject standing at the same mark (a frontal camera), its standing body is the mode of the
+   samples without being the background;
+5. where the mode is not trusted (every walker covers the region at every sampled moment, or a standing start),
+   a value seen there in enough samples is taken if it is the one nearest to the trusted plate inpainted over the
+   region and within `tolerance` of it (the pavement beside the standing legs); the rest is inpainted from its
+   surroundings.
 With person verification (`pipelines/verify.py`), the pixels where the person detector finds someone in a sample
 are left out of that sample's vote and mean (`person_masks`): people standing still in front of the background
 in most samples no longer become part of it. Where that leaves under `MIN_VOTERS` of the samples (a frontal
