@@ -13,10 +13,10 @@ Estimation (deterministic, at the detector's working resolution):
    and per-sequence exposure);
 3. per pixel, the mode: the sample with the most other samples within `tolerance` grey levels (RMS over
    channels), chosen on 4x4 blocks, and the plate is the mean of the samples within `tolerance` of it;
-4. the mode is trusted only where it has enough support among the samples and more than half of the sequences
-   see it (in at least `SEQUENCE_SHARE` of their samples): one subject's sequences share clothes, and when each
-   starts with the subject standing at the same mark (a frontal camera), its standing body is the mode of the
-   samples without being the background;
+4. the mode is trusted only where it has enough support among the samples and more than half of the subjects
+   see it (in at least `SEQUENCE_SHARE` of the samples of one of their sequences): one subject's sequences share
+   clothes, and when each starts with the subject standing at the same mark (a frontal camera), its standing
+   body is the mode of the samples without being the background;
 5. where the mode is not trusted (every walker covers the region at every sampled moment, or a standing start),
    a value seen there in enough samples is taken if it is the one nearest to the trusted plate inpainted over the
    region and within `tolerance` of it (the pavement beside the standing legs); the rest is inpainted from its
@@ -106,13 +106,15 @@ def sample_gains(samples: np.ndarray, step: int = 4) -> np.ndarray:
 
 
 def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support: float = 0.35,
-                       exclude: np.ndarray | None = None, sequences: np.ndarray | None = None) -> np.ndarray:
+                       exclude: np.ndarray | None = None, sequences: np.ndarray | None = None,
+                       subjects: np.ndarray | None = None) -> np.ndarray:
     """(h, w, 3) uint8 per-pixel mode of gain-normalised samples (n, h, w, 3) uint8; see the module docstring.
 
-    Where even the mode is seen in under `min_support` of the samples that may vote there, or (with `sequences`,
-    (n,) the sequence of each sample) in no more than half of the sequences that vote there, the mode is not
-    trusted (a region that walkers cover at every sampled moment, or a walker standing at the same mark in the
-    sequences of one subject): a value seen there that agrees with the plate around it is taken instead, and
+    Where even the mode is seen in under `min_support` of the samples that may vote there, or (with `sequences`
+    and `subjects`, (n,) the sequence and the subject of each sample; by default each sequence is a subject of
+    its own) by no more than half of the subjects that vote there, the mode is not trusted (a region that
+    walkers cover at every sampled moment, or a walker standing at the same mark in the sequences of one
+    subject): a value seen there that agrees with the plate around it is taken instead, and
     what is left is inpainted from its surroundings (Telea). `exclude` (n, h, w) bool: pixels (people) that do
     not vote; a 4x4 block touching one is left out of that sample's vote."""
     gains = sample_gains(samples)
@@ -135,8 +137,9 @@ def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support
     enough = np.maximum(min_support * voters.sum(axis=0), 1e-9)
     reliable = support[winner, np.arange(len(winner))] >= enough
     if sequences is not None:
-        reliable &= _sequence_majority(_near(coarse, _at(coarse, winner), limit) & voters, voters,
-                                       np.asarray(sequences))
+        members = _near(coarse, _at(coarse, winner), limit) & voters
+        reliable &= _seen_by_most_subjects(members, voters, np.asarray(sequences),
+                                           np.asarray(sequences if subjects is None else subjects))
     if not reliable.all():
         winner, reliable = _agree_with_surroundings(coarse, support, winner, reliable, enough, limit, coarse_size)
     # the block's background samples: those near the mode; the plate is their mean, trimmed once per pixel
@@ -163,21 +166,25 @@ def _at(coarse: np.ndarray, chosen: np.ndarray) -> np.ndarray:
     return coarse[chosen, np.arange(len(chosen))]
 
 
-def _sequence_majority(members: np.ndarray, voters: np.ndarray, sequences: np.ndarray) -> np.ndarray:
-    """(p,) bool: blocks where more than half of the sequences that vote there see the mode in at least
-    `SEQUENCE_SHARE` of their voting samples.
+def _seen_by_most_subjects(members: np.ndarray, voters: np.ndarray, sequences: np.ndarray,
+                           subjects: np.ndarray) -> np.ndarray:
+    """(p,) bool: blocks where more than half of the subjects that vote there see the mode (`members`) in one of
+    their sequences, in at least `SEQUENCE_SHARE` of its voting samples.
 
-    The background is the same in every sequence of a camera; one subject's sequences share clothes and, when
-    each starts with the subject standing at the same mark, its standing body too. A single sample near the
-    mode does not count: a block half covered by a dark leg can average to the colour of light trousers."""
-    seen = np.zeros(members.shape[1], np.int32)
-    voting = np.zeros(members.shape[1], np.int32)
+    The background is the same in every sequence of a camera, whoever walks; one subject's sequences share
+    clothes and, when each starts with the subject standing at the same mark, its standing body too. A single
+    sample near the mode does not count: a block half covered by a dark leg can average to the colour of light
+    trousers."""
+    names = np.unique(subjects)
+    seen = np.zeros((len(names), members.shape[1]), bool)
+    voting = np.zeros((len(names), members.shape[1]), bool)
     for sequence in np.unique(sequences):
         own = sequences == sequence
+        row = np.searchsorted(names, subjects[own][0])
         own_voters = voters[own].sum(axis=0)
-        seen += (own_voters > 0) & (members[own].sum(axis=0) >= np.maximum(1, SEQUENCE_SHARE * own_voters))
-        voting += own_voters > 0
-    return 2 * seen > voting
+        seen[row] |= (own_voters > 0) & (members[own].sum(axis=0) >= np.maximum(1, SEQUENCE_SHARE * own_voters))
+        voting[row] |= own_voters > 0
+    return 2 * seen.sum(axis=0) > voting.sum(axis=0)
 
 
 def _agree_with_surroundings(coarse, support, winner, reliable, enough, limit, coarse_size):
@@ -269,25 +276,26 @@ def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_se
     sampled = list(map_function(_sample_or_error, [u for _, u in flat], [decoder] * len(flat),
                                 [work_width] * len(flat), [frames_per_sequence] * len(flat)))
     for camera, (chosen, keys, path) in todo.items():
-        samples = []
+        kept = []
         for (owner, unit), result in zip(flat, sampled):
             if owner != camera:
                 continue
             if isinstance(result, Exception):
                 log(f"background plate of camera {camera}: {unit.key} left out: {result}")
             else:
-                samples.append(result)
-        shapes = [s.shape[1:] for s in samples]
+                kept.append((unit, result))
+        shapes = [s.shape[1:] for _, s in kept]
         if not shapes:
             continue
         common = max(set(shapes), key=lambda s: (shapes.count(s), s))
-        samples = [s for s in samples if s.shape[1:] == common]
-        if len(samples) < min_sequences:
+        kept = [(unit, s) for unit, s in kept if s.shape[1:] == common]
+        if len(kept) < min_sequences:
             continue
-        sequences = np.repeat(np.arange(len(samples)), [len(s) for s in samples])
-        samples = np.concatenate(samples)
+        samples = np.concatenate([s for _, s in kept])
+        sequences = np.repeat(np.arange(len(kept)), [len(s) for _, s in kept])
+        subjects = np.repeat([unit.key.subject for unit, _ in kept], [len(s) for _, s in kept])
         plate = plate_from_samples(samples, tolerance, exclude=person_masks(samples) if person_masks else None,
-                                   sequences=sequences)
+                                   sequences=sequences, subjects=subjects)
         _write_plate(path, plate, keys)
         plates[camera] = plate
     return dict(sorted(plates.items()))

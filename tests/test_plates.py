@@ -17,7 +17,8 @@ def standing_starts():
     samples = np.repeat(background[None], 32, axis=0).astype(np.int16) + rng.integers(-2, 3, (32, 64, 64, 3))
     samples[:16, 16:40, 24:40] = (200, 40, 40)
     samples[16:, 16:40, 28:36] = (40, 40, 200)
-    return np.clip(samples, 0, 255).astype(np.uint8), background, np.repeat(np.arange(4), 8)
+    sequences = np.repeat(np.arange(4), 8)
+    return np.clip(samples, 0, 255).astype(np.uint8), background, sequences, np.where(sequences < 2, "A", "B")
 
 
 def distance(image, colour):
@@ -25,10 +26,10 @@ def distance(image, colour):
 
 
 def test_a_standing_start_shared_by_one_subjects_sequences_is_not_background():
-    samples, background, sequences = standing_starts()
+    samples, background, sequences, subjects = standing_starts()
     plain = plate_from_samples(samples)
     assert (distance(plain[16:40, 24:40], (200, 40, 40)) < 14).mean() > 0.9  # the mode alone: A's body
-    plate = plate_from_samples(samples, sequences=sequences)
+    plate = plate_from_samples(samples, sequences=sequences, subjects=subjects)
     walkers = plate[16:40, 28:36]  # nobody sees the background here: inpainted, neither walker
     assert (distance(walkers, (200, 40, 40)) > 40).all() and (distance(walkers, (40, 40, 200)) > 40).all()
     # seen by B's sequences only (the pixel next to the inpainted region is inpainted too)
@@ -38,4 +39,4 @@ def test_a_standing_start_shared_by_one_subjects_sequences_is_not_background():
     outside = np.ones((64, 64), bool)
     outside[12:44, 20:44] = False
     assert np.abs(plate.astype(int) - background)[outside].max() <= 3  # elsewhere as before
-    assert np.array_equal(plate, plate_from_samples(samples, sequences=sequences))  # deterministic
+    assert np.array_equal(plate, plate_from_samples(samples, sequences=sequences, subjects=subjects))  # deterministic
