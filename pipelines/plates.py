@@ -114,9 +114,9 @@ def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support
     and `subjects`, (n,) the sequence and the subject of each sample; by default each sequence is a subject of
     its own) by no more than half of the subjects that vote there, the mode is not trusted (a region that
     walkers cover at every sampled moment, or a walker standing at the same mark in the sequences of one
-    subject): a value seen there that agrees with the plate around it is taken instead, and
-    what is left is inpainted from its surroundings (Telea). `exclude` (n, h, w) bool: pixels (people) that do
-    not vote; a 4x4 block touching one is left out of that sample's vote."""
+    subject): a value seen there that agrees with the plate around it is taken instead, and what is left is
+    inpainted from its surroundings (Telea). `exclude` (n, h, w) bool: pixels (people) that do not vote; a 4x4
+    block touching one is left out of that sample's vote."""
     gains = sample_gains(samples)
     normalised = np.stack([cv2.convertScaleAbs(s, alpha=1.0 / float(g)) for s, g in zip(samples, gains)])
     count, height, width, _ = normalised.shape
@@ -187,13 +187,15 @@ def _seen_by_most_subjects(members: np.ndarray, voters: np.ndarray, sequences: n
     return 2 * seen.sum(axis=0) > voting.sum(axis=0)
 
 
-def _agree_with_surroundings(coarse, support, winner, reliable, enough, limit, coarse_size):
+def _agree_with_surroundings(coarse: np.ndarray, support: np.ndarray, winner: np.ndarray, reliable: np.ndarray,
+                             enough: np.ndarray, limit: float, coarse_size: tuple[int, int]):
     """(winner, reliable) where an untrusted block takes the value seen there by at least `enough` samples that is
     nearest to the trusted plate inpainted over it, if within the tolerance: e.g. the pavement beside a standing
-    walker's legs, seen in as many sequences as the legs themselves. Blocks with no such value stay untrusted."""
+    walker's legs, seen by as many subjects as the legs themselves. Blocks with no such value stay untrusted."""
     blocks = np.clip(np.round(_at(coarse, winner)), 0, 255).astype(np.uint8)
     shape = (coarse_size[1], coarse_size[0])
-    guess = cv2.inpaint(blocks.reshape(*shape, 3), (~reliable).reshape(shape).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    untrusted = (~reliable).reshape(shape).astype(np.uint8)
+    guess = cv2.inpaint(blocks.reshape(*shape, 3), untrusted, 3, cv2.INPAINT_TELEA)
     difference = coarse - guess.reshape(-1, 3).astype(np.float32)
     distance = np.einsum("npc,npc->np", difference, difference)
     distance[support < enough] = np.inf

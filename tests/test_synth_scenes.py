@@ -86,8 +86,8 @@ def test_walker_standing_before_walking_is_the_subject(tmp_path):
 @pytest.mark.parametrize("verification", ["weights-free", "blazepose"])
 def test_walker_standing_before_walking_frontal_view(tmp_path, monkeypatch, verification):
     """Every sequence's walker stands at the same start mark of the frontal camera for half the clip: half the
-    samples of the camera plate show a standing body there. The plate keeps a value only where most sequences
-    see it (plates.py), so the standing frames keep the subject, weights-free as with person verification."""
+    samples of the camera plate show one subject's standing body there. The plate keeps a value only where most
+    subjects see it (plates.py), so the standing frames keep the subject, weights-free as with verification."""
     from ragar_data import weights
 
     if verification == "weights-free":
