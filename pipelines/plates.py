@@ -13,8 +13,14 @@ Estimation (deterministic, at the detector's working resolution):
    and per-sequence exposure);
 3. per pixel, the mode: the sample with the most other samples within `tolerance` grey levels (RMS over
    channels), chosen on 4x4 blocks, and the plate is the mean of the samples within `tolerance` of it;
-4. where even the mode has little support (every walker covers the region at every sampled moment), the plate
-   is inpainted from its surroundings.
+4. the mode is trusted only where it has enough support among the samples and more than half of the subjects
+   see it (in at least `SEQUENCE_SHARE` of the samples of one of their sequences): one subject's sequences share
+   clothes, and when each starts with the subject standing at the same mark (a frontal camera), its standing
+   body is the mode of the samples without being the background;
+5. where the mode is not trusted (every walker covers the region at every sampled moment, or a standing start),
+   a value seen there in enough samples is taken if it is the one nearest to the trusted plate inpainted over the
+   region and within `tolerance` of it (the pavement beside the standing legs); the rest is inpainted from its
+   surroundings.
 With person verification (`pipelines/verify.py`), the pixels where the person detector finds someone in a sample
 are left out of that sample's vote and mean (`person_masks`): people standing still in front of the background
 in most samples no longer become part of it. Where that leaves under `MIN_VOTERS` of the samples (a frontal
@@ -39,6 +45,7 @@ from ragar_data.pipelines.detect import brightness_grid
 
 PLATE_FOLDER = "backgrounds"
 MIN_VOTERS = 0.25  # share of samples that must remain at a block after leaving out people (module docstring)
+SEQUENCE_SHARE = 0.25  # share of a sequence's samples near a block's mode for the sequence to see it
 
 
 def camera_of(unit) -> int:
@@ -99,13 +106,17 @@ def sample_gains(samples: np.ndarray, step: int = 4) -> np.ndarray:
 
 
 def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support: float = 0.35,
-                       exclude: np.ndarray | None = None) -> np.ndarray:
+                       exclude: np.ndarray | None = None, sequences: np.ndarray | None = None,
+                       subjects: np.ndarray | None = None) -> np.ndarray:
     """(h, w, 3) uint8 per-pixel mode of gain-normalised samples (n, h, w, 3) uint8; see the module docstring.
 
-    Where even the mode is seen in under `min_support` of the samples that may vote there, no value is the
-    background (a region that every walker covers at every sampled moment): it is inpainted from its
-    surroundings (Telea). `exclude` (n, h, w) bool: pixels (people) that do not vote; a 4x4 block touching one
-    is left out of that sample's vote."""
+    Where even the mode is seen in under `min_support` of the samples that may vote there, or (with `sequences`
+    and `subjects`, (n,) the sequence and the subject of each sample; by default each sequence is a subject of
+    its own) by no more than half of the subjects that vote there, the mode is not trusted (a region that
+    walkers cover at every sampled moment, or a walker standing at the same mark in the sequences of one
+    subject): a value seen there that agrees with the plate around it is taken instead, and what is left is
+    inpainted from its surroundings (Telea). `exclude` (n, h, w) bool: pixels (people) that do not vote; a 4x4
+    block touching one is left out of that sample's vote."""
     gains = sample_gains(samples)
     normalised = np.stack([cv2.convertScaleAbs(s, alpha=1.0 / float(g)) for s, g in zip(samples, gains)])
     count, height, width, _ = normalised.shape
@@ -120,36 +131,96 @@ def plate_from_samples(samples: np.ndarray, tolerance: float = 14.0, min_support
         voters[:, voters.sum(axis=0) < MIN_VOTERS * count] = True
     support = np.zeros((count, coarse.shape[1]), np.int32)
     for index in range(count):  # n passes over (n, h/4, w/4, 3): the mode is chosen on 4x4 blocks
-        difference = coarse - coarse[index]
-        support[index] = ((np.einsum("npc,npc->np", difference, difference) <= limit) & voters).sum(axis=0)
+        support[index] = (_near(coarse, coarse[index], limit) & voters).sum(axis=0)
     support[~voters] = -1  # a left-out sample is no candidate either
     winner = support.argmax(axis=0)  # ties: the earliest sample (deterministic)
-    reliable = support[winner, np.arange(len(winner))] >= np.maximum(min_support * voters.sum(axis=0), 1e-9)
+    enough = np.maximum(min_support * voters.sum(axis=0), 1e-9)
+    reliable = support[winner, np.arange(len(winner))] >= enough
+    if sequences is not None:
+        members = _near(coarse, _at(coarse, winner), limit) & voters
+        reliable &= _seen_by_most_subjects(members, voters, np.asarray(sequences),
+                                           np.asarray(sequences if subjects is None else subjects))
+    if not reliable.all():
+        winner, reliable = _agree_with_surroundings(coarse, support, winner, reliable, enough, limit, coarse_size)
     # the block's background samples: those near the mode; the plate is their mean, trimmed once per pixel
     # (a limb or a shadow edge inside a block that matched as a whole)
-    difference = coarse - coarse[winner, np.arange(len(winner))]
-    block_members = (np.einsum("npc,npc->np", difference, difference) <= limit) & voters
+    block_members = _near(coarse, _at(coarse, winner), limit) & voters
     block_members = block_members.reshape(count, coarse_size[1], coarse_size[0]).astype(np.uint8)
     upsampled = [cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in block_members]
-    plate = None
-    for _ in range(2):
-        total = np.zeros((height, width, 3), np.float32)
-        members = np.zeros((height, width), np.float32)
-        for sample, member in zip(normalised, upsampled):
-            if plate is not None:
-                pixel_difference = sample.astype(np.float32) - plate
-                member = member & (np.einsum("hwc,hwc->hw", pixel_difference, pixel_difference) <= limit)
-                member = member.astype(np.uint8)
-            cv2.accumulate(sample.astype(np.float32), total, mask=member)
-            members += member
-        mean = total / np.maximum(members, 1)[..., None]
-        plate = mean if plate is None else np.where(members[..., None] > 0, mean, plate)
-    plate = np.clip(np.round(plate), 0, 255).astype(np.uint8)
+    plate = _trimmed_mean(normalised, upsampled, limit)
     unknown = cv2.resize((~reliable).reshape(coarse_size[1], coarse_size[0]).astype(np.uint8), (width, height),
                          interpolation=cv2.INTER_NEAREST)
     if unknown.any():
         plate = cv2.inpaint(plate, cv2.dilate(unknown, np.ones((3, 3), np.uint8)), 3, cv2.INPAINT_TELEA)
     return plate
+
+
+def _near(coarse: np.ndarray, values: np.ndarray, limit: float) -> np.ndarray:
+    """(n, p) bool: block values of (n, p, 3) `coarse` within squared distance `limit` of (p, 3) `values`."""
+    difference = coarse - values
+    return np.einsum("npc,npc->np", difference, difference) <= limit
+
+
+def _at(coarse: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """(p, 3) the value of sample `chosen[p]` at each block p."""
+    return coarse[chosen, np.arange(len(chosen))]
+
+
+def _seen_by_most_subjects(members: np.ndarray, voters: np.ndarray, sequences: np.ndarray,
+                           subjects: np.ndarray) -> np.ndarray:
+    """(p,) bool: blocks where more than half of the subjects that vote there see the mode (`members`) in one of
+    their sequences, in at least `SEQUENCE_SHARE` of its voting samples.
+
+    The background is the same in every sequence of a camera, whoever walks; one subject's sequences share
+    clothes and, when each starts with the subject standing at the same mark, its standing body too. A single
+    sample near the mode does not count: a block half covered by a dark leg can average to the colour of light
+    trousers."""
+    names = np.unique(subjects)
+    seen = np.zeros((len(names), members.shape[1]), bool)
+    voting = np.zeros((len(names), members.shape[1]), bool)
+    for sequence in np.unique(sequences):
+        own = sequences == sequence
+        row = np.searchsorted(names, subjects[own][0])
+        own_voters = voters[own].sum(axis=0)
+        seen[row] |= (own_voters > 0) & (members[own].sum(axis=0) >= np.maximum(1, SEQUENCE_SHARE * own_voters))
+        voting[row] |= own_voters > 0
+    return 2 * seen.sum(axis=0) > voting.sum(axis=0)
+
+
+def _agree_with_surroundings(coarse: np.ndarray, support: np.ndarray, winner: np.ndarray, reliable: np.ndarray,
+                             enough: np.ndarray, limit: float, coarse_size: tuple[int, int]):
+    """(winner, reliable) where an untrusted block takes the value seen there by at least `enough` samples that is
+    nearest to the trusted plate inpainted over it, if within the tolerance: e.g. the pavement beside a standing
+    walker's legs, seen by as many subjects as the legs themselves. Blocks with no such value stay untrusted."""
+    blocks = np.clip(np.round(_at(coarse, winner)), 0, 255).astype(np.uint8)
+    shape = (coarse_size[1], coarse_size[0])
+    untrusted = (~reliable).reshape(shape).astype(np.uint8)
+    guess = cv2.inpaint(blocks.reshape(*shape, 3), untrusted, 3, cv2.INPAINT_TELEA)
+    difference = coarse - guess.reshape(-1, 3).astype(np.float32)
+    distance = np.einsum("npc,npc->np", difference, difference)
+    distance[support < enough] = np.inf
+    candidate = distance.argmin(axis=0)  # ties: the earliest sample (deterministic)
+    taken = ~reliable & (distance[candidate, np.arange(len(candidate))] <= limit)
+    return np.where(taken, candidate, winner), reliable | taken
+
+
+def _trimmed_mean(normalised: np.ndarray, members: list, limit: float) -> np.ndarray:
+    """(h, w, 3) uint8 mean of each pixel's member samples, then again without those far from that mean."""
+    height, width = normalised.shape[1:3]
+    plate = None
+    for _ in range(2):
+        total = np.zeros((height, width, 3), np.float32)
+        counted = np.zeros((height, width), np.float32)
+        for sample, member in zip(normalised, members):
+            if plate is not None:
+                pixel_difference = sample.astype(np.float32) - plate
+                member = member & (np.einsum("hwc,hwc->hw", pixel_difference, pixel_difference) <= limit)
+                member = member.astype(np.uint8)
+            cv2.accumulate(sample.astype(np.float32), total, mask=member)
+            counted += member
+        mean = total / np.maximum(counted, 1)[..., None]
+        plate = mean if plate is None else np.where(counted[..., None] > 0, mean, plate)
+    return np.clip(np.round(plate), 0, 255).astype(np.uint8)
 
 
 def _read_plate(path: Path, keys: list[str]) -> np.ndarray | None:
@@ -207,23 +278,26 @@ def camera_plates(units: list, folder: Path, decoder, *, work_width: int, min_se
     sampled = list(map_function(_sample_or_error, [u for _, u in flat], [decoder] * len(flat),
                                 [work_width] * len(flat), [frames_per_sequence] * len(flat)))
     for camera, (chosen, keys, path) in todo.items():
-        samples = []
+        kept = []
         for (owner, unit), result in zip(flat, sampled):
             if owner != camera:
                 continue
             if isinstance(result, Exception):
                 log(f"background plate of camera {camera}: {unit.key} left out: {result}")
             else:
-                samples.append(result)
-        shapes = [s.shape[1:] for s in samples]
+                kept.append((unit, result))
+        shapes = [s.shape[1:] for _, s in kept]
         if not shapes:
             continue
         common = max(set(shapes), key=lambda s: (shapes.count(s), s))
-        samples = [s for s in samples if s.shape[1:] == common]
-        if len(samples) < min_sequences:
+        kept = [(unit, s) for unit, s in kept if s.shape[1:] == common]
+        if len(kept) < min_sequences:
             continue
-        samples = np.concatenate(samples)
-        plate = plate_from_samples(samples, tolerance, exclude=person_masks(samples) if person_masks else None)
+        samples = np.concatenate([s for _, s in kept])
+        sequences = np.repeat(np.arange(len(kept)), [len(s) for _, s in kept])
+        subjects = np.repeat([unit.key.subject for unit, _ in kept], [len(s) for _, s in kept])
+        plate = plate_from_samples(samples, tolerance, exclude=person_masks(samples) if person_masks else None,
+                                   sequences=sequences, subjects=subjects)
         _write_plate(path, plate, keys)
         plates[camera] = plate
     return dict(sorted(plates.items()))
