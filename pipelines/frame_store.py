@@ -25,7 +25,7 @@ class FrameFile:
 
     Indexing takes what the sequence stages use: a position, a slice, or a list/array of positions, optionally
     followed by indexes inside the frames (`images[3, y0:y1]`); it returns numpy arrays (copies). Assigning
-    takes one position. There is no `__array__`: loading the whole clip must be an explicit `self[:]`."""
+    takes one position. Whole-clip passes read `chunks()`: `self[:]` (or np.asarray) loads every frame."""
 
     def __init__(self, frame_shape: tuple[int, ...], dtype, count: int = 0, folder: str | Path | None = None,
                  packed: bool = False):
