@@ -254,9 +254,10 @@ def _live(works: list[_Work]) -> list[_Work]:
     return [w for w in works if w.failure is None]
 
 
-# Full-resolution frames a decoded clip keeps (bytes): 4 s of 1080p in 4:2:0 (2 s in RGB). A longer clip keeps only its reduced copy
-# and the segment stage reads its frames again (two more decodes of that clip), so a 60 s 1080p clip stays
-# under 1.5 GB (benchmarks/extract_memory.py) where keeping its frames took 8 GB.
+# Full-resolution frames a decoded clip keeps (bytes): 4 s of 1080p in 4:2:0 (2 s in RGB). A longer clip keeps
+# only its reduced copy, in a file (`frame_store`), and the segment stage reads its frames again (two more decodes
+# of that clip), so peak memory does not grow with the length: 1.1 GB for 10 s to 180 s of 1080p
+# (benchmarks/extract_memory.py --long), where keeping its frames took 8 GB for 60 s.
 FRAME_BUDGET = 384 * 2**20
 
 
