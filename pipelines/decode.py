@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ragar_data.errors import ConfigError, VideoError
+from ragar_data.pipelines.frame_store import FrameFile
 
 
 FRAME_FORMATS = ("rgb24", "yuv420p")
@@ -273,7 +274,8 @@ class Clip:
     path: Path
     info: VideoInfo
     frames: list | None  # T frames, full resolution: (H, W, 3) RGB arrays, or I420 planes (yuv420p); None: not kept
-    small: np.ndarray | None  # (T, h, w, 3) uint8 RGB, `scale` times the full resolution; None once released
+    small: np.ndarray | FrameFile | None  # (T, h, w, 3) uint8 RGB, `scale` times the full resolution (in a file
+    # when the frames were not kept); None once released
     frame_index: np.ndarray  # (T,) int32 index of each frame in the source video
     scale: float
     reader: Callable[[], Iterator[tuple[int, object]]] | None = None  # (index in the video, frame) again, in order
@@ -415,13 +417,14 @@ def threaded_frames(path: Path, info: VideoInfo, frames: Iterator, *, start_fram
 def decode_clip(
     path: Path, decoder: Decoder, *, start_frame: int = 0, end_frame: int | None = None, work_width: int = 480,
     expect_resolution: tuple[int, int] | None = None, queue_frames: int = 16, keep_frames: bool = True,
-    frame_budget: int | None = None,
+    frame_budget: int | None = None, spill_dir: Path | None = None,
 ) -> Clip:
     """Decode `path` frames [start_frame, end_frame) in a thread while this thread makes the reduced copies.
 
     keep_frames=False keeps only the reduced copy (detector-only runs and benchmarks). `frame_budget` (bytes)
     bounds the full-resolution frames kept: a clip whose frames exceed it keeps none, and stages read them
-    again (`Clip.reread`), so a long 1080p clip holds its reduced copy only (0.4 MB a frame, not 3-6 MB).
+    again (`Clip.reread`), and its reduced copy goes to a `frame_store.FrameFile` in `spill_dir` (the system's
+    temporary folder when None), so its memory does not grow with its length.
     """
     path = Path(path)
     if not path.is_file():
@@ -444,6 +447,7 @@ def decode_clip(
             full.append(frame)
             if frame_budget is not None and len(full) * frame_bytes > frame_budget:
                 full = None
+                small.spill(spill_dir)
     if not indices:
         raise VideoError(f"{path}: no frames decoded" + (f" in [{start_frame}, {end_frame})" if start_frame or
                                                          end_frame is not None else " (empty or corrupt video)"))
@@ -475,6 +479,10 @@ class _ReducedFrames:
         self.expected, self.buffer, self.count = expected, None, 0
 
     def append(self, image: np.ndarray) -> None:
+        if isinstance(self.buffer, FrameFile):
+            self.buffer.append(image)
+            self.count += 1
+            return
         if self.buffer is None:
             room = min(max(16, self.expected), max(16, self.MAX_ROOM // max(1, image.nbytes)))
             self.buffer = np.empty((room,) + image.shape, image.dtype)
@@ -485,5 +493,12 @@ class _ReducedFrames:
         self.buffer[self.count] = image
         self.count += 1
 
-    def array(self) -> np.ndarray:
-        return self.buffer[:self.count]
+    def spill(self, folder: Path | None) -> None:
+        """Move the copies made so far to a FrameFile in `folder`, and write the later ones there."""
+        spilled = FrameFile(self.buffer.shape[1:], self.buffer.dtype, folder=folder)
+        for image in self.buffer[:self.count]:
+            spilled.append(image)
+        self.buffer = spilled
+
+    def array(self) -> np.ndarray | FrameFile:
+        return self.buffer if isinstance(self.buffer, FrameFile) else self.buffer[:self.count]

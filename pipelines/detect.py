@@ -20,6 +20,7 @@ import numpy as np
 
 from ragar_data.errors import ConfigError
 from ragar_data.pipelines.decode import Clip, Decoder
+from ragar_data.pipelines.frame_store import CHUNK_FRAMES, FrameFile
 from ragar_data.pipelines.threads import map_frames
 
 
@@ -151,12 +152,16 @@ def brightness_grid(images: np.ndarray, step: int) -> np.ndarray:
     return grid[..., 0].astype(np.float32) + grid[..., 1] + grid[..., 2]
 
 
-def frame_gains(frames: np.ndarray, background: np.ndarray, step: int = 4) -> np.ndarray:
+def frame_gains(frames: np.ndarray, background: np.ndarray, step: int = 4, chunk: int = CHUNK_FRAMES) -> np.ndarray:
     """(T,) illumination gain of each frame: median ratio of its brightness to the background's, on a pixel
-    grid of `step` (the subject covers a small part of the frame, so the median ignores it)."""
-    grid = brightness_grid(frames, step)
+    grid of `step` (the subject covers a small part of the frame, so the median ignores it). `chunk` frames at
+    a time (a FrameFile, and bounded temporaries)."""
     reference = brightness_grid(background, step) + 1.0
-    return np.clip(np.median((grid / reference).reshape(len(frames), -1), axis=1), 0.2, 5.0).astype(np.float32)
+    gains = np.zeros(len(frames), np.float32)
+    for start in range(0, len(frames), chunk):
+        grid = brightness_grid(frames[start:start + chunk], step)
+        gains[start:start + len(grid)] = np.median((grid / reference).reshape(len(grid), -1), axis=1)
+    return np.clip(gains, 0.2, 5.0).astype(np.float32)
 
 
 class BackgroundDetector:
@@ -221,10 +226,10 @@ class BackgroundDetector:
         (the background changed only there); `raw` is updated in place."""
         count, height, width, _ = small.shape
         x0, y0, x1, y1 = region if region is not None else (0, 0, width, height)
-        if raw is None:
-            raw = np.empty((count, (height * width + 7) // 8), np.uint8)
+        if raw is None:  # FrameFiles beside a long clip's reduced copy in a file (memory bounded)
+            raw = FrameFile.like(small, ((height * width + 7) // 8,), np.uint8)
         window = np.ascontiguousarray(background[y0:y1, x0:x1])
-        foreground = np.empty((count, height, width), bool) if foreground is None else foreground
+        foreground = FrameFile.like(small, (height, width), bool, packed=True) if foreground is None else foreground
         open_kernel, close_kernel = mask_kernels(width)
 
         def classify(position):
@@ -326,8 +331,8 @@ class BackgroundDetector:
         height, width = model.foreground.shape[1:]
         min_area = self.min_area_fraction * height * width
         to_full = np.float32([clip.scale] * 4 + [1.0])
-        boxes = map_frames(lambda mask: mask_boxes(mask, min_area) / to_full, model.foreground, threads=self.threads,
-                           name="detect")
+        boxes = map_frames(lambda position: mask_boxes(model.foreground[position], min_area) / to_full,
+                           range(len(model.foreground)), threads=self.threads, name="detect")
         return Detections(boxes=boxes, background=model)
 
 

@@ -30,6 +30,7 @@ from ragar_data.pipelines import decode as decode_stage
 from ragar_data.pipelines.config import PipelineConfig, parse_resolution, resolve_backend
 from ragar_data.pipelines.decode import Clip, Decoder
 from ragar_data.pipelines.detect import DETECTORS, Detections, Detector, SequenceDetector
+from ragar_data.pipelines.frame_store import FrameFile
 from ragar_data.pipelines.lift3d import LIFTERS, Lifter
 from ragar_data.pipelines.plates import camera_of
 from ragar_data.pipelines.pose2d import POSE_ESTIMATORS, PoseEstimator
@@ -98,6 +99,7 @@ class Stages:
     skipped: list = field(default_factory=list)  # one line per skipped stage
     batch_size: int = 16
     verifier: object | None = None  # person detector of `pipelines/verify.py`; None = weights-free subject choice
+    spill_dir: Path | None = None  # where a long clip's per-frame arrays go (`frame_store`); None = system temp
 
     @property
     def sequence_detector(self) -> bool:
@@ -252,9 +254,10 @@ def _live(works: list[_Work]) -> list[_Work]:
     return [w for w in works if w.failure is None]
 
 
-# Full-resolution frames a decoded clip keeps (bytes): 4 s of 1080p in 4:2:0 (2 s in RGB). A longer clip keeps only its reduced copy
-# and the segment stage reads its frames again (two more decodes of that clip), so a 60 s 1080p clip stays
-# under 1.5 GB (benchmarks/extract_memory.py) where keeping its frames took 8 GB.
+# Full-resolution frames a decoded clip keeps (bytes): 4 s of 1080p in 4:2:0 (2 s in RGB). A longer clip keeps
+# only its reduced copy, in a file (`frame_store`), and the segment stage reads its frames again (two more decodes
+# of that clip), so peak memory does not grow with the length: 1.1 GB for 10 s to 180 s of 1080p
+# (benchmarks/extract_memory.py --long), where keeping its frames took 8 GB for 60 s.
 FRAME_BUDGET = 384 * 2**20
 
 
@@ -270,6 +273,7 @@ def _decode(stages: Stages, unit: WorkUnit) -> Clip:
         unit.video, stages.decoder, start_frame=unit.start_frame, end_frame=unit.end_frame,
         work_width=stages.config.detect.work_width, expect_resolution=parse_resolution(config.expect_resolution),
         queue_frames=config.queue_frames, frame_budget=FRAME_BUDGET if frames_read_again(stages) else None,
+        spill_dir=stages.spill_dir,
     )
 
 
@@ -456,12 +460,18 @@ def _finish(work: _Work, config: PipelineConfig, labels: dict, config_hash: str,
                       masks=work.masks.to_bytes() if keep_masks and work.masks is not None else None)
 
 
-def mean_level(images: np.ndarray) -> float:
-    """Mean of a uint8 array: OpenCV's integer-exact sum, 15x faster than ndarray.mean (the same value)."""
+def mean_level(images: np.ndarray | FrameFile) -> float:
+    """Mean of a uint8 array: OpenCV's integer-exact sum, 15x faster than ndarray.mean (the same value). A
+    FrameFile is summed in chunks (integer sums: the same value)."""
     if images.size == 0:
         return 0.0
+    chunks = images.chunks() if isinstance(images, FrameFile) else (images,)
+    return sum(_level_sum(chunk) for chunk in chunks) / images.size
+
+
+def _level_sum(images: np.ndarray) -> float:
     rows = np.ascontiguousarray(images).reshape(-1, images.shape[-1] * (images.shape[-2] if images.ndim > 1 else 1))
-    return float(sum(cv2.sumElems(rows))) / images.size
+    return float(sum(cv2.sumElems(rows)))
 
 
 # groups decoded ahead of the one being computed, at most. A group is decoded ahead only once the ones before

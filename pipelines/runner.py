@@ -198,12 +198,14 @@ def _map_in_processes(workers: int) -> Callable:
 
 
 def process_in_worker(config_json: str, stage_args: tuple, units: list[WorkUnit], labels: dict, config_hash: str,
-                      keep_masks: bool, plates: dict | None = None) -> list[UnitResult]:
-    """Entry point of a worker process or Ray task: stages are built once per process and reused."""
+                      keep_masks: bool, plates: dict | None = None, spill_dir: str | None = None) -> list[UnitResult]:
+    """Entry point of a worker process or Ray task: stages are built once per process and reused. `spill_dir`:
+    where long clips' per-frame arrays go (`Stages.spill_dir`; None = the system's temporary folder)."""
     import warnings
 
     warnings.filterwarnings("ignore", module="ultralytics")
     stages = _cached_stages(config_json, *stage_args)
+    stages.spill_dir = spill_dir
     progress = _progress_queue.put if _progress_queue is not None else None
     with extraction_settings():
         return process_group(stages, units, labels=labels, config_hash=config_hash, keep_masks=keep_masks,
@@ -343,6 +345,7 @@ def _extract_locked(folder: RunFolder, config: PipelineConfig, units: list[WorkU
     stage_args = (options.models_dir, options.device, options.batch_size)
     stages = build_stages(config, models_dir=options.models_dir, device=options.device,
                           batch_size=options.batch_size)
+    stages.spill_dir = folder.hash_dir  # a long clip's per-frame arrays: on the output's disk, not in /tmp
     for line in stages.skipped:
         log(line)
 
@@ -421,7 +424,7 @@ def _run_groups(groups, stages, options: RunOptions, config: PipelineConfig, sta
         reports = multiprocessing.get_context("spawn").Queue()
         with _worker_pool(options.workers, reports) as pool:
             pending = {pool.submit(process_in_worker, config_json, stage_args, units, labels, config_hash,
-                                   options.keep_masks, plates) for units in groups}
+                                   options.keep_masks, plates, stages.spill_dir) for units in groups}
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 progress.drain(reports)

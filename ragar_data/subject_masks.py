@@ -1,6 +1,7 @@
 """The subject's full-resolution masks of one sequence, kept as crops (`SubjectMasks`), and their .npz format.
 
-A 1080p sequence holds T crops around the subject rather than T full frames. The segment stage makes them; the
+A 1080p sequence holds T crops around the subject rather than T full frames, bit-packed (`PackedCrops`: a
+1080p walker's crop is about 150 KB as bool, 19 KB packed, so a long sequence's masks stay small). The segment stage makes them; the
 runner writes them with `extract --keep-masks`; qa and viz read them back (`ragar_data.run_state`).
 Does not own: segmentation (`ragar_data.pipelines.segment`) or the normalisation rules (`ragar_data.silhouettes`):
 `SubjectMasks.silhouettes` only lays the crops out as the full-frame masks upstream's pretreatment would read.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,13 +18,59 @@ import numpy as np
 from ragar_data.silhouettes import FewFramesWarning, normalise_sequence
 
 
+@dataclass(frozen=True)
+class PackedCrop:
+    """One bool mask, bit-packed (`np.packbits` of its rows one after the other)."""
+
+    shape: tuple[int, int]
+    bits: np.ndarray  # (ceil(h w / 8),) uint8
+
+    @classmethod
+    def of(cls, crop) -> PackedCrop:
+        if isinstance(crop, PackedCrop):
+            return crop
+        crop = np.asarray(crop, bool)
+        return cls((int(crop.shape[0]), int(crop.shape[1])), np.packbits(crop))
+
+    def unpack(self) -> np.ndarray:
+        height, width = self.shape
+        return np.unpackbits(self.bits, count=height * width).view(bool).reshape(height, width)
+
+
+class PackedCrops(Sequence):
+    """The crops of a sequence kept bit-packed; indexing unpacks one crop (a new bool array)."""
+
+    def __init__(self, crops=()):
+        self.packed = [PackedCrop.of(crop) for crop in crops]
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, slice):
+            return [crop.unpack() for crop in self.packed[index]]
+        return self.packed[index].unpack()
+
+    def __iter__(self):
+        return (crop.unpack() for crop in self.packed)
+
+    def shape(self, index: int) -> tuple[int, int]:
+        """(h, w) of crop `index`, without unpacking it."""
+        return self.packed[index].shape
+
+
 @dataclass
 class SubjectMasks:
-    """Per subject frame: crop origin and extent (x0, y0, x1, y1) in the full frame, and the crop's mask."""
+    """Per subject frame: crop origin and extent (x0, y0, x1, y1) in the full frame, and the crop's mask.
+    `crops` may be given as bool arrays or `PackedCrop`s; it is kept as `PackedCrops` (reads give bool arrays)."""
 
     origins: np.ndarray  # (T', 4) int32
-    crops: list  # T' arrays (y1 - y0, x1 - x0) bool
+    crops: PackedCrops  # T' masks (y1 - y0, x1 - x0) bool
     image_size: tuple[int, int]  # (width, height)
+
+    def __post_init__(self):
+        if not isinstance(self.crops, PackedCrops):
+            self.crops = PackedCrops(self.crops)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -79,7 +127,7 @@ class SubjectMasks:
         width = self.image_size[0]
         if len(indices) == 0:
             return np.zeros((0, 1, max(1, width)), bool)
-        tall = max(self.crops[i].shape[0] for i in indices)
+        tall = max(self.crops.shape(i)[0] for i in indices)
         canvas = np.zeros((len(indices), max(1, tall), max(1, width)), bool)
         for row, index in enumerate(indices):
             crop = self.crops[index]
@@ -105,8 +153,8 @@ class SubjectMasks:
 
     def to_bytes(self) -> bytes:
         """Bit-packed crops in one .npz (for `--keep-masks`, QA and viz; never written into shards)."""
-        sizes = np.asarray([c.shape for c in self.crops], np.int32).reshape(-1, 2)
-        bits = np.packbits(np.concatenate([c.ravel() for c in self.crops])) if self.crops else np.zeros(0, np.uint8)
+        sizes = np.asarray([self.crops.shape(i) for i in range(len(self))], np.int32).reshape(-1, 2)
+        bits = np.packbits(np.concatenate([c.ravel() for c in self.crops])) if len(self) else np.zeros(0, np.uint8)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, origins=self.origins, sizes=sizes, bits=bits,
                             image_size=np.asarray(self.image_size, np.int32))

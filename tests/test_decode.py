@@ -106,14 +106,19 @@ def test_cli_opencv_decoder_runs_the_default_preset_in_rgb(video, tmp_path):
     assert run["config"]["decode"] == dict(run["config"]["decode"], backend="opencv", frame_format="rgb24")
 
 
-def test_a_clip_over_the_frame_budget_keeps_no_frames_and_reads_the_same_ones_again(video):
+def test_a_clip_over_the_frame_budget_keeps_no_frames_and_reads_the_same_ones_again(video, tmp_path):
+    from ragar_data.pipelines.frame_store import FrameFile
+
     kept = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64, start_frame=2, end_frame=10)
     frame_bytes = 144 * 3 // 2 * 256
     over = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64, start_frame=2, end_frame=10,
-                       frame_budget=5 * frame_bytes)
+                       frame_budget=5 * frame_bytes, spill_dir=tmp_path / "spill")
     within = decode_clip(video, PyAVDecoder(frame_format="yuv420p"), work_width=64, frame_budget=12 * frame_bytes)
     assert within.frames_kept and not over.frames_kept and over.num_frames == kept.num_frames == 8
-    np.testing.assert_array_equal(over.small, kept.small)
+    # the long clip's reduced copy is in an unlinked file of the spill folder: the same pixels, no name left
+    assert isinstance(over.small, FrameFile) and isinstance(within.small, np.ndarray)
+    np.testing.assert_array_equal(over.small[:], kept.small)
+    assert list((tmp_path / "spill").iterdir()) == []
     again = list(over.reread())
     assert [position for position, _ in again] == list(range(8))
     for (_, frame), expected in zip(again, kept.frames):

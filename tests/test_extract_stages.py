@@ -195,13 +195,18 @@ def test_shards_from_part_tables_are_the_bytes_of_the_record_path(tmp_path):
         b"ragar_data.shard_schema_version"}  # the parts' source identity stays out of the shards
 
 
-def test_a_clip_without_its_frames_gives_the_record_of_one_with_them(stages):
-    """A long clip keeps no full-resolution frames (over the decode's budget): the segmenter reads them again
-    and the extraction releases the reduced copy after detection; the record and the masks are the same."""
+def test_a_clip_without_its_frames_gives_the_record_of_one_with_them(stages, tmp_path):
+    """A long clip keeps no full-resolution frames (over the decode's budget) and its reduced copy is in a file:
+    the detector's masks go to files too, the segmenter reads the frames again and the extraction releases the
+    reduced copy after detection; the record and the masks are the same."""
+    from ragar_data.pipelines.frame_store import FrameFile
+
     kept = moving_block_clip(seed=3)
     video = list(kept.frames)
-    not_kept = dataclasses.replace(kept, frames=None, small=kept.small.copy(),
-                                   reader=lambda: iter(enumerate(video)))
+    small = FrameFile(kept.small.shape[1:], np.uint8, folder=tmp_path)
+    for image in kept.small:
+        small.append(image)
+    not_kept = dataclasses.replace(kept, frames=None, small=small, reader=lambda: iter(enumerate(video)))
     [expected] = process_group(stages, [unit(0)], labels={}, config_hash="test", decoded=[kept], keep_masks=True)
     [result] = process_group(stages, [unit(0)], labels={}, config_hash="test", decoded=[not_kept], keep_masks=True)
     assert expected.error is None and result.error is None and len(expected.record["silhouettes"]) > 10
