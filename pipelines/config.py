@@ -139,6 +139,19 @@ class VerifyConfig:
     fragment_main_part: float = setting(0.6, min=0.0, max=1.0)
     max_fragmented_fraction: float = setting(0.3, min=0.0, max=1.0)  # ... on more than this fraction of frames
     mask_plates: bool = True  # camera plates leave out the pixels of people the detector finds in the samples
+    # per-frame check of the subject's frames (the landmark model on each box): a frame is kept only when the
+    # model sees a person (pose flag >= min_pose_flag) whose head and a foot are present (presence >=
+    # min_landmark_presence) inside the image, whose person mask and the silhouette overlap by IoU >=
+    # min_mask_iou, and whose heights (rows spanned) differ by a factor of at most max_height_ratio (a thin
+    # pole joined to the head shrinks the normalised silhouette); fewer than min_whole_frames such frames ->
+    # "no whole person". On the 72 synthetic demo sequences IoU < 0.6 drops 3% of frames, < 0.7 12%. Cost: one
+    # landmark-model call per subject frame (default preset, 1080p, 2 loaded cores: 21 -> 13 frames/s).
+    frame_check: bool = True
+    min_pose_flag: float = setting(0.5, min=0.0, max=1.0)
+    min_landmark_presence: float = setting(0.5, min=0.0, max=1.0)
+    min_mask_iou: float = setting(0.6, min=0.0, max=1.0)
+    max_height_ratio: float = setting(1.15, min=1.0)
+    min_whole_frames: int = setting(10, min=0)
 
 
 @dataclass

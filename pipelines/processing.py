@@ -34,7 +34,7 @@ from ragar_data.pipelines.frame_store import FrameFile
 from ragar_data.pipelines.lift3d import LIFTERS, Lifter
 from ragar_data.pipelines.plates import camera_of
 from ragar_data.pipelines.pose2d import POSE_ESTIMATORS, PoseEstimator
-from ragar_data.pipelines.quality import assess_quality, fragmented_frames, person_reasons
+from ragar_data.pipelines.quality import assess_quality, person_reasons, rejected_frames
 from ragar_data.pipelines.segment import SEGMENTERS, ForegroundSegmenter, Segmenter, SubjectMasks
 from ragar_data.pipelines.subject import SubjectTrack
 from ragar_data.pipelines.sources import WorkUnit
@@ -166,7 +166,7 @@ def build_stages(config: PipelineConfig, *, models_dir=None, device: str = "cpu"
                                     device, config.lift3d.model)
         except ModelUnavailable as error:
             skipped.append(f"lift3d: skipped, {config.lift3d.backend} cannot run here: {error}")
-    verifier, verify_line = build_verifier(config.verify, models_dir, device)
+    verifier, verify_line = build_verifier(config.verify, models_dir, device, preset=config.name)
     skipped.append(verify_line)
     return Stages(config, decoder, detector, tracker, segmenter, pose, lifter, skipped, batch_size, verifier)
 
@@ -430,7 +430,7 @@ def _finish(work: _Work, config: PipelineConfig, labels: dict, config_hash: str,
     if subject is not None and work.masks is not None:
         truncated = work.masks.touches_border(config.quality.border_margin)
         dropped = truncated & config.quality.drop_truncated_frames
-        usable = np.flatnonzero(~(dropped | fragmented_frames(work.verification, work.masks, config.verify)))
+        usable = np.flatnonzero(~(dropped | rejected_frames(work.verification, work.masks, config.verify)))
         silhouettes, silhouette_positions = work.masks.silhouettes(usable, size, name=str(key))
     positions = subject.frame if subject is not None else None
     reasons = assess_quality(positions=positions, truncated=truncated, num_silhouettes=len(silhouettes),

@@ -6,8 +6,10 @@ filter it; only errors (unreadable video, a crashing stage) go to the failures l
 Every run checks the subject track's gaps and coverage, truncated masks and the number of silhouettes
 (`assess_quality`). When person verification ran (`pipelines/verify.py`), `person_reasons` adds the failures
 only a person model can tell: not a person, several people in the subject's box, no walking motion (static)
-and fragmented masks; single fragmented frames are then left out of the silhouettes (`fragmented_frames`). Without verification those are not checked (a weights-free run extracts exactly as
-before verification existed).
+and fragmented masks, and too few frames showing one whole person ("no whole person"); frames that fail the
+per-frame check (`verify.check_frames`: no whole person in the box, a silhouette that does not match the person
+model's mask) or whose mask is in pieces are left out of the silhouettes (`rejected_frames`). Without
+verification those are not checked (a weights-free run extracts exactly as before verification existed).
 """
 from __future__ import annotations
 
@@ -66,13 +68,52 @@ def main_part_fractions(crops: list) -> np.ndarray:
     return shares
 
 
-def fragmented_frames(verification, masks, verify: VerifyConfig) -> np.ndarray:
-    """(T',) bool: subject frames whose mask is in pieces (largest part < `fragment_main_part` of it), left out of
-    the silhouettes when verification ran (a half-seen walker at the edge of a track); all False otherwise, so a
-    weights-free run keeps the frames it always kept."""
+def mask_agreement(checks, masks) -> tuple[np.ndarray, np.ndarray]:
+    """(T',) IoU of each subject frame's mask with the landmark model's person mask, and (T',) the ratio of their
+    heights (rows spanned), compared in the model's ROI space (each crop warped into the 256 x 256 ROI, nearest
+    neighbour); 0 where the silhouette is empty.
+    `checks` is a `verify.FrameChecks` of the same frames as `masks` (a `SubjectMasks`)."""
+    from ragar_data.pipelines.backends.blazepose_detect import pixel_index_matrices, roi_matrices
+
+    size = int(round(np.sqrt(checks.person_masks.shape[1] * 8)))
+    matrices = pixel_index_matrices(roi_matrices(checks.rois, size))
+    ious, heights = np.zeros(len(masks), np.float64), np.zeros(len(masks), np.float64)
+    for row, (crop, origin) in enumerate(zip(masks.crops, masks.origins)):
+        if crop.size == 0:
+            continue
+        matrix = matrices[row].copy()
+        matrix[:, 2] -= origin[:2]  # ROI pixel -> crop pixel
+        mine = cv2.warpAffine(crop.astype(np.uint8), matrix, (size, size), flags=cv2.INTER_NEAREST |
+                              cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
+        person = checks.person_mask(row)
+        union = np.count_nonzero(mine | person)
+        ious[row] = np.count_nonzero(mine & person) / union if union else 0.0
+        heights[row] = _row_span(mine) / max(_row_span(person), 1)
+    return ious, heights
+
+
+def _row_span(mask: np.ndarray) -> int:
+    rows = np.flatnonzero(mask.any(axis=1))
+    return int(rows[-1] - rows[0] + 1) if len(rows) else 0
+
+
+def rejected_frames(verification, masks, verify: VerifyConfig) -> np.ndarray:
+    """(T',) bool: subject frames left out of the silhouettes when verification ran: the mask is in pieces
+    (largest part < `fragment_main_part` of it: a half-seen walker at the edge of a track), and, when the
+    per-frame check ran (`verify.FrameChecks`), the landmark model sees no whole person in the subject's box
+    (`verify.whole_people`), the mask overlaps its person mask by IoU < `min_mask_iou` (a box on floor tape,
+    half a walker, a mask broken into pieces or grown over the background) or their heights differ by more than
+    `max_height_ratio` (a pole joined to the head, the feet missing). All False without verification,
+    so a weights-free run keeps the frames it always kept."""
     if verification is None or masks is None:
         return np.zeros(len(masks) if masks is not None else 0, bool)
-    return main_part_fractions(masks.crops) < verify.fragment_main_part
+    rejected = main_part_fractions(masks.crops) < verify.fragment_main_part
+    checks = verification.frames
+    if checks is not None and len(checks.whole) == len(masks):
+        ious, heights = mask_agreement(checks, masks)
+        taller = np.maximum(heights, 1 / np.maximum(heights, 1e-6))
+        rejected |= ~checks.whole | (ious < verify.min_mask_iou) | (taller > verify.max_height_ratio)
+    return rejected
 
 
 def person_reasons(verification, subject, masks, verify: VerifyConfig, select: SelectConfig) -> list[str]:
@@ -92,6 +133,13 @@ def person_reasons(verification, subject, masks, verify: VerifyConfig, select: S
     if not subject.walking:
         reasons.append(f"static: no walking motion (the subject's box moves less than {select.walking_displacement} "
                        f"box heights and changes height by less than {select.walking_scale_change:.0%})")
+    checks = verification.frames
+    if checks is not None and masks is not None and subject.track_id in verification.people:
+        kept = int(np.count_nonzero(~rejected_frames(verification, masks, verify)))
+        if kept < verify.min_whole_frames:
+            reasons.append(f"no whole person: on {kept} of {len(masks)} frames the person model sees one person whose "
+                           f"head and a foot are inside the image and whose mask matches the silhouette (IoU >= "
+                           f"{verify.min_mask_iou:.2f}, heights within x{verify.max_height_ratio:.2f}; at least {verify.min_whole_frames} frames)")
     if masks is not None and len(masks):
         fragmented = float(np.mean(main_part_fractions(masks.crops) < verify.fragment_main_part))
         if fragmented > verify.max_fragmented_fraction:

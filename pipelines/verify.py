@@ -3,7 +3,7 @@
 Owns: whether verification runs (`active_verification`: a preset's `verify.backend` runs when its model files
 are present, or always when `verify.required`), sampling each track's frames and running the detector on the
 track's box there (batched over tracks), the verdict per track, the subject choice among person tracks
-(`choose_subject`), joining fragments of the subject's person (a head tracked apart from the body), and the
+(`choose_subject`), the per-frame whole-person check of the subject's frames (`check_frames`), joining fragments of the subject's person (a head tracked apart from the body), and the
 person masks that keep people out of camera plates. Does not own the weights-free rule among tracks
 (`subject.py`), the wording of quality reasons (`quality.py`) or the detector (`backends/blazepose_detect.py`).
 
@@ -24,6 +24,12 @@ Fragments: background subtraction may split one person into a head track and a b
 Ends: the subject track's leading and trailing frames where its box holds no person are cut
 (`trim_to_person`): a tracker may start a track on a table and hand it to the walker who passes it.
 Several people: the sampled frames where the final subject box holds the hip centres of two or more people.
+Every frame (`check_frames`, when `verify.frame_check`): the landmark model looks at the subject's box on each of
+its frames. Leading and trailing frames where it sees no person are cut (`trim_to_checked`); a frame counts as
+showing the person whole when the model sees a person whose head and a foot are present inside the image and
+the box keeps off the image border (`whole_people`, `boxes_inside`). The quality stage leaves the other frames,
+and those whose silhouette does not match the model's person mask, out of the silhouettes
+(`quality.rejected_frames`).
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ from ragar_data.pipelines.config import PipelineConfig, VerifyConfig, resolve_ba
 from ragar_data.pipelines.subject import SubjectTrack, relink_merges, select_subject
 from ragar_data.pipelines.track import Tracks
 
-VERIFIERS = {"blazepose": "ragar_data.pipelines.backends.blazepose_detect:BlazePoseDetector"}  # backend -> class
+VERIFIERS = {"blazepose": "ragar_data.pipelines.backends.blazepose:BlazePoseVerifier"}  # backend -> class
 VERIFIER_MODELS = {"blazepose": ("blazepose", "ai_edge_litert")}  # backend -> (registry entry, module it needs)
 FRAGMENT_SHARE = 0.8  # sampled frames on which a fragment lies inside the subject's person region
 FRAGMENT_DRIFT = 0.25  # how far (subject heights) a fragment may drift sideways relative to the subject
@@ -49,6 +55,10 @@ TRIM_STEPS = 4  # bisection steps that place each edge of the person's frames be
 SEVERAL_APART = 0.25  # hip centres closer than this many box heights are one person seen twice
 WIDE_WINDOW = 5 / 3  # the second detector window, relative to the first (BlazePoseDetector's 1.5 -> 2.5 box sides)
 BATCH_FRAMES = 8  # full-resolution frames stacked per detector call (about 50 MB at 1080p)
+ROI_SIZE = 256  # the landmark model's input side (its person mask's side)
+HEAD = (0,)  # BlazePose landmarks: the nose ...
+FEET = (27, 28, 29, 30)  # ... and the ankles and heels (one foot present is enough: the other may be hidden)
+BOX_MARGIN = 1.0  # pixels: a subject box this close to the image border holds a cut person (see boxes_inside)
 
 
 class PersonDetector(Protocol):
@@ -60,6 +70,10 @@ class PersonDetector(Protocol):
 
     def detect_people(self, frames: np.ndarray) -> list:
         """The same for whole frames."""
+
+    def landmarks_in_boxes(self, frames: np.ndarray, boxes: np.ndarray):
+        """frames (B, H, W, 3), boxes (B, 4) -> the landmark model's `LandmarkResult` on each box's ROI
+        (backends/blazepose.py): landmarks (B, 33, 5), pose_flag (B,), rois (B, 4), mask_logits (B, 256, 256)."""
 
 
 # -------------------------------------------------------------------------------------------- switching on
@@ -96,13 +110,31 @@ def active_verification(config: PipelineConfig, models_dir=None) -> PipelineConf
     return replace(config, verify=replace(config.verify, backend=None))
 
 
-def build_verifier(config: VerifyConfig, models_dir=None, device: str = "cpu") -> tuple[object | None, str]:
+def _preset_backend(preset: str | None) -> str | None:
+    """The verify backend of the built-in preset named `preset` (None when there is no such preset or it has
+    none): `active_verification` clears the backend of a run whose model files are missing."""
+    from ragar_data.errors import RagarDataError
+    from ragar_data.pipelines.config import load_preset
+
+    try:
+        return load_preset(preset).verify.backend if preset else None
+    except (RagarDataError, OSError):
+        return None
+
+
+def build_verifier(config: VerifyConfig, models_dir=None, device: str = "cpu",
+                   preset: str | None = None) -> tuple[object | None, str]:
     """The person detector for `config` (None when verification is off, or optional and unable to run here)
-    and the run's line about it."""
+    and the run's line about it. `preset` (the run's preset name) lets the line of a run whose verification
+    `active_verification` switched off name the missing files and the command that gets them."""
     problem = _missing(config.backend, models_dir) if config.backend in VERIFIER_MODELS else None
     if problem and config.required:
         raise ModelUnavailable(f"person verification ({config.backend}) is required by this preset: {problem}")
     if config.backend is None:
+        wanted = _preset_backend(preset)
+        problem = _missing(wanted, models_dir) if wanted in VERIFIER_MODELS else None
+        if problem:
+            return None, f"verify: no person verification ({wanted} cannot run here: {problem})"
         return None, "verify: no person verification (off in this preset)"
     if problem:
         return None, f"verify: no person verification ({config.backend} cannot run here: {problem})"
@@ -140,6 +172,22 @@ class Verification:
     people: set  # ids of person tracks
     joined: list = field(default_factory=list)  # fragment track ids joined into the subject's boxes
     trimmed: int = 0  # leading and trailing subject frames cut because no person was there
+    frames: FrameChecks | None = None  # the per-frame whole-person check of the subject's frames
+
+
+@dataclass
+class FrameChecks:
+    """The landmark model on each frame of the subject's track (row i = subject row i): `whole` (T',) bool, a
+    person whose head and a foot are present inside the image; `person` (T',) bool, a person at all; `rois` (T', 4) the ROIs it looked at;
+    `person_masks` (T', 8192) its person mask (probability > 0.5) in ROI space (256 x 256), bit-packed."""
+
+    whole: np.ndarray
+    rois: np.ndarray
+    person_masks: np.ndarray
+    person: np.ndarray  # (T',) bool: the model sees a person at all (pose flag >= min_pose_flag)
+
+    def person_mask(self, row: int) -> np.ndarray:
+        return np.unpackbits(self.person_masks[row])[:ROI_SIZE * ROI_SIZE].reshape(ROI_SIZE, ROI_SIZE).astype(bool)
 
 
 def sample_rows(count: int, samples: int) -> np.ndarray:
@@ -304,7 +352,73 @@ def choose_subject(tracks: Tracks, image_size: tuple[int, int], frame_rgb: Calla
         verification.trimmed = trim_to_person(subject, verdicts[subject.track_id], frame_rgb, detector,
                                               config.verify.min_score)
         count_several(verdicts[subject.track_id], subject)
+        if config.verify.frame_check:
+            verification.frames = check_frames(subject, frame_rgb, detector, config.verify)
+            verification.trimmed += trim_to_checked(subject, verification.frames)
     return subject, verification
+
+
+# --------------------------------------------------------------------------------- per-frame whole person
+def whole_people(landmarks: np.ndarray, pose_flag: np.ndarray, image_size: tuple[int, int],
+                 config: VerifyConfig) -> np.ndarray:
+    """(B,) bool: the landmark model sees a person (pose flag >= `min_pose_flag`) whose head (nose) and at
+    least one foot (ankle or heel) are present (presence >= `min_landmark_presence`) and inside the image.
+    landmarks (B, 33, 5) x, y, z, visibility, presence."""
+    width, height = image_size
+
+    def seen(points: np.ndarray) -> np.ndarray:
+        inside = (points[..., 0] >= 0) & (points[..., 0] < width) & (points[..., 1] >= 0) & (points[..., 1] < height)
+        return inside & (points[..., 4] >= config.min_landmark_presence)
+
+    landmarks = np.asarray(landmarks, np.float64)
+    head, feet = seen(landmarks[:, HEAD]).all(axis=1), seen(landmarks[:, FEET]).any(axis=1)
+    return (np.asarray(pose_flag) >= config.min_pose_flag) & head & feet
+
+
+def boxes_inside(boxes: np.ndarray, image_size: tuple[int, int], margin: float = BOX_MARGIN) -> np.ndarray:
+    """(B,) bool: each box x1, y1, x2, y2 keeps `margin` pixels from every image border (a box that reaches the
+    border holds a person cut by it, even where the landmark model guesses the hidden feet inside the image)."""
+    width, height = image_size
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return ((boxes[:, 0] >= margin) & (boxes[:, 1] >= margin) & (boxes[:, 2] <= width - margin)
+            & (boxes[:, 3] <= height - margin))
+
+
+def check_frames(subject: SubjectTrack, frame_rgb: Callable, detector: PersonDetector,
+                 config: VerifyConfig) -> FrameChecks:
+    """The landmark model on every subject frame's box, `BATCH_FRAMES` frames per call, in clip order (a clip
+    read again from the video is decoded once); a frame is `whole` when `whole_people` says so and its box keeps
+    off the image border (`boxes_inside`)."""
+    whole, rois, masks, person = [], [], [], []
+    for start in range(0, len(subject.frame), BATCH_FRAMES):
+        frames = np.stack([frame_rgb(int(p)) for p in subject.frame[start:start + BATCH_FRAMES]])
+        result = detector.landmarks_in_boxes(frames, subject.boxes[start:start + BATCH_FRAMES])
+        size = (frames.shape[2], frames.shape[1])
+        whole.append(whole_people(result.landmarks, result.pose_flag, size, config)
+                     & boxes_inside(subject.boxes[start:start + BATCH_FRAMES], size))
+        person.append(np.asarray(result.pose_flag) >= config.min_pose_flag)
+        rois.append(np.asarray(result.rois, np.float64).reshape(-1, 4))
+        masks.append(np.packbits(np.asarray(result.mask_logits).reshape(len(frames), -1) > 0, axis=1))
+    if not whole:
+        return FrameChecks(np.zeros(0, bool), np.zeros((0, 4)), np.zeros((0, ROI_SIZE * ROI_SIZE // 8), np.uint8),
+                           np.zeros(0, bool))
+    return FrameChecks(np.concatenate(whole), np.concatenate(rois), np.concatenate(masks), np.concatenate(person))
+
+
+def trim_to_checked(subject: SubjectTrack, checks: FrameChecks) -> int:
+    """Cut the subject's leading and trailing frames on which the landmark model sees no person in the box at
+    all (the track began on floor tape or half a walker before the walker filled its box), from `subject` and
+    `checks` alike; returns how many were cut. Frames without a person between two with one stay (and are left
+    out of the silhouettes, `quality.rejected_frames`)."""
+    seen = np.flatnonzero(checks.person)
+    if len(seen) == 0:
+        return 0
+    rows = slice(int(seen[0]), int(seen[-1]) + 1)
+    cut = len(subject.frame) - (rows.stop - rows.start)
+    subject.frame, subject.boxes = subject.frame[rows], subject.boxes[rows]
+    checks.whole, checks.rois = checks.whole[rows], checks.rois[rows]
+    checks.person_masks, checks.person = checks.person_masks[rows], checks.person[rows]
+    return cut
 
 
 def _is_person(subject: SubjectTrack, row: int, frame_rgb: Callable, detector: PersonDetector,

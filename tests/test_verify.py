@@ -45,6 +45,23 @@ class FakeDetector:
     def detect_people(self, frames):
         return [_detections(self.people.get(int(frame[0, 0, 0]), [])) for frame in frames]
 
+    def landmarks_in_boxes(self, frames, boxes):
+        """The landmark model's view of each box: a person (pose flag 1, nose at the face, feet as far below the
+        hip as the face is above it) when a person's face and hip are inside the box, nobody otherwise."""
+        landmarks, flags = np.zeros((len(frames), 33, 5), np.float32), np.zeros(len(frames), np.float32)
+        for index, (frame, box) in enumerate(zip(frames, boxes)):
+            for face, hip in self.people.get(int(frame[0, 0, 0]), []):
+                if verify._inside(np.asarray([face, hip]), box).all():
+                    flags[index] = 1.0
+                    landmarks[index, :, :2] = hip
+                    landmarks[index, 0, :2] = face
+                    landmarks[index, list(verify.FEET), :2] = (hip[0], 2 * hip[1] - face[1])
+                    landmarks[index, :, 4] = 1.0
+        rois = np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]).max(1, keepdims=True)
+                               * 1.25, np.zeros((len(boxes), 1))], axis=1)
+        return SimpleNamespace(landmarks=landmarks, pose_flag=flags, rois=rois,
+                               mask_logits=np.full((len(frames), 256, 256), -1.0, np.float32))
+
 
 def _detections(seen):
     hips = np.asarray([h for _, h in seen], np.float32).reshape(-1, 2)
@@ -300,7 +317,7 @@ def test_extraction_says_which_verification_ran_and_the_blazepose_preset_fills_e
 
 
 def test_fragmented_frames_are_dropped_only_when_verification_ran():
-    from ragar_data.pipelines.quality import fragmented_frames
+    from ragar_data.pipelines.quality import rejected_frames as fragmented_frames
 
     whole = np.zeros((40, 20), bool)
     whole[2:38, 5:15] = True
@@ -319,3 +336,95 @@ def test_stages_of_the_default_preset_build_without_the_person_model_files(tmp_p
     assert stages.verifier is None and stages.skipped[-1].startswith("verify: no person verification")
     with pytest.raises(ModelUnavailable, match=r"blazepose: missing .*pose_detection.tflite"):
         build_stages(load_preset("blazepose"), models_dir=tmp_path)
+
+
+def test_without_model_files_the_verify_line_names_them_and_the_download_command(tmp_path):
+    from ragar_data.pipelines.processing import build_stages
+
+    off = verify.active_verification(load_preset("default"), tmp_path)  # what extract does first
+    line = build_stages(off, models_dir=tmp_path).skipped[-1]
+    assert "off in this preset" not in line
+    assert "pose_detection.tflite" in line and "`ragar-data models download blazepose`" in line
+    paper = verify.build_verifier(load_preset("paper").verify, tmp_path, preset="paper")[1]
+    assert paper == "verify: no person verification (off in this preset)"
+
+
+# ------------------------------------------------------------------------------------ per-frame check
+def _landmarks(nose, foot, presence=1.0):
+    marks = np.zeros((1, 33, 5), np.float32)
+    marks[0, :, 4] = presence
+    marks[0, 0, :2], marks[0, list(verify.FEET), :2] = nose, foot
+    return marks
+
+
+def test_a_frame_is_whole_only_with_a_person_whose_head_and_a_foot_are_inside_the_image():
+    settings = VerifyConfig()
+    cases = {"whole": (_landmarks((50, 10), (50, 90)), 0.9, True),
+             "no person": (_landmarks((50, 10), (50, 90)), 0.2, False),
+             "feet below the image": (_landmarks((50, 10), (50, 130)), 0.9, False),
+             "head above the image": (_landmarks((50, -5), (50, 90)), 0.9, False),
+             "landmarks not present": (_landmarks((50, 10), (50, 90), presence=0.1), 0.9, False)}
+    for name, (marks, flag, expected) in cases.items():
+        assert verify.whole_people(marks, np.array([flag]), (100, 100), settings).tolist() == [expected], name
+    boxes = np.array([[10, 5, 60, 95], [10, 5, 60, 100], [0, 5, 60, 95]], np.float32)
+    assert verify.boxes_inside(boxes, (100, 100)).tolist() == [True, False, False]  # a box at the border: cut
+
+
+def _checks(person: np.ndarray, whole: bool = True) -> verify.FrameChecks:
+    """One frame's check whose ROI is the 256 x 256 image itself (ROI space = image space)."""
+    packed = np.packbits(person.reshape(1, -1), axis=1)
+    return verify.FrameChecks(np.array([whole]), np.array([[128.0, 128.0, 256.0, 0.0]]), packed, np.array([True]))
+
+
+def test_frames_whose_silhouette_does_not_match_the_person_are_left_out():
+    from ragar_data.pipelines.quality import mask_agreement, rejected_frames
+
+    person = np.zeros((256, 256), bool)
+    person[40:200, 100:140] = True
+    pole = person.copy()
+    pole[5:40, 118:121] = True  # a thin pole joined to the head: IoU stays high, the height does not
+    half = person.copy()
+    half[:, 120:] = False  # half a walker
+    settings = VerifyConfig()
+    for mask, expected in ((person, False), (pole, True), (half, True)):
+        masks = SubjectMasks.from_full(mask[None])
+        verification = verify.Verification({}, set(), frames=_checks(person))
+        assert rejected_frames(verification, masks, settings).tolist() == [expected]
+    ious, heights = mask_agreement(_checks(person), SubjectMasks.from_full(pole[None]))
+    assert ious[0] > 0.9 and heights[0] > settings.max_height_ratio
+    unseen = verify.Verification({}, set(), frames=_checks(person, whole=False))
+    assert rejected_frames(unseen, SubjectMasks.from_full(person[None]), settings).tolist() == [True]
+
+
+def test_too_few_whole_person_frames_fail_the_sequence_with_a_named_reason():
+    person = np.zeros((256, 256), bool)
+    person[40:200, 100:140] = True
+    subject = SubjectTrack(1, np.arange(1), np.array([[100, 40, 140, 200]], np.float32), 1.0, True)
+    verdict = verify.TrackVerdict(1, sampled=8, person_frames=8)
+    masks = SubjectMasks.from_full(person[None])
+    for whole, expected in ((True, []), (False, ["no whole person"])):
+        verification = verify.Verification({1: verdict}, {1}, frames=_checks(person, whole))
+        reasons = person_reasons(verification, subject, masks, VerifyConfig(min_whole_frames=1), SelectConfig())
+        assert [r.split(":")[0] for r in reasons] == expected
+
+
+def test_the_walker_chosen_by_verification_has_its_frames_checked():
+    tracks, people = scene()
+    def full_frame(position):  # frame_rgb at the clip's size: the check reads the image borders
+        return np.full((HEIGHT, WIDTH, 3), position, np.uint8)
+
+    chosen, verification = verify.choose_subject(tracks, (WIDTH, HEIGHT), full_frame, FakeDetector(people), config())
+    assert verification.frames is not None and len(verification.frames.whole) == len(chosen.frame)
+    assert verification.frames.whole.all()  # the fake model sees the walker's face and hip in every box
+    _, unchecked = verify.choose_subject(scene()[0], (WIDTH, HEIGHT), full_frame, FakeDetector(people),
+                                         config(frame_check=False))
+    assert unchecked.frames is None
+
+
+def test_leading_and_trailing_frames_without_a_person_are_cut_from_the_subject_track():
+    subject = SubjectTrack(1, np.arange(10, 16), np.tile([100.0, 40, 140, 200], (6, 1)), 1.0, True)
+    person = np.array([False, False, True, False, True, False])  # floor tape, the walker, a miss, the walker, ...
+    checks = verify.FrameChecks(person.copy(), np.zeros((6, 4)), np.zeros((6, 8192), np.uint8), person.copy())
+    assert verify.trim_to_checked(subject, checks) == 3
+    assert subject.frame.tolist() == [12, 13, 14] and checks.person.tolist() == [True, False, True]
+    assert len(subject.boxes) == len(checks.whole) == len(checks.rois) == len(checks.person_masks) == 3

@@ -27,8 +27,9 @@ import numpy as np
 
 from ragar_data.errors import InputError, RagarDataError
 from ragar_data import weights as registry
-from ragar_data.pipelines.backends.blazepose_detect import (crop_rois, crop_to_image, pixel_index_matrices,
-                                                            roi_matrices, rois_from_boxes, sigmoid)
+from ragar_data.pipelines.backends.blazepose_detect import (BlazePoseDetector, crop_rois, crop_to_image,
+                                                            pixel_index_matrices, roi_matrices, rois_from_boxes,
+                                                            sigmoid)
 from ragar_data.pipelines.backends.litert import LiteRTModel
 from ragar_data.pipelines.backends.runtime import check_boxes, check_frames
 
@@ -256,3 +257,17 @@ class BlazePoseLifter(_UsesLandmarker):
     def lift(self, keypoints_2d: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
         raise RagarDataError("the blazepose lifter reads 3D from the frames (lift_frames(frames, boxes)), not from "
                              "2D keypoints; this preset's lift3d stage only passes keypoints")
+
+
+class BlazePoseVerifier(BlazePoseDetector):
+    """Verify backend (pipelines/verify.py): the person detector (`BlazePoseDetector`) plus the landmark model on
+    given boxes (`landmarks_in_boxes(frames, boxes) -> LandmarkResult`, the ROI framed as `BlazePoseLandmarker`
+    does), which the per-frame whole-person check of the subject's frames reads."""
+
+    def __init__(self, *, models_dir: Path | None = None, device: str = "cpu", model: str | None = None,
+                 weights: str | None = None, **options):
+        super().__init__(models_dir=models_dir, device=device, model=model, weights=weights, **options)
+        self.landmarker = BlazePoseLandmarker(models_dir=models_dir, model=model, weights=weights)
+
+    def landmarks_in_boxes(self, frames: np.ndarray, boxes: np.ndarray) -> LandmarkResult:
+        return self.landmarker.run_boxes(frames, boxes)
