@@ -33,6 +33,11 @@ PAPER = {
     "GaitGraph": (61.78, 77.03, 52.34, 82.24, 56.16),
 }
 DEFAULT_CONFIG = "table3_cpu"
+# Per-model settings of a packaged config, applied after the config file and before --set (the config's leading
+# comment says why each one is there). `--set MODEL:KEY=VALUE` adds to or overrides them for one model.
+MODEL_SETTINGS: dict[str, dict[str, list[str]]] = {
+    "table3_cpu": {},
+}
 
 
 def parse_models(text: str | None) -> list[str]:
@@ -55,11 +60,35 @@ def has_keypoints(dataset_dir) -> bool:
     return any(model is not None for model in models)
 
 
+def split_overrides(overrides) -> tuple[list[str], dict[str, list[str]]]:
+    """``--set`` values -> (those for every model, {model: its own}): ``KEY=VALUE`` or ``MODEL:KEY=VALUE``."""
+    shared, per_model = [], {}
+    for item in overrides:
+        key, equals, value = item.partition("=")
+        if ":" not in key:
+            shared.append(item)
+            continue
+        model, key = key.split(":", 1)
+        if model not in MODELS:
+            raise click.BadParameter(f"{item!r}: unknown model {model!r}; expected one of {', '.join(MODELS)}",
+                                     param_hint="--set")
+        per_model.setdefault(model, []).append(f"{key}{equals}{value}")
+    return shared, per_model
+
+
+def model_settings(name: str, config_name: str, overrides) -> list[str]:
+    """The overrides one model trains with: the config's per-model settings, the shared --set values, then the
+    model's own --set values (later ones win)."""
+    shared, per_model = split_overrides(overrides)
+    return [*MODEL_SETTINGS.get(str(config_name), {}).get(name, []), *shared, *per_model.get(name, [])]
+
+
 def model_config(name: str, dataset, config_name: str, overrides, out: Path):
     from ragar_data.training.config import load_config
 
     return load_config(config_name, [f"model.name={name}", f"data.dataset={dataset}",
-                                     f"train.output_dir={out / 'models' / name}", *overrides])
+                                     f"train.output_dir={out / 'models' / name}",
+                                     *model_settings(name, config_name, overrides)])
 
 
 def headline_row(report: dict, seconds: dict, **notes) -> dict:
@@ -129,10 +158,12 @@ def timing_lines(results: dict) -> str:
 def run_table3(dataset, models: list[str], config_name: str, overrides, out: Path, log=click.echo) -> dict:
     """Every row (resumed or computed), then the table files; returns {"paths", "results", "skipped"}."""
     from ragar_data.paper_tables import PaperTable
+    from ragar_data.training.config import load_config
 
     table = PaperTable("table3", f"Table 3 on {dataset} (config {config_name})", COLUMNS,
                        {row: dict(zip(COLUMNS, values)) for row, values in PAPER.items()}, out)
-    base = model_config(models[0], dataset, config_name, [*overrides, "model.name="], out)
+    shared, _ = split_overrides(overrides)
+    base = load_config(config_name, [f"data.dataset={dataset}", *shared])
     results = {FLOOR: table.run_row(FLOOR, lambda: majority_floor(dataset, base), log)}
     keypoints, skipped = None, {}
     for name in models:
@@ -147,9 +178,11 @@ def run_table3(dataset, models: list[str], config_name: str, overrides, out: Pat
         if table.finished(MODELS[name]) is None:
             log(f"table3: {MODELS[name]}: training {config.train.classification_iterations} iterations")
         results[MODELS[name]] = table.run_row(MODELS[name], lambda: train_and_evaluate(name, config, dataset), log)
-    notes = "\n".join(f"- {row}: skipped: {reason}" for row, reason in skipped.items())
+    settings = {name: model_settings(name, config_name, overrides) for name in models}
+    notes = "\n".join([*(f"- {MODELS[n]}: trained with {', '.join(s)}" for n, s in settings.items() if s),
+                       *(f"- {row}: skipped: {reason}" for row, reason in skipped.items())])
     paths = table.write(results, {"dataset": str(dataset), "config": config_name, "overrides": list(overrides),
-                                  "skipped": skipped},
+                                  "model_settings": {n: s for n, s in settings.items() if s}, "skipped": skipped},
                         more_markdown="\n" + timing_lines(results) + breakdown_sections(results) + (f"\n{notes}\n" if notes else ""))
     return {"paths": paths, "results": results, "skipped": skipped, "markdown": paths["md"].read_text()}
 
@@ -168,7 +201,8 @@ def _input_of(name: str) -> str:
 @click.option("--config", "config_name", default=DEFAULT_CONFIG, show_default=True,
               help="Packaged config name or YAML file shared by every model.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config field for every model, e.g. --set train.classification_iterations=200.")
+              help="Override a config field for every model, e.g. --set train.classification_iterations=200, or for "
+                   "one model: --set garnet:model.width=1 (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/table3", show_default=True,
               help="Run folder: per-model runs, row results and the table files.")
 @click.option("--threads", type=int, default=None,

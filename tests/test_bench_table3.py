@@ -70,6 +70,28 @@ def test_table3_skips_pose_models_on_a_dataset_without_keypoints(tmp_path):
     assert not (tmp_path / "table3" / "models" / "gaitgraph").exists()
 
 
+def test_table3_per_model_settings_reach_only_their_model(tmp_path):
+    from ragar_data.cli.bench_table3 import MODEL_SETTINGS, model_settings
+
+    tiny_dataset(tmp_path / "data")
+    out = tmp_path / "table3"
+    result = CliRunner().invoke(cli, ["benchmark", "table3", "-d", str(tmp_path / "data"), "--models", "gaitgraph",
+                                      "--out", str(out), *[a for s in TINY for a in ("--set", s)],
+                                      "--set", "gaitgraph:train.classification_iterations=3",
+                                      "--set", "gaitset:train.classification_iterations=5"])
+    assert result.exit_code == 0, result.output
+    table = json.loads((out / "table3.json").read_text())
+    assert table["rows"]["GaitGraph"]["iterations"] == 3  # its own --set wins over the shared one (2)
+    assert table["model_settings"]["gaitgraph"][-1] == "train.classification_iterations=3"
+    assert "GaitGraph: trained with" in (out / "table3.md").read_text()
+    # the packaged config's per-model settings come first, so --set overrides them
+    for name, settings in MODEL_SETTINGS["table3_cpu"].items():
+        assert model_settings(name, "table3_cpu", ["a.b=1"])[: len(settings)] == settings
+    bad = CliRunner().invoke(cli, ["benchmark", "table3", "-d", str(tmp_path / "data"), "--out", str(out),
+                                   "--set", "gaitfoo:model.width=1"])
+    assert bad.exit_code == 2 and "unknown model 'gaitfoo'" in bad.output
+
+
 def write_ground_truth(root, records, size=(180, 320)):
     """A ground-truth npz per sequence (frames 0..T+2, keypoints moving right), the first joint out of frame."""
     rng = np.random.default_rng(3)

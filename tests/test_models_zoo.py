@@ -105,6 +105,9 @@ def test_garnet_selects_per_attribute_among_static_and_motion_parts():
     weights = model.visual.selection.weights(tokens)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 15))
     assert not torch.allclose(weights[0], weights[1])  # the selection depends on the sequence
+    features = model.visual(silhouettes)
+    assert features.shape == (2, 128, 15 + 32)  # the selected features, then the tokens they come from
+    torch.testing.assert_close(features[..., 15:], tokens)
     assert model(silhouettes).shape == (2, 45)
 
 
