@@ -8,7 +8,7 @@ files), the default preset with it, and the `blazepose` preset. Each extraction 
 plates, then is timed reusing them (steady state, as extract_throughput.py); CPU ms per frame beside it.
 
     python benchmarks/blazepose_speed.py --models-dir DIR [--threads 2] [--repeats 20]
-                                         [--end-to-end] [--subjects 2] [--seconds 1] [--data DIR]
+                                         [--end-to-end [--skip-calls]] [--subjects 2] [--seconds 1] [--data DIR]
 """
 from __future__ import annotations
 
@@ -46,12 +46,15 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=2, help="end to end: subjects, 4 clips each")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--data", type=Path, help="end to end: keep the generated clips here (reused)")
-    parser.add_argument("--calls-only", action="store_true", help="skip the per-call medians")
+    parser.add_argument("--skip-calls", action="store_true", help="with --end-to-end: skip the per-call medians")
     args = parser.parse_args()
+    if not args.skip_calls:
+        per_call(args)
     if args.end_to_end:
         end_to_end(args)
-    if args.calls_only or args.end_to_end:
-        return
+
+
+def per_call(args) -> None:
     directory = weights.resolve_models_dir(args.models_dir)
     for name in ("blazepose", "selfie-segmentation"):
         weights.download_model(weights.get_spec(name), directory, progress=False)
