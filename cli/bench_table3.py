@@ -86,19 +86,19 @@ def split_overrides(overrides) -> tuple[list[str], dict[str, list[str]]]:
     return shared, per_model
 
 
-def model_settings(name: str, config_name: str, overrides) -> list[str]:
-    """The overrides one model trains with: the config's per-model settings, the shared --set values, then the
+def model_settings(models: list[str], config_name: str, overrides) -> dict[str, list[str]]:
+    """{model: the overrides it trains with}: the config's per-model settings, the shared --set values, then the
     model's own --set values (later ones win)."""
     shared, per_model = split_overrides(overrides)
-    return [*MODEL_SETTINGS.get(str(config_name), {}).get(name, []), *shared, *per_model.get(name, [])]
+    packaged = MODEL_SETTINGS.get(str(config_name), {})
+    return {name: [*packaged.get(name, []), *shared, *per_model.get(name, [])] for name in models}
 
 
-def model_config(name: str, dataset, config_name: str, overrides, out: Path):
+def model_config(name: str, dataset, config_name: str, settings: list[str], out: Path):
     from ragar_data.training.config import load_config
 
     return load_config(config_name, [f"model.name={name}", f"data.dataset={dataset}",
-                                     f"train.output_dir={out / 'models' / name}",
-                                     *model_settings(name, config_name, overrides)])
+                                     f"train.output_dir={out / 'models' / name}", *settings])
 
 
 def headline_row(report: dict, seconds: dict, **notes) -> dict:
@@ -173,11 +173,12 @@ def run_table3(dataset, models: list[str], config_name: str, overrides, out: Pat
     table = PaperTable("table3", f"Table 3 on {dataset} (config {config_name})", COLUMNS,
                        {row: dict(zip(COLUMNS, values)) for row, values in PAPER.items()}, out)
     shared, _ = split_overrides(overrides)
+    settings = model_settings(models, config_name, overrides)
     base = load_config(config_name, [f"data.dataset={dataset}", *shared])
     results = {FLOOR: table.run_row(FLOOR, lambda: majority_floor(dataset, base), log)}
     keypoints, skipped = None, {}
     for name in models:
-        config = model_config(name, dataset, config_name, overrides, out)
+        config = model_config(name, dataset, config_name, settings[name], out)
         if _input_of(name) == "keypoints_2d":
             keypoints = has_keypoints(dataset) if keypoints is None else keypoints
             if not keypoints:
@@ -188,7 +189,6 @@ def run_table3(dataset, models: list[str], config_name: str, overrides, out: Pat
         if table.finished(MODELS[name]) is None:
             log(f"table3: {MODELS[name]}: training {config.train.classification_iterations} iterations")
         results[MODELS[name]] = table.run_row(MODELS[name], lambda: train_and_evaluate(name, config, dataset), log)
-    settings = {name: model_settings(name, config_name, overrides) for name in models}
     notes = "\n".join([*(f"- {MODELS[n]}: trained with {', '.join(s)}" for n, s in settings.items() if s),
                        *(f"- {row}: skipped: {reason}" for row, reason in skipped.items())])
     paths = table.write(results, {"dataset": str(dataset), "config": config_name, "overrides": list(overrides),

@@ -86,7 +86,7 @@ def test_table3_per_model_settings_reach_only_their_model(tmp_path):
     assert "GaitGraph: trained with" in (out / "table3.md").read_text()
     # the packaged config's per-model settings come first, so --set overrides them
     for name, settings in MODEL_SETTINGS["table3_cpu"].items():
-        assert model_settings(name, "table3_cpu", ["a.b=1"])[: len(settings)] == settings
+        assert model_settings([name], "table3_cpu", ["a.b=1"])[name][: len(settings)] == settings
     bad = CliRunner().invoke(cli, ["benchmark", "table3", "-d", str(tmp_path / "data"), "--out", str(out),
                                    "--set", "gaitfoo:model.width=1"])
     assert bad.exit_code == 2 and "unknown model 'gaitfoo'" in bad.output
