@@ -34,7 +34,7 @@ from ragar_data.pipelines.frame_store import FrameFile
 from ragar_data.pipelines.lift3d import LIFTERS, Lifter
 from ragar_data.pipelines.plates import camera_of
 from ragar_data.pipelines.pose2d import POSE_ESTIMATORS, PoseEstimator
-from ragar_data.pipelines.quality import assess_quality, person_reasons, rejected_frames
+from ragar_data.pipelines.quality import assess_quality, main_part_fractions, person_reasons, rejected_frames
 from ragar_data.pipelines.segment import SEGMENTERS, ForegroundSegmenter, Segmenter, SubjectMasks
 from ragar_data.pipelines.subject import SubjectTrack
 from ragar_data.pipelines.sources import WorkUnit
@@ -320,8 +320,8 @@ def _track_stage(stages: Stages, works: list[_Work]) -> None:
 def _select_stage(stages: Stages, works: list[_Work]) -> None:
     for work in works:
         with _stage("select", [work]):
-            work.subject, work.verification = choose_subject(work.tracks, work.clip.image_size, work.clip.rgb_reader(),
-                                                             stages.verifier, stages.config)
+            work.subject, work.verification = choose_subject(
+                work.tracks, work.clip.image_size, work.clip.frame_reader(), stages.verifier, stages.config)
 
 
 def _with_subject_frames(works: list[_Work]) -> list[_Work]:
@@ -426,16 +426,19 @@ def _finish(work: _Work, config: PipelineConfig, labels: dict, config_hash: str,
     clip, subject, key = work.clip, work.subject, work.unit.key
     size = config.silhouette_size
     silhouettes, silhouette_positions = np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64)
-    truncated = np.zeros(0, bool)
+    truncated, shares, rejected = np.zeros(0, bool), None, None
     if subject is not None and work.masks is not None:
         truncated = work.masks.touches_border(config.quality.border_margin)
         dropped = truncated & config.quality.drop_truncated_frames
-        usable = np.flatnonzero(~(dropped | rejected_frames(work.verification, work.masks, config.verify)))
+        if work.verification is not None:
+            shares = main_part_fractions(work.masks.crops)
+        rejected = rejected_frames(work.verification, work.masks, config.verify, shares)
+        usable = np.flatnonzero(~(dropped | rejected))
         silhouettes, silhouette_positions = work.masks.silhouettes(usable, size, name=str(key))
     positions = subject.frame if subject is not None else None
     reasons = assess_quality(positions=positions, truncated=truncated, num_silhouettes=len(silhouettes),
                              config=config.quality)
-    reasons += person_reasons(work.verification, subject, work.masks, config.verify, config.select)
+    reasons += person_reasons(work.verification, subject, work.masks, config.verify, config.select, shares, rejected)
     frame_index = clip.frame_index[subject.frame] if subject is not None else np.zeros(0, np.int32)
     label = labels.get((key.subject, key.combination))
     record = make_record(

@@ -97,17 +97,19 @@ def _row_span(mask: np.ndarray) -> int:
     return int(rows[-1] - rows[0] + 1) if len(rows) else 0
 
 
-def rejected_frames(verification, masks, verify: VerifyConfig) -> np.ndarray:
+def rejected_frames(verification, masks, verify: VerifyConfig, shares: np.ndarray | None = None) -> np.ndarray:
     """(T',) bool: subject frames left out of the silhouettes when verification ran: the mask is in pieces
     (largest part < `fragment_main_part` of it: a half-seen walker at the edge of a track), and, when the
     per-frame check ran (`verify.FrameChecks`), the landmark model sees no whole person in the subject's box
     (`verify.whole_people`), the mask overlaps its person mask by IoU < `min_mask_iou` (a box on floor tape,
     half a walker, a mask broken into pieces or grown over the background) or their heights differ by more than
     `max_height_ratio` (a pole joined to the head, the feet missing). All False without verification,
-    so a weights-free run keeps the frames it always kept."""
+    so a weights-free run keeps the frames it always kept. `shares`: `main_part_fractions(masks.crops)` when the
+    caller has them."""
     if verification is None or masks is None:
         return np.zeros(len(masks) if masks is not None else 0, bool)
-    rejected = main_part_fractions(masks.crops) < verify.fragment_main_part
+    shares = main_part_fractions(masks.crops) if shares is None else shares
+    rejected = shares < verify.fragment_main_part
     checks = verification.frames
     if checks is not None and len(checks.whole) == len(masks):
         ious, heights = mask_agreement(checks, masks)
@@ -116,11 +118,16 @@ def rejected_frames(verification, masks, verify: VerifyConfig) -> np.ndarray:
     return rejected
 
 
-def person_reasons(verification, subject, masks, verify: VerifyConfig, select: SelectConfig) -> list[str]:
+def person_reasons(verification, subject, masks, verify: VerifyConfig, select: SelectConfig,
+                   shares: np.ndarray | None = None, rejected: np.ndarray | None = None) -> list[str]:
     """Reasons from person verification (module docstring); [] when it did not run or found no subject track.
-    `verification` is a `verify.Verification`, `subject` a `subject.SubjectTrack`, `masks` its SubjectMasks."""
+    `verification` is a `verify.Verification`, `subject` a `subject.SubjectTrack`, `masks` its SubjectMasks;
+    `shares` and `rejected`: `main_part_fractions` and `rejected_frames` of the masks when the caller has them."""
     if verification is None or subject is None:
         return []
+    if masks is not None:
+        shares = main_part_fractions(masks.crops) if shares is None else shares
+        rejected = rejected_frames(verification, masks, verify, shares) if rejected is None else rejected
     reasons = []
     verdict = verification.verdicts.get(subject.track_id)
     if subject.track_id not in verification.people:
@@ -135,13 +142,13 @@ def person_reasons(verification, subject, masks, verify: VerifyConfig, select: S
                        f"box heights and changes height by less than {select.walking_scale_change:.0%})")
     checks = verification.frames
     if checks is not None and masks is not None and subject.track_id in verification.people:
-        kept = int(np.count_nonzero(~rejected_frames(verification, masks, verify)))
+        kept = int(np.count_nonzero(~rejected))
         if kept < verify.min_whole_frames:
             reasons.append(f"no whole person: on {kept} of {len(masks)} frames the person model sees one person whose "
                            f"head and a foot are inside the image and whose mask matches the silhouette (IoU >= "
                            f"{verify.min_mask_iou:.2f}, heights within x{verify.max_height_ratio:.2f}; at least {verify.min_whole_frames} frames)")
     if masks is not None and len(masks):
-        fragmented = float(np.mean(main_part_fractions(masks.crops) < verify.fragment_main_part))
+        fragmented = float(np.mean(shares < verify.fragment_main_part))
         if fragmented > verify.max_fragmented_fraction:
             reasons.append(f"fragmented mask: on {fragmented:.0%} of frames the largest part of the mask holds less "
                            f"than {verify.fragment_main_part:.0%} of it (at most {verify.max_fragmented_fraction:.0%}"
