@@ -263,6 +263,20 @@ def halvings(width: int, height: int, size: tuple[int, int]) -> bool:
 
 
 @dataclass
+class FrameReader:
+    """Full-resolution RGB of a clip's frames by position, whole or a region only (`Clip.frame_reader`)."""
+
+    info: VideoInfo
+    frame: Callable[[int], object]  # position -> the frame in `info.layout`
+
+    def rgb(self, position: int) -> np.ndarray:
+        return to_rgb(self.frame(position), self.info)
+
+    def rgb_crop(self, position: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return rgb_crop(self.frame(position), self.info, x0, y0, x1, y1)
+
+
+@dataclass
 class Clip:
     """A decoded sequence: full-resolution frames (in `info.layout`) and their reduced RGB copy for detection.
 
@@ -305,28 +319,32 @@ class Clip:
         return rgb_crop(self._frame(position), self.info, x0, y0, x1, y1)
 
     def rgb_reader(self, keep: int = 8) -> Callable[[int], np.ndarray]:
-        """`rgb(position)` that also works when the frames were not kept: it reads the video again forward,
-        keeping the last `keep` frames it passed, and starts over only when asked for an earlier frame (callers
-        that ask in increasing order decode the clip once)."""
+        """`rgb(position)` that also works when the frames were not kept (see `frame_reader`)."""
+        return self.frame_reader(keep).rgb
+
+    def frame_reader(self, keep: int = 8) -> FrameReader:
+        """Whole frames (`rgb`) and regions (`rgb_crop`) by position, also when the frames were not kept: the
+        video is then read again forward, keeping the last `keep` frames passed, and started over only when an
+        earlier frame is asked for (callers that ask in increasing order decode the clip once)."""
         if self.frames is not None:
-            return self.rgb
-        recent: dict[int, np.ndarray] = {}
+            return FrameReader(self.info, self._frame)
+        recent: dict[int, object] = {}
         state = {"frames": None}
 
-        def read(position: int) -> np.ndarray:
+        def read(position: int):
             if position in recent:
                 return recent[position]
             if state["frames"] is None or position < max(recent, default=-1):
                 state["frames"], _ = self.reread(), recent.clear()
             for at, frame in state["frames"]:
-                recent[at] = to_rgb(frame, self.info)
+                recent[at] = frame
                 if len(recent) > keep:
                     del recent[min(recent)]
                 if at == position:
-                    return recent[at]
+                    return frame
             raise VideoError(f"{self.path}: frame {position} is beyond the clip's {self.num_frames} frames")
 
-        return read
+        return FrameReader(self.info, read)
 
     def reread(self) -> Iterator[tuple[int, object]]:
         """(position, full-resolution frame) of every frame of the clip, decoded again from the video (the same

@@ -179,12 +179,15 @@ class Verification:
 class FrameChecks:
     """The landmark model on each frame of the subject's track (row i = subject row i): `whole` (T',) bool, a
     person whose head and a foot are present inside the image; `person` (T',) bool, a person at all; `rois` (T', 4) the ROIs it looked at;
-    `person_masks` (T', 8192) its person mask (probability > 0.5) in ROI space (256 x 256), bit-packed."""
+    `person_masks` (T', 8192) its person mask (probability > 0.5) in ROI space (256 x 256), bit-packed. A frame
+    the model did not look at (`checked` False, see `check_frames`) holds its neighbours' verdicts and the nearest
+    checked frame's mask, with that frame's ROI moved to its own box."""
 
     whole: np.ndarray
     rois: np.ndarray
     person_masks: np.ndarray
     person: np.ndarray  # (T',) bool: the model sees a person at all (pose flag >= min_pose_flag)
+    checked: np.ndarray | None = None  # (T',) bool: the model looked at this frame (None: at every frame)
 
     def person_mask(self, row: int) -> np.ndarray:
         return np.unpackbits(self.person_masks[row])[:ROI_SIZE * ROI_SIZE].reshape(ROI_SIZE, ROI_SIZE).astype(bool)
@@ -212,24 +215,69 @@ def _grown(boxes: np.ndarray, factor: float) -> np.ndarray:
     return np.concatenate([centres - half, centres + half], axis=1).astype(np.float32)
 
 
-def _merged(first, second) -> SimpleNamespace:
-    return SimpleNamespace(**{name: np.concatenate([np.asarray(getattr(first, name)).reshape(-1, *shape),
-                                                    np.asarray(getattr(second, name)).reshape(-1, *shape)])
+def _merged(*parts) -> SimpleNamespace:
+    """The people of several detector outputs as one (boxes (N, 5), keypoints (N, 4, 2), rois (N, 4))."""
+    return SimpleNamespace(**{name: np.concatenate([np.asarray(getattr(part, name)).reshape(-1, *shape)
+                                                    for part in parts])
                               for name, shape in (("boxes", (5,)), ("keypoints", (4, 2)), ("rois", (4,)))})
 
 
-def _detect(items: list, frame_rgb: Callable, detector: PersonDetector) -> list:
+def _holds_person(people, box: np.ndarray, min_score: float) -> bool:
+    """A person scoring at least `min_score` whose hip centre lies inside `box`."""
+    scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
+    hips = np.asarray(people.keypoints, np.float64).reshape(-1, 4, 2)[scores >= min_score, 0]
+    return bool(_inside(hips, box).any())
+
+
+def window_regions(boxes: np.ndarray, scale: float, image_size: tuple[int, int]) -> np.ndarray:
+    """(B, 4) int x0, y0, x1, y1: the pixels a model reads in the upright square window of side `scale` times
+    each box's long side about its centre (`rois_from_boxes`), 2 pixels more for bilinear sampling, inside the
+    image."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = np.maximum(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * scale, 1.0)[:, None] / 2
+    low, high = np.floor(centres - half).astype(int) - 2, np.ceil(centres + half).astype(int) + 2
+    width, height = image_size
+    return np.concatenate([np.clip(low, 0, None), np.minimum(high, [width, height])], axis=1)
+
+
+def _frames_at(positions: list, boxes: np.ndarray, frame_rgb, scale: float | None) -> np.ndarray:
+    """(B, H, W, 3) full-resolution RGB frames at `positions`. From a `decode.FrameReader`, given the `scale` of
+    the model's window around each box (the detector's `window_scales`), only each window's pixels are converted
+    from the decoder's planes and the rest of the frame is left unset: the model reads its window only."""
+    crop = getattr(frame_rgb, "rgb_crop", None)
+    if crop is None or scale is None:
+        whole = getattr(frame_rgb, "rgb", frame_rgb)
+        return np.stack([whole(int(position)) for position in positions])
+    size = (frame_rgb.info.width, frame_rgb.info.height)
+    frames = np.empty((len(positions), size[1], size[0], 3), np.uint8)
+    for frame, position, (x0, y0, x1, y1) in zip(frames, positions, window_regions(boxes, scale, size)):
+        frame[y0:y1, x0:x1] = crop(int(position), x0, y0, x1, y1)
+    return frames
+
+
+def _window_scale(detector: PersonDetector, model: str) -> float | None:
+    return getattr(detector, "window_scales", {}).get(model)
+
+
+def _detect(items: list, frame_rgb, detector: PersonDetector, min_score: float) -> list:
     """The detector on (position, box) items, `BATCH_FRAMES` full frames per call, in the detector's own window
-    around each box and in one `WIDE_WINDOW` times larger, the people of both together: in the tight window
-    another face may outscore a face seen head-on (the detector keeps one person per face region)."""
-    found = []
+    around each box and, where that window shows no person of the box (`_holds_person`), in one `WIDE_WINDOW`
+    times larger, the people of both together: in the tight window another face may outscore a face seen
+    head-on (the detector keeps one person per face region). `frame_rgb`: position -> RGB frame, or a
+    `decode.FrameReader` (see `_frames_at`)."""
+    found, scale = [], _window_scale(detector, "detect")
     for start in range(0, len(items), BATCH_FRAMES):
-        batch = items[start:start + BATCH_FRAMES]
-        frames = np.stack([frame_rgb(position) for position, _ in batch])
-        boxes = np.stack([box for _, box in batch]).astype(np.float32)
-        tight = detector.detect_in_boxes(frames, boxes)
-        wide = detector.detect_in_boxes(frames, _grown(boxes, WIDE_WINDOW))
-        found += [_merged(a, b) for a, b in zip(tight, wide)]
+        positions = [position for position, _ in items[start:start + BATCH_FRAMES]]
+        boxes = np.stack([box for _, box in items[start:start + BATCH_FRAMES]]).astype(np.float32)
+        tight = detector.detect_in_boxes(_frames_at(positions, boxes, frame_rgb, scale), boxes)
+        missed = [i for i, people in enumerate(tight) if not _holds_person(people, boxes[i], min_score)]
+        wide = {}
+        if missed:
+            grown = _grown(boxes[missed], WIDE_WINDOW)
+            frames = _frames_at([positions[i] for i in missed], grown, frame_rgb, scale)
+            wide = dict(zip(missed, detector.detect_in_boxes(frames, grown)))
+        found += [_merged(people, *([wide[i]] if i in wide else [])) for i, people in enumerate(tight)]
     return found
 
 
@@ -261,7 +309,7 @@ def verify_tracks(tracks: Tracks, frame_rgb: Callable[[int], np.ndarray], detect
         frame, boxes = tracks.of(track_id)
         items[track_id] = [(int(frame[r]), boxes[r]) for r in sample_rows(len(frame), config.frames_per_track)]
     flat = [item for track_id in checked for item in items[track_id]]
-    found, verdicts, start = _detect(flat, frame_rgb, detector), {}, 0
+    found, verdicts, start = _detect(flat, frame_rgb, detector, config.min_score), {}, 0
     for track_id in checked:
         count = len(items[track_id])
         verdicts[track_id] = _verdict(track_id, items[track_id], found[start:start + count], config.min_score)
@@ -321,7 +369,7 @@ def join_split_people(tracks: Tracks, frame_rgb: Callable, detector: PersonDetec
                                     np.maximum(boxes_a[rows_a, 2:], boxes_b[rows_b, 2:])], axis=1)
             items = [(int(shared[r]), union[r]) for r in sample_rows(len(shared), config.frames_per_track)]
             keep, other = (first, second) if len(frames_a) >= len(frames_b) else (second, first)
-            verdict = _verdict(keep, items, _detect(items, frame_rgb, detector), config.min_score)
+            verdict = _verdict(keep, items, _detect(items, frame_rgb, detector, config.min_score), config.min_score)
             if verdict.person_fraction < config.min_person_fraction:
                 continue
             merge_tracks(tracks, keep, other)
@@ -384,25 +432,82 @@ def boxes_inside(boxes: np.ndarray, image_size: tuple[int, int], margin: float =
             & (boxes[:, 3] <= height - margin))
 
 
-def check_frames(subject: SubjectTrack, frame_rgb: Callable, detector: PersonDetector,
-                 config: VerifyConfig) -> FrameChecks:
-    """The landmark model on every subject frame's box, `BATCH_FRAMES` frames per call, in clip order (a clip
-    read again from the video is decoded once); a frame is `whole` when `whole_people` says so and its box keeps
-    off the image border (`boxes_inside`)."""
-    whole, rois, masks, person = [], [], [], []
-    for start in range(0, len(subject.frame), BATCH_FRAMES):
-        frames = np.stack([frame_rgb(int(p)) for p in subject.frame[start:start + BATCH_FRAMES]])
-        result = detector.landmarks_in_boxes(frames, subject.boxes[start:start + BATCH_FRAMES])
+def _landmark_rows(rows: np.ndarray, subject: SubjectTrack, frame_rgb: Callable, detector: PersonDetector,
+                   config: VerifyConfig) -> tuple:
+    """The landmark model on the subject's box at `rows` (ascending, not empty), `BATCH_FRAMES` frames per call,
+    in clip order (a clip read again from the video is decoded once): (seen whole, person, rois, packed person
+    masks, the image size)."""
+    seen, person, rois, masks, size = [], [], [], [], None
+    scale = _window_scale(detector, "landmarks")
+    for start in range(0, len(rows), BATCH_FRAMES):
+        batch = rows[start:start + BATCH_FRAMES]
+        frames = _frames_at(subject.frame[batch].tolist(), subject.boxes[batch], frame_rgb, scale)
+        result = detector.landmarks_in_boxes(frames, subject.boxes[batch])
         size = (frames.shape[2], frames.shape[1])
-        whole.append(whole_people(result.landmarks, result.pose_flag, size, config)
-                     & boxes_inside(subject.boxes[start:start + BATCH_FRAMES], size))
+        seen.append(whole_people(result.landmarks, result.pose_flag, size, config))
         person.append(np.asarray(result.pose_flag) >= config.min_pose_flag)
         rois.append(np.asarray(result.rois, np.float64).reshape(-1, 4))
         masks.append(np.packbits(np.asarray(result.mask_logits).reshape(len(frames), -1) > 0, axis=1))
-    if not whole:
+    return np.concatenate(seen), np.concatenate(person), np.concatenate(rois), np.concatenate(masks), size
+
+
+def _differing_gaps(checked: np.ndarray, verdicts: np.ndarray) -> np.ndarray:
+    """Unchecked rows lying between two consecutive checked rows whose verdicts (rows of `verdicts`) differ."""
+    ends = np.flatnonzero(checked)
+    rows = [np.arange(a + 1, b) for a, b in zip(ends[:-1], ends[1:])
+            if b - a > 1 and (verdicts[a] != verdicts[b]).any()]
+    return np.concatenate(rows).astype(int) if rows else np.zeros(0, int)
+
+
+def _nearest_checked(checked: np.ndarray) -> np.ndarray:
+    """(T',) for each row the nearest checked row (the earlier one on ties)."""
+    ends = np.flatnonzero(checked)
+    after = np.clip(np.searchsorted(ends, np.arange(len(checked))), 0, len(ends) - 1)
+    before = np.clip(after - 1, 0, len(ends) - 1)
+    rows = np.arange(len(checked))
+    use_before = np.abs(rows - ends[before]) <= np.abs(ends[after] - rows)
+    return np.where(use_before, ends[before], ends[after])
+
+
+def _moved_rois(rois: np.ndarray, boxes: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Each row's ROI from its source row's: shifted by the box centre's motion, scaled by the box height's."""
+    boxes = np.asarray(boxes, np.float64)
+    centres, heights = (boxes[:, :2] + boxes[:, 2:]) / 2, np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    moved = rois[source].copy()
+    moved[:, :2] += centres - centres[source]
+    moved[:, 2] *= heights / heights[source]
+    return moved
+
+
+def check_frames(subject: SubjectTrack, frame_rgb: Callable, detector: PersonDetector,
+                 config: VerifyConfig) -> FrameChecks:
+    """The landmark model on the subject's box every `frame_stride` frames (first and last included), then on
+    every frame between two checked ones whose verdicts (a person at all; a whole person) differ: the edges of
+    the frames with a (whole) person are placed exactly as by checking every frame. A frame left unchecked lies
+    between two checked frames that agree, and takes their verdict; it is `whole` when they saw a whole person
+    and its own box keeps off the image border (`boxes_inside`). Its silhouette is compared with the nearest
+    checked frame's person mask, moved and scaled with the subject's box (`quality.mask_agreement`)."""
+    count = len(subject.frame)
+    if count == 0:
         return FrameChecks(np.zeros(0, bool), np.zeros((0, 4)), np.zeros((0, ROI_SIZE * ROI_SIZE // 8), np.uint8),
-                           np.zeros(0, bool))
-    return FrameChecks(np.concatenate(whole), np.concatenate(rois), np.concatenate(masks), np.concatenate(person))
+                           np.zeros(0, bool), np.zeros(0, bool))
+    seen, person = np.zeros(count, bool), np.zeros(count, bool)
+    rois, masks = np.zeros((count, 4)), np.zeros((count, ROI_SIZE * ROI_SIZE // 8), np.uint8)
+    checked, size = np.zeros(count, bool), None
+
+    def look(rows: np.ndarray) -> None:
+        nonlocal size
+        if len(rows):
+            seen[rows], person[rows], rois[rows], masks[rows], size = _landmark_rows(rows, subject, frame_rgb,
+                                                                                   detector, config)
+            checked[rows] = True
+
+    look(np.unique(np.r_[np.arange(0, count, config.frame_stride), count - 1]))
+    look(_differing_gaps(checked, np.stack([seen, person], axis=1)))
+    source = _nearest_checked(checked)
+    whole = seen[source] & boxes_inside(subject.boxes, size)
+    rois = np.where(checked[:, None], rois, _moved_rois(rois, subject.boxes, source))
+    return FrameChecks(whole, rois, masks[source], person[source], checked)
 
 
 def trim_to_checked(subject: SubjectTrack, checks: FrameChecks) -> int:
@@ -418,13 +523,15 @@ def trim_to_checked(subject: SubjectTrack, checks: FrameChecks) -> int:
     subject.frame, subject.boxes = subject.frame[rows], subject.boxes[rows]
     checks.whole, checks.rois = checks.whole[rows], checks.rois[rows]
     checks.person_masks, checks.person = checks.person_masks[rows], checks.person[rows]
+    if checks.checked is not None:
+        checks.checked = checks.checked[rows]
     return cut
 
 
 def _is_person(subject: SubjectTrack, row: int, frame_rgb: Callable, detector: PersonDetector,
                min_score: float) -> bool:
     box = subject.boxes[row]
-    people = _detect([(int(subject.frame[row]), box)], frame_rgb, detector)[0]
+    people = _detect([(int(subject.frame[row]), box)], frame_rgb, detector, min_score)[0]
     scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
     hips = np.asarray(people.keypoints, np.float64)[scores >= min_score, 0] if (scores >= min_score).any() else []
     return bool(len(hips) and _inside(hips, box).any())

@@ -13,6 +13,8 @@ from ragar_data import weights
 from ragar_data.pipelines.backends import blazepose as bp
 from ragar_data.pipelines.backends import blazepose_detect as bd
 from ragar_data.pipelines.backends.keypoints import COCO_KEYPOINTS, H36M_KEYPOINTS
+from ragar_data.pipelines.config import VerifyConfig
+from ragar_data.pipelines.subject import SubjectTrack
 
 
 # ------------------------------------------------------------------------------------------ detector math
@@ -282,3 +284,32 @@ def test_models_check_runs_both_files(models_dir):
                check_models(models_dir, "cpu", ["blazepose", "selfie-segmentation"])}
     assert results["blazepose"][0] == "ok" and "detector" in results["blazepose"][1]
     assert results["selfie-segmentation"][0] == "ok"
+
+
+def test_verification_converts_only_the_model_windows_and_sees_the_same(models_dir, walker):
+    """Person verification reads frames through a FrameReader and converts only each model's window from the
+    decoder's I420 planes: the detector's and the landmark model's outputs equal those on whole RGB frames."""
+    import cv2
+
+    from ragar_data.pipelines import verify
+    from ragar_data.pipelines.decode import FrameReader, VideoInfo
+
+    frames, boxes, _, _ = walker
+    planes = [cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420) for frame in frames]
+    reader = FrameReader(VideoInfo(640, 360, 30.0, layout="yuv420p"), lambda position: planes[position])
+    verifier = bp.BlazePoseVerifier(models_dir=models_dir)
+    assert verifier.window_scales == {"detect": 1.5, "landmarks": 1.25}
+    items = [(position, boxes[position]) for position in range(len(frames))]
+    by_window = verify._detect(items, reader, verifier, 0.5)
+    by_frame = verify._detect(items, reader.rgb, verifier, 0.5)  # a plain callable: whole frames
+    for window, frame in zip(by_window, by_frame):
+        assert len(window.boxes) >= 1
+        for name in ("boxes", "keypoints", "rois"):
+            np.testing.assert_array_equal(getattr(window, name), getattr(frame, name))
+    subject = SubjectTrack(1, np.arange(len(frames)), boxes.copy(), 1.0, True)
+    rows = np.arange(len(frames))
+    checked = verify._landmark_rows(rows, subject, reader, verifier, VerifyConfig())
+    whole = verify._landmark_rows(rows, subject, reader.rgb, verifier, VerifyConfig())
+    for a, b in zip(checked, whole):
+        np.testing.assert_array_equal(a, b)
+    assert checked[4] == (640, 360) and checked[1].all()  # the image size; a person in every box

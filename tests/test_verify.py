@@ -29,10 +29,10 @@ class FakeDetector:
     first pixel carries the clip position (see `frame_rgb`)."""
 
     def __init__(self, people: dict):
-        self.people, self.calls = people, 0
+        self.people, self.calls, self.frames = people, 0, 0
 
     def detect_in_boxes(self, frames, boxes):
-        self.calls += 1
+        self.calls, self.frames = self.calls + 1, self.frames + len(frames)
         found = []
         for frame, box in zip(frames, boxes):
             centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]).max() * 0.75
@@ -122,8 +122,9 @@ def test_weights_free_rule_takes_the_static_table_and_verification_takes_the_wal
     chosen, verification = verify.choose_subject(tracks, (WIDTH, HEIGHT), frame_rgb, detector, config())
     assert chosen.track_id == 2 and verification.people == {2}
     assert verification.verdicts[1].person_frames == 0
-    # 8 frames of each track, batched, in two windows each
-    assert detector.calls == 2 * int(np.ceil(3 * 8 / verify.BATCH_FRAMES))
+    # 8 frames of each track, batched; the table's and the head's again in the wide window (no hip in the box)
+    assert detector.calls == int(np.ceil(3 * 8 / verify.BATCH_FRAMES)) + int(np.ceil(2 * 8 / verify.BATCH_FRAMES))
+    assert detector.frames == 3 * 8 + 2 * 8
     # the head fragment is joined: the subject's boxes reach the head's top
     assert verification.joined == [3]
     assert np.allclose(chosen.boxes[:, 1], 35)
@@ -428,3 +429,43 @@ def test_leading_and_trailing_frames_without_a_person_are_cut_from_the_subject_t
     assert verify.trim_to_checked(subject, checks) == 3
     assert subject.frame.tolist() == [12, 13, 14] and checks.person.tolist() == [True, False, True]
     assert len(subject.boxes) == len(checks.whole) == len(checks.rois) == len(checks.person_masks) == 3
+
+
+class CountingLandmarks(FakeDetector):
+    """FakeDetector that records the clip positions the landmark model looked at."""
+
+    def __init__(self, people):
+        super().__init__(people)
+        self.looked = []
+
+    def landmarks_in_boxes(self, frames, boxes):
+        self.looked += [int(frame[0, 0, 0]) for frame in frames]
+        return super().landmarks_in_boxes(frames, boxes)
+
+
+def test_a_strided_frame_check_places_the_person_edges_as_checking_every_frame():
+    def full_frame(position):  # the check reads the image borders
+        return np.full((HEIGHT, WIDTH, 3), position, np.uint8)
+
+    boxes = np.stack([walker_box(t)[0] for t in range(FRAMES)]) - [0, 30, 0, 0]  # body and head
+    people = {t: [((walker_box(t)[1][0] + 8, 46.0), (walker_box(t)[0][0] + 15, 110.0))] for t in range(5, 23)}
+    people[14] = []  # one frame the model misses, between two looked-at frames that see the walker
+
+    def checked(stride):
+        detector = CountingLandmarks(people)
+        subject = SubjectTrack(2, np.arange(FRAMES), boxes.astype(np.float32).copy(), 1.0, True)
+        return verify.check_frames(subject, full_frame, detector, VerifyConfig(frame_stride=stride)), detector
+
+    every, every_model = checked(1)
+    strided, strided_model = checked(4)
+    assert every.person.tolist() == [5 <= t <= 22 and t != 14 for t in range(FRAMES)]
+    expected = every.person.copy()
+    expected[14] = True  # left unchecked, it takes the verdict of frames 12 and 16
+    assert strided.person.tolist() == expected.tolist() and strided.whole.tolist() == expected.tolist()
+    # coarse rows 0, 4, ..., 28, 29, then the frames between 4 and 8 and between 20 and 24 (the edges)
+    assert strided_model.looked == [0, 4, 8, 12, 16, 20, 24, 28, 29, 5, 6, 7, 21, 22, 23]
+    assert strided.checked.sum() == 15 and every.checked.all() and len(every_model.looked) == FRAMES
+    # an unchecked frame's ROI is the nearest checked frame's, moved with the box
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    assert np.allclose(strided.rois[10, :2], strided.rois[8, :2] + centres[10] - centres[8])
+    assert np.array_equal(strided.person_masks[10], strided.person_masks[8])

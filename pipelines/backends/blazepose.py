@@ -269,5 +269,11 @@ class BlazePoseVerifier(BlazePoseDetector):
         super().__init__(models_dir=models_dir, device=device, model=model, weights=weights, **options)
         self.landmarker = BlazePoseLandmarker(models_dir=models_dir, model=model, weights=weights)
 
+    @property
+    def window_scales(self) -> dict[str, float]:
+        """The side of each model's square window over a box's long side (`detect_in_boxes`,
+        `landmarks_in_boxes`): verification converts only those pixels of a frame to RGB."""
+        return {"detect": self.box_padding, "landmarks": self.landmarker.roi_scale}
+
     def landmarks_in_boxes(self, frames: np.ndarray, boxes: np.ndarray) -> LandmarkResult:
         return self.landmarker.run_boxes(frames, boxes)
