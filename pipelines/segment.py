@@ -116,11 +116,12 @@ class ForegroundSegmenter:
     mask brought back to full resolution (bilinear). The silhouette ends 64 pixels high, so refining a 1080p
     walker (~600 px) at half resolution costs a fraction and keeps the normalised silhouette.
     A clip whose frames were not kept (`Clip.frames_kept`, long clips) is read again: once for its reference
-    frames, once more for the subject's frames, refined as they are decoded.
+    frames, once more for the subject's frames, refined as they are decoded (on a thread of its own).
+    `threads`: frames refined at once; 1 by default, as the detector's (see `BackgroundDetector`).
     """
 
     def __init__(self, *, reference_frames: int = 16, hole_fraction: float = 0.02, work_height: int = 256,
-                 threads: int = 2, **unknown):
+                 threads: int = 1, **unknown):
         if unknown:
             raise ConfigError(f"foreground segmenter: unknown option(s) {sorted(unknown)}")
         if int(threads) < 1:
@@ -138,7 +139,7 @@ class ForegroundSegmenter:
         refiner = _Refiner(clip, model, self.reference_frames, self.hole_fraction, box_padding, self.work_height)
         plans = [refiner.plan(int(position), box) for position, box in zip(subject.frame, subject.boxes)]
         if clip.frames_kept:
-            # frames are independent: a second thread uses the core left idle once the decode thread is done
+            # frames are independent: more threads than 1 pay where cores are left idle (one worker, many cores)
             pieces = map_frames(lambda plan: refiner.refine(plan, clip.frames[plan.position],
                                                             clip.frames[plan.reference]),
                                 plans, threads=self.threads, name="segment")
@@ -150,8 +151,8 @@ class ForegroundSegmenter:
 
 def _refine_reread(refiner: _Refiner, clip: Clip, plans: list[_Plan], threads: int) -> list:
     """`refiner.refine` over `plans` on a clip without kept frames: one read for the reference frames (at most
-    `reference_frames` full frames held), one for the subject's frames, refined on `threads` threads while the
-    next frames decode (a few frames in flight)."""
+    `reference_frames` full frames held), one for the subject's frames, refined on `threads` pool threads while
+    this one decodes the next frames (a few frames in flight)."""
     needed = {plan.reference for plan in plans if plan.region is not None}
     references = {}
     if needed:
