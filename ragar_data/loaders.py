@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Iterable
 
@@ -224,19 +225,15 @@ class _ShardSequences(Dataset):
         # each worker draws its own table (a few MB for large selections)
         return dict(self.__dict__, _draws=None)
 
-    def _item_metadata(self, index: int, labels=None, one_hot=None) -> dict:
-        """The item's fields other than its sequence; `labels` / `one_hot` given: rows of a batch's tensors."""
+    def _item_metadata(self, index: int) -> dict:
+        """The item's fields other than its sequence."""
         record = self.records[index]
         return {
-            "labels": torch.from_numpy(self.labels[index]) if labels is None else labels,
-            "one_hot": torch.from_numpy(self.one_hot[index]) if one_hot is None else one_hot,
+            "labels": torch.from_numpy(self.labels[index]),
+            "one_hot": torch.from_numpy(self.one_hot[index]),
             "key": record["key"], "subject": record["subject"], "combination": int(record["combination"]),
             "condition": record["condition"], "view": int(record["view"]),
         }
-
-    def _batch_metadata(self, indices: np.ndarray) -> list[dict]:
-        labels, one_hot = torch.from_numpy(self.labels[indices]), torch.from_numpy(self.one_hot[indices])
-        return [self._item_metadata(int(index), labels[slot], one_hot[slot]) for slot, index in enumerate(indices)]
 
 
 class SilhouetteDataset(_ShardSequences):
@@ -318,10 +315,10 @@ class SilhouetteDataset(_ShardSequences):
         item.update(self._item_metadata(index))
         return item
 
-    def __getitems__(self, indices: list[int]) -> list[dict]:
+    def __getitems__(self, indices: list[int]) -> Sequence[dict]:
         """The items of one batch, equal to `[self[i] for i in indices]`: positions sampled for the batch at
         once, frames read into one array (`_batch_frames`), made a tensor without a copy (converted to float
-        once); each item's tensors are rows of the batch's, so `collate` stacks them without a copy."""
+        once), given as `BatchItems`, which `collate` turns into the batch without building each item."""
         indices = np.asarray(indices, np.int64)
         positions = self._sample_batch(indices, np.array([self.records[i]["num_silhouettes"] for i in indices]))
         frames = self._batch_frames(indices, positions)
@@ -332,10 +329,19 @@ class SilhouetteDataset(_ShardSequences):
         silhouettes = torch.from_numpy(frames)
         if self.unit_range:
             silhouettes = silhouettes.float().div_(255.0)  # to_unit_range's values, divided once for the batch
-        items = self._batch_metadata(indices)
-        for slot, item in enumerate(items):
-            item["silhouettes"] = silhouettes[slot]
-        return items
+        return BatchItems(self._batch_fields(indices, silhouettes))
+
+    def _batch_fields(self, indices: np.ndarray, silhouettes: torch.Tensor) -> dict:
+        """What `collate` makes of the items `indices` whose frames are the rows of `silhouettes`."""
+        records = [self.records[int(index)] for index in indices]
+        count, length = silhouettes.shape[:2]
+        return {"labels": torch.from_numpy(self.labels[indices]), "one_hot": torch.from_numpy(self.one_hot[indices]),
+                "key": [r["key"] for r in records], "subject": [r["subject"] for r in records],
+                "combination": torch.tensor([int(r["combination"]) for r in records], dtype=torch.int64),
+                "condition": [r["condition"] for r in records],
+                "view": torch.tensor([int(r["view"]) for r in records], dtype=torch.int64),
+                "silhouettes": silhouettes, "lengths": torch.full((count,), length, dtype=torch.int64),
+                "mask": torch.ones((count, length), dtype=torch.bool)}
 
     def _batch_frames(self, indices: np.ndarray, positions) -> np.ndarray | None:
         """(B, T, H, W) uint8 frames of the items at their positions, read straight into one array (from the
@@ -396,6 +402,29 @@ class PoseDataset(_ShardSequences):
 SEQUENCE_FIELDS = ("silhouettes", "keypoints_2d", "keypoints_3d")
 
 
+class BatchItems(Sequence):
+    """The items of a batch read at once (`SilhouetteDataset.__getitems__`), held as what `collate` makes of
+    them (`fields`): `collate` returns those without building an item, and any other consumer gets item dicts,
+    made on access, equal to the dataset's items (their tensors are rows of the batch's)."""
+
+    def __init__(self, fields: dict):
+        self.fields = fields
+
+    def __len__(self) -> int:
+        return len(self.fields["key"])
+
+    def __getitem__(self, slot):
+        if isinstance(slot, slice):
+            return [self[i] for i in range(len(self))[slot]]
+        fields = self.fields
+        if not -len(self) <= slot < len(self):
+            raise IndexError(slot)
+        return {"labels": fields["labels"][slot], "one_hot": fields["one_hot"][slot], "key": fields["key"][slot],
+                "subject": fields["subject"][slot], "combination": int(fields["combination"][slot]),
+                "condition": fields["condition"][slot], "view": int(fields["view"][slot]),
+                "silhouettes": fields["silhouettes"][slot]}
+
+
 def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     """torch.stack; without a copy when the tensors are the rows, in order, of one contiguous tensor (a batch
     that `SilhouetteDataset.__getitems__` built at once): that tensor is returned."""
@@ -430,6 +459,8 @@ def collate(batch: list[dict]) -> dict:
     Sequence fields become (B, T_max, ...); `lengths` int64 (B,) gives each item's frame count and `mask`
     bool (B, T_max) its valid frames. Fixed sampling gives equal lengths, so this is a plain stack then.
     """
+    if isinstance(batch, BatchItems):
+        return dict(batch.fields)
     out = _stack_metadata(batch)
     present = [name for name in SEQUENCE_FIELDS if name in batch[0]]
     lengths = torch.tensor([item[present[0]].shape[0] for item in batch], dtype=torch.int64)
@@ -466,5 +497,5 @@ def keys_of_subjects(dataset_dir: str | Path, subjects: Iterable[str]) -> list[s
 
 
 __all__ = ["SAMPLINGS", "sample_frame_indices", "silhouettes_to_unit_range", "fixed_ordered_draws", "sample_fixed_ordered", "stack",
-           "SilhouetteDataset", "PoseDataset", "collate", "collate_concat",
+           "SilhouetteDataset", "PoseDataset", "BatchItems", "collate", "collate_concat",
            "keys_of_subjects"]

@@ -372,6 +372,12 @@ def test_batches_are_the_same_whatever_the_worker_count_and_collate_does_not_cop
     assert batch["silhouettes"].data_ptr() == items[0]["silhouettes"].data_ptr()  # rows of one tensor
     assert torch.equal(batch["silhouettes"], torch.stack([data[i]["silhouettes"] for i in (5, 2, 9)]))
     assert torch.equal(batch["labels"], torch.stack([data[i]["labels"] for i in (5, 2, 9)]))
+    # collate takes the batch as read; item by item (any other consumer's way) it is the same batch
+    by_item = collate([items[0], items[1], items[2]])
+    assert list(batch) == list(by_item)
+    for name, value in by_item.items():
+        assert torch.equal(batch[name], value) if isinstance(value, torch.Tensor) else batch[name] == value, name
+    assert items[1]["key"] == data[2]["key"] and items[1]["view"] == data[2]["view"] and len(items[:2]) == 2
     batches = EpochBatches(len(data), 3, seed=4, epoch=0)
     single = list(DataLoader(data, batch_sampler=batches, collate_fn=collate))
     double = list(DataLoader(data, batch_sampler=batches, collate_fn=collate, num_workers=2))
