@@ -3,8 +3,10 @@
 1. decode only: PyAV threaded decode to rgb24 arrays, nothing else (the floor set for the pipeline), and to
    yuv420p arrays (the decoder's own planes, which the default preset keeps: the lowest floor);
 2. the default pipeline (`ragar-data extract`, default preset, one worker): decode thread + detection at reduced
-   resolution + ByteTrack + silhouettes refined in the subject's box (at half resolution for a 1080p walker;
-   also timed at full resolution, `segment.options.work_height=0`) + normalisation + shard writing,
+   resolution + ByteTrack + person verification (when BlazePose's files are present, as after the README's
+   setup) + silhouettes refined in the subject's box (at half resolution for a 1080p walker) + normalisation +
+   shard writing; also timed without person verification (`verify.backend=null`, the preset on a machine
+   without BlazePose's files) and with the refinement at full resolution (`segment.options.work_height=0`),
    in steady state: the per-camera background plates are estimated once per camera (timed on their own) and
    reused, as in a run over a camera's many sequences (RA-GAR: 12,792 per camera) or a resumed run;
 3. a naive frame-by-frame implementation of the same method: unthreaded decode, every frame classified at full
@@ -16,11 +18,15 @@ every round is also printed on its own line, decode-only and the pipeline side b
 (a shared machine's speed drifts between runs).
 16 clips by default: the first clip's decoding overlaps nothing, which a long run amortises.
 
-    python benchmarks/extract_throughput.py [--subjects 4] [--seconds 2] [--rounds 3] [--data DIR]
+    python benchmarks/extract_throughput.py [--subjects 4] [--seconds 2] [--rounds 3] [--data DIR] [--json FILE]
+
+`--json FILE` also writes every round's frames/s and the best rounds' CPU ms per frame (benchmarks/performance.py
+reads it).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -58,6 +64,8 @@ def decode_only(paths: list[Path], frame_format: str) -> tuple[int, float, float
 
 
 FULL_RESOLUTION = ["segment.options.work_height=0"]  # the subject refined at full resolution, as before
+NO_VERIFICATION = ["verify.backend=null"]  # the default preset where BlazePose's files are missing
+PIPELINES = {"pipeline": [], "no_verify": NO_VERIFICATION, "full": FULL_RESOLUTION}  # name -> overrides
 
 
 def timed_extract(videos: Path, out: Path, plates_from: Path | None = None,
@@ -71,6 +79,14 @@ def timed_extract(videos: Path, out: Path, plates_from: Path | None = None,
     started, cpu = time.perf_counter(), time.process_time()
     summary = extract(out, config, videos=videos, options=RunOptions(progress=False), log=lambda line: None)
     return summary, time.perf_counter() - started, time.process_time() - cpu
+
+
+def verification_line() -> str:
+    """Whether the default preset verifies people here (BlazePose's files present)."""
+    from ragar_data.pipelines.verify import active_verification
+
+    return ("person verification on" if active_verification(load_preset()).verify.backend
+            else "person verification off: BlazePose's files are missing")
 
 
 def naive(paths: list[Path]) -> tuple[int, float]:
@@ -125,6 +141,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", type=Path, help="keep the generated clips here (reused when present)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -136,28 +153,27 @@ def main():
         def keep_fastest(name, result):
             best[name] = min(best.get(name, result), result, key=lambda r: r[1])
 
-        per_round = []  # each round's (rgb24, yuv420p, pipeline) frames/s, measured one after the other
+        per_round = []  # each round's {name: frames/s}, measured one after the other
         for round_number in range(args.rounds):
-            decode_rates = {}
+            rates_now = {}
             for frame_format in ("rgb24", "yuv420p"):
                 frames, wall, cpu = decode_only(paths, frame_format)
                 keep_fastest(frame_format, (frames, wall, cpu))
-                decode_rates[frame_format] = frames / wall
-            summary, wall, cpu = timed_extract(videos, scratch / f"run{round_number}", plates_from=scratch / "warm")
-            keep_fastest("pipeline", (summary.frames, wall, cpu))
-            shutil.rmtree(scratch / f"run{round_number}")
-            full, full_wall, full_cpu = timed_extract(videos, scratch / f"full{round_number}",
-                                                      plates_from=scratch / "warm", overrides=FULL_RESOLUTION)
-            keep_fastest("full", (full.frames, full_wall, full_cpu))
-            shutil.rmtree(scratch / f"full{round_number}")
-            per_round.append((decode_rates["rgb24"], decode_rates["yuv420p"], summary.frames / wall,
-                              full.frames / full_wall))
+                rates_now[frame_format] = frames / wall
+            for name, overrides in PIPELINES.items():
+                out = scratch / f"{name}{round_number}"
+                summary, wall, cpu = timed_extract(videos, out, plates_from=scratch / "warm", overrides=overrides)
+                keep_fastest(name, (summary.frames, wall, cpu))
+                rates_now[name] = summary.frames / wall
+                shutil.rmtree(out)
+            per_round.append(rates_now)
         naive_frames, naive_seconds = naive(paths[:2])
     rates = {name: frames / wall for name, (frames, wall, _) in best.items()}
     cpu_ms = {name: 1000 * cpu / frames for name, (frames, _, cpu) in best.items()}
     rates["naive"], cpu_ms["naive"] = naive_frames / naive_seconds, float("nan")
     rows = [("decode only, rgb24 (PyAV threaded)", "rgb24"), ("decode only, yuv420p (PyAV threaded)", "yuv420p"),
             ("default pipeline (extract, 1 worker)", "pipeline"),
+            ("  the same, no person verification", "no_verify"),
             ("  the same, full-resolution refinement", "full"), ("naive frame-by-frame (full-res numpy)", "naive")]
     print(f"{len(paths)} clips ({best['rgb24'][0]} frames of 1920x1080), 2 cameras; best of {args.rounds} rounds")
     print(f"{'':<40}{'frames/s':>9}{'CPU ms/frame':>14}{'/ rgb24 decode':>16}{'/ yuv420p decode':>18}")
@@ -165,13 +181,20 @@ def main():
         print(f"{label:<40}{rates[name]:>9.1f}{cpu_ms[name]:>14.1f}{rates[name] / rates['rgb24']:>16.2f}"
               f"{rates[name] / rates['yuv420p']:>18.2f}")
     print(f"default pipeline / naive: {rates['pipeline'] / rates['naive']:.1f}x")
-    print("\neach round, side by side (frames/s; the ratio of the pipeline to decode-only within the round)")
-    print(f"{'round':>5}{'rgb24 decode':>14}{'yuv420p decode':>16}{'pipeline':>10}{'/ rgb24':>9}{'/ yuv420p':>11}"
-          f"{'full-res refine':>17}{'/ rgb24':>9}{'/ yuv420p':>11}")
-    for number, (rgb24, yuv420p, pipeline, full) in enumerate(per_round, 1):
-        print(f"{number:>5}{rgb24:>14.1f}{yuv420p:>16.1f}{pipeline:>10.1f}{pipeline / rgb24:>9.2f}"
-              f"{pipeline / yuv420p:>11.2f}{full:>17.1f}{full / rgb24:>9.2f}{full / yuv420p:>11.2f}")
+    print("\neach round, side by side (frames/s; the ratio of each pipeline to decode-only within the round)")
+    print(f"{'round':>5}{'rgb24 decode':>14}{'yuv420p decode':>16}" + "".join(
+        f"{name:>12}{'/ rgb24':>9}{'/ yuv420p':>11}" for name in PIPELINES))
+    for number, rates_now in enumerate(per_round, 1):
+        print(f"{number:>5}{rates_now['rgb24']:>14.1f}{rates_now['yuv420p']:>16.1f}" + "".join(
+            f"{rates_now[name]:>12.1f}{rates_now[name] / rates_now['rgb24']:>9.2f}"
+            f"{rates_now[name] / rates_now['yuv420p']:>11.2f}" for name in PIPELINES))
     print(f"warm-up run (imports, the 2 cameras' plate estimation, {len(paths)} sequences): {warm_seconds:.1f} s")
+    print(f"pipeline names: pipeline = default preset ({verification_line()}); no_verify = verify.backend=null; "
+          "full = segment.options.work_height=0")
+    if args.json:
+        args.json.write_text(json.dumps({"rounds": per_round, "cpu_ms_per_frame": cpu_ms,
+                                         "frames": best["rgb24"][0], "clips": len(paths),
+                                         "verification": verification_line()}, indent=1))
 
 
 if __name__ == "__main__":

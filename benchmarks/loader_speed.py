@@ -1,7 +1,8 @@
 """Loader speed and size: our shards vs an OpenGait pickle tree, side by side in one run.
 
-    python benchmarks/loader_speed.py [--sequences 320] [--frames 90] [--batches 20] [--workers 0 2]
+    python benchmarks/loader_speed.py [--sequences 320] [--frames 90] [--batches 60] [--workers 0 2]
                                       [--large-shards 40] [--rounds 3] [--readers frame-cache row-cache]
+                                      [--json FILE]
 
 Builds its own data: walking-figure masks (benchmarks/walker_masks.py, 320x180) normalised with
 ragar_data.silhouettes, written once as shards and once as an OpenGait tree (export_opengait). Training
@@ -24,10 +25,12 @@ Each round measures every reader once, warm (the reader's files read whole just 
 host may still cache the disk). Rates are wall-clock; CPU milliseconds per batch (this process, its reader
 threads included, and the DataLoader workers) are the steadier figure on a shared machine. A ratio is taken
 within one round; the table gives each reader's best rate and its ratio to the pickles in every round.
+`--json FILE` also writes every round's figures and the bytes per sequence (benchmarks/performance.py reads it).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import pickle
@@ -228,7 +231,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequences", type=int, default=320)
     parser.add_argument("--frames", type=int, default=90, help="mean frames per sequence")
-    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batches", type=int, default=60,
+                        help="timed batches per measurement (fewer: a few ms of work, noisy ratios)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate the loaders this many times; each ratio is taken within a round and the "
@@ -236,6 +240,7 @@ def main():
     parser.add_argument("--readers", nargs="+", default=["frame-cache", "row-cache"],
                         choices=["frame-cache", "row-cache", "row-groups"])
     parser.add_argument("--keep", help="build the data in this folder and keep it")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--large-shards", type=int, default=40,
                         help="shards of 256 sequences in the large set (0: no large set)")
     parser.add_argument("--row-group-rows", type=int,
@@ -311,6 +316,17 @@ def main():
                         higher_is_better=True)
             print_table(f"CPU ms per batch, all processes, {cache} page cache", cpu[cache], baseline, args.workers,
                         higher_is_better=False)
+        if args.json:
+            def by_name(table):
+                return {f"{name} | {size}": rounds for (name, size), rounds in table.items()}
+
+            args.json.write_text(json.dumps({
+                "baseline": " | ".join(baseline), "workers": args.workers,
+                "bytes_per_sequence": {"shards": shard_bytes / args.sequences, "pickles": tree_bytes / args.sequences,
+                                       "shards_on_disk": shard_disk / args.sequences,
+                                       "pickles_on_disk": tree_disk / args.sequences},
+                "batches_per_s": {cache: by_name(rates[cache]) for cache in rates},
+                "cpu_ms_per_batch": {cache: by_name(cpu[cache]) for cache in cpu}}, indent=1))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
