@@ -222,13 +222,6 @@ def _merged(*parts) -> SimpleNamespace:
                               for name, shape in (("boxes", (5,)), ("keypoints", (4, 2)), ("rois", (4,)))})
 
 
-def _holds_person(people, box: np.ndarray, min_score: float) -> bool:
-    """A person scoring at least `min_score` whose hip centre lies inside `box`."""
-    scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
-    hips = np.asarray(people.keypoints, np.float64).reshape(-1, 4, 2)[scores >= min_score, 0]
-    return bool(_inside(hips, box).any())
-
-
 def window_regions(boxes: np.ndarray, scale: float, image_size: tuple[int, int]) -> np.ndarray:
     """(B, 4) int x0, y0, x1, y1: the pixels a model reads in the upright square window of side `scale` times
     each box's long side about its centre (`rois_from_boxes`), 2 pixels more for bilinear sampling, inside the
@@ -260,24 +253,20 @@ def _window_scale(detector: PersonDetector, model: str) -> float | None:
     return getattr(detector, "window_scales", {}).get(model)
 
 
-def _detect(items: list, frame_rgb, detector: PersonDetector, min_score: float) -> list:
+def _detect(items: list, frame_rgb, detector: PersonDetector) -> list:
     """The detector on (position, box) items, `BATCH_FRAMES` full frames per call, in the detector's own window
-    around each box and, where that window shows no person of the box (`_holds_person`), in one `WIDE_WINDOW`
-    times larger, the people of both together: in the tight window another face may outscore a face seen
-    head-on (the detector keeps one person per face region). `frame_rgb`: position -> RGB frame, or a
-    `decode.FrameReader` (see `_frames_at`)."""
+    around each box and in one `WIDE_WINDOW` times larger, the people of both together: in the tight window
+    another face may outscore a face seen head-on (the detector keeps one person per face region; a walker
+    facing the camera needs the wide window even where the tight one holds a person). `frame_rgb`: position ->
+    RGB frame, or a `decode.FrameReader` (see `_frames_at`)."""
     found, scale = [], _window_scale(detector, "detect")
     for start in range(0, len(items), BATCH_FRAMES):
         positions = [position for position, _ in items[start:start + BATCH_FRAMES]]
         boxes = np.stack([box for _, box in items[start:start + BATCH_FRAMES]]).astype(np.float32)
+        grown = _grown(boxes, WIDE_WINDOW)
         tight = detector.detect_in_boxes(_frames_at(positions, boxes, frame_rgb, scale), boxes)
-        missed = [i for i, people in enumerate(tight) if not _holds_person(people, boxes[i], min_score)]
-        wide = {}
-        if missed:
-            grown = _grown(boxes[missed], WIDE_WINDOW)
-            frames = _frames_at([positions[i] for i in missed], grown, frame_rgb, scale)
-            wide = dict(zip(missed, detector.detect_in_boxes(frames, grown)))
-        found += [_merged(people, *([wide[i]] if i in wide else [])) for i, people in enumerate(tight)]
+        wide = detector.detect_in_boxes(_frames_at(positions, grown, frame_rgb, scale), grown)
+        found += [_merged(a, b) for a, b in zip(tight, wide)]
     return found
 
 
@@ -309,7 +298,7 @@ def verify_tracks(tracks: Tracks, frame_rgb: Callable[[int], np.ndarray], detect
         frame, boxes = tracks.of(track_id)
         items[track_id] = [(int(frame[r]), boxes[r]) for r in sample_rows(len(frame), config.frames_per_track)]
     flat = [item for track_id in checked for item in items[track_id]]
-    found, verdicts, start = _detect(flat, frame_rgb, detector, config.min_score), {}, 0
+    found, verdicts, start = _detect(flat, frame_rgb, detector), {}, 0
     for track_id in checked:
         count = len(items[track_id])
         verdicts[track_id] = _verdict(track_id, items[track_id], found[start:start + count], config.min_score)
@@ -369,7 +358,7 @@ def join_split_people(tracks: Tracks, frame_rgb: Callable, detector: PersonDetec
                                     np.maximum(boxes_a[rows_a, 2:], boxes_b[rows_b, 2:])], axis=1)
             items = [(int(shared[r]), union[r]) for r in sample_rows(len(shared), config.frames_per_track)]
             keep, other = (first, second) if len(frames_a) >= len(frames_b) else (second, first)
-            verdict = _verdict(keep, items, _detect(items, frame_rgb, detector, config.min_score), config.min_score)
+            verdict = _verdict(keep, items, _detect(items, frame_rgb, detector), config.min_score)
             if verdict.person_fraction < config.min_person_fraction:
                 continue
             merge_tracks(tracks, keep, other)
@@ -531,7 +520,7 @@ def trim_to_checked(subject: SubjectTrack, checks: FrameChecks) -> int:
 def _is_person(subject: SubjectTrack, row: int, frame_rgb: Callable, detector: PersonDetector,
                min_score: float) -> bool:
     box = subject.boxes[row]
-    people = _detect([(int(subject.frame[row]), box)], frame_rgb, detector, min_score)[0]
+    people = _detect([(int(subject.frame[row]), box)], frame_rgb, detector)[0]
     scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
     hips = np.asarray(people.keypoints, np.float64)[scores >= min_score, 0] if (scores >= min_score).any() else []
     return bool(len(hips) and _inside(hips, box).any())

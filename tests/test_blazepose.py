@@ -300,8 +300,8 @@ def test_verification_converts_only_the_model_windows_and_sees_the_same(models_d
     verifier = bp.BlazePoseVerifier(models_dir=models_dir)
     assert verifier.window_scales == {"detect": 1.5, "landmarks": 1.25}
     items = [(position, boxes[position]) for position in range(len(frames))]
-    by_window = verify._detect(items, reader, verifier, 0.5)
-    by_frame = verify._detect(items, reader.rgb, verifier, 0.5)  # a plain callable: whole frames
+    by_window = verify._detect(items, reader, verifier)
+    by_frame = verify._detect(items, reader.rgb, verifier)  # a plain callable: whole frames
     for window, frame in zip(by_window, by_frame):
         assert len(window.boxes) >= 1
         for name in ("boxes", "keypoints", "rois"):
