@@ -279,3 +279,23 @@ def test_motionbert_rejects_a_checkpoint_without_model_pos(tmp_path):
     torch.save({"model": {}}, path)
     with pytest.raises(ModelUnavailable, match="model_pos"):
         MotionBertLifter(models_dir=tmp_path, weights=path)
+
+
+def test_yolo_letterboxes_frames_itself_as_ultralytics_would(models_dir):
+    """The detector resizes a large frame to the letterbox size before ultralytics sees it (the BGR copy is then
+    of the small image): the boxes equal those of ultralytics on the whole frame."""
+    from ragar_data.pipelines.backends.yolo import YoloDetector, letterbox_resized
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (2, 270, 480, 3), np.uint8)
+    detector = YoloDetector(models_dir=models_dir, model="yolo11m", imgsz=160, conf=0.001)
+    ours = detector.detect(frames)
+    upstream = detector.model.predict([np.ascontiguousarray(f[..., ::-1]) for f in frames], imgsz=160, conf=0.001,
+                                      iou=detector.iou, classes=[0], device="cpu", verbose=False)
+    assert sum(len(rows) for rows in ours) > 0
+    for rows, result in zip(ours, upstream):
+        expected = np.concatenate([result.boxes.xyxy.numpy(), result.boxes.conf.numpy()[:, None]], axis=1)
+        np.testing.assert_allclose(rows, expected, atol=1e-3)
+    image, scale = letterbox_resized(frames[0], 160)
+    assert image.shape == (90, 160, 3) and np.allclose(scale, 3.0)
+    assert letterbox_resized(frames[0], 640)[0].shape == (270, 480, 3)  # smaller than the letterbox: as it is

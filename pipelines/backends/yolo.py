@@ -26,6 +26,22 @@ PERSON_CLASS = 0  # COCO class index of `person` in the official YOLO weights
 SUFFIXES = (".pt", ".onnx")
 
 
+def letterbox_resized(frame: np.ndarray, imgsz: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image for ultralytics, (2,) x and y factors back to the frame): a frame larger than the letterbox
+    resized to the size ultralytics' letterbox would give it (its rounding, bilinear), and then turned BGR
+    (ultralytics reads numpy images in cv2's order; the pipeline's are RGB): the network sees the same pixels,
+    and the flip copies a 640 x 360 image instead of a 1920 x 1080 frame. A smaller frame is only flipped."""
+    import cv2
+
+    height, width = frame.shape[:2]
+    ratio = min(imgsz / height, imgsz / width)
+    size = max(round(width * ratio), 1), max(round(height * ratio), 1)  # ultralytics LetterBox.get_params
+    if ratio >= 1 or size == (width, height):
+        return np.ascontiguousarray(frame[..., ::-1]), np.ones(2)
+    resized = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(resized[..., ::-1]), np.array([width / size[0], height / size[1]])
+
+
 class YoloDetector:
     """Detector backend: `detect(frames (B, H, W, 3) uint8 RGB) -> [ (N, 5) float32 x1, y1, x2, y2, score ]`,
     person class only, batched over frames. Options: `model` (registry name, default yolo11m) or `weights`
@@ -64,15 +80,15 @@ class YoloDetector:
         frames = check_frames(frames)
         detections: list[np.ndarray] = []
         for part in batches(len(frames), self.batch_size):
-            # ultralytics reads numpy images as BGR (cv2 order); the pipeline's frames are RGB.
-            images = [np.ascontiguousarray(frame[..., ::-1]) for frame in frames[part]]
+            images, scales = zip(*(letterbox_resized(frame, self.imgsz) for frame in frames[part]))
             # `half` only when asked: ultralytics 8.4 warns about the argument whenever it is passed.
             precision = {"half": True} if self.half else {}
-            results = self.model.predict(images, imgsz=self.imgsz, conf=self.conf, iou=self.iou,
+            results = self.model.predict(list(images), imgsz=self.imgsz, conf=self.conf, iou=self.iou,
                                          classes=[PERSON_CLASS], device=self.device, verbose=False, **precision)
-            for result in results:
+            for result, scale in zip(results, scales):
                 boxes = result.boxes
-                rows = np.concatenate([boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy()[:, None]], axis=1)
+                rows = np.concatenate([boxes.xyxy.cpu().numpy() * np.tile(scale, 2),
+                                       boxes.conf.cpu().numpy()[:, None]], axis=1)
                 detections.append(rows.astype(np.float32).reshape(-1, 5))
         return detections
 
