@@ -35,7 +35,8 @@ from ragar_data.pipelines.lift3d import LIFTERS, Lifter
 from ragar_data.pipelines.plates import camera_of
 from ragar_data.pipelines.pose2d import POSE_ESTIMATORS, PoseEstimator
 from ragar_data.pipelines.quality import assess_quality, main_part_fractions, person_reasons, rejected_frames
-from ragar_data.pipelines.segment import SEGMENTERS, ForegroundSegmenter, Segmenter, SubjectMasks
+from ragar_data.pipelines.segment import (SEGMENTERS, ForegroundSegmenter, Segmenter, SubjectMasks,
+                                          masks_from_model)
 from ragar_data.pipelines.subject import SubjectTrack
 from ragar_data.pipelines.sources import WorkUnit
 from ragar_data.pipelines.track import TRACKERS, Tracker, Tracks
@@ -357,8 +358,8 @@ def _segment_stage(stages: Stages, works: list[_Work]) -> None:
                                                                segment_config.box_padding)
         return
     live = _with_subject_frames(works)
-    call = AdaptiveBatches(lambda f, b: SubjectMasks.from_full(np.asarray(stages.segmenter.segment(f, b), bool))
-                           .crops_with_origins(), stages.batch_size, "segment")
+    call = AdaptiveBatches(lambda f, b: masks_from_model(stages.segmenter, f, b).crops_with_origins(),
+                           stages.batch_size, "segment")
     with _stage("segment", live):
         for work, pieces in zip(live, _subject_frame_outputs(call, live)):
             work.masks = SubjectMasks(np.asarray([o for o, _ in pieces], np.int32).reshape(-1, 4),

@@ -365,6 +365,11 @@ def _tight(origin: tuple[int, int], crop: np.ndarray) -> tuple[tuple[int, int, i
 
 
 def masks_from_model(segmenter: Segmenter, frames: np.ndarray, boxes: np.ndarray) -> SubjectMasks:
+    """A model segmenter's masks as crops: from its windows when it gives them (`segment_windows`: no
+    full-frame mask is built only to be cut again), else cut from its full-frame masks; the same either way."""
+    size = (frames.shape[2], frames.shape[1])
+    if hasattr(segmenter, "segment_windows"):
+        return SubjectMasks.from_windows(segmenter.segment_windows(frames, boxes), size)
     return SubjectMasks.from_full(np.asarray(segmenter.segment(frames, boxes), bool))
 
 

@@ -90,6 +90,21 @@ class SubjectMasks:
         height, width = masks.shape[1:]
         return cls(np.asarray(origins, np.int32).reshape(-1, 4), crops, (width, height))
 
+    @classmethod
+    def from_windows(cls, windows: list, image_size: tuple[int, int]) -> SubjectMasks:
+        """The same as `from_full` of the full-frame masks that `windows` describe, without building them:
+        `windows` holds per frame (x0, y0, mask) with the mask's window placed at x0, y0 (nothing outside it)."""
+        origins, crops = [], []
+        for x0, y0, mask in windows:
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            if rows.size == 0:
+                origins.append((0, 0, 0, 0))
+                crops.append(np.zeros((0, 0), bool))
+                continue
+            origins.append((x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1))
+            crops.append(np.ascontiguousarray(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], dtype=bool))
+        return cls(np.asarray(origins, np.int32).reshape(-1, 4), crops, tuple(image_size))
+
     def crops_with_origins(self) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
         return [(tuple(int(v) for v in origin), crop) for origin, crop in zip(self.origins, self.crops)]
 
@@ -169,3 +184,12 @@ class SubjectMasks:
         ends = np.cumsum(sizes[:, 0] * sizes[:, 1])
         crops = [part.reshape(h, w) for part, (h, w) in zip(np.split(flat, ends[:-1]), sizes)] if len(sizes) else []
         return cls(origins, crops, image_size)
+
+
+def full_masks(windows: list, image_size: tuple[int, int]) -> np.ndarray:
+    """(B, H, W) bool full-frame masks from per-frame (x0, y0, window mask) (see `SubjectMasks.from_windows`)."""
+    width, height = image_size
+    masks = np.zeros((len(windows), height, width), bool)
+    for mask, (x0, y0, window) in zip(masks, windows):
+        mask[y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
+    return masks

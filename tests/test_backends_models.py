@@ -110,6 +110,13 @@ def test_humanseg_masks_stay_in_the_crop_and_follow_the_input(models_dir, clip):
     assert not masks[outside].any()
     assert masks.any()
     assert not np.array_equal(segmenter.segment(255 - frames, boxes), masks)
+    # extraction reads the windows: the same crops as cutting the full-frame masks
+    from ragar_data.pipelines.segment import masks_from_model
+    from ragar_data.subject_masks import SubjectMasks
+
+    windowed, cut = masks_from_model(segmenter, frames, boxes), SubjectMasks.from_full(masks)
+    np.testing.assert_array_equal(windowed.origins, cut.origins)
+    assert all(np.array_equal(a, b) for a, b in zip(windowed.crops, cut.crops))
 
 
 def test_humanseg_reads_the_argmax_export_too(tmp_path, clip):

@@ -313,3 +313,19 @@ def test_verification_converts_only_the_model_windows_and_sees_the_same(models_d
     for a, b in zip(checked, whole):
         np.testing.assert_array_equal(a, b)
     assert checked[4] == (640, 360) and checked[1].all()  # the image size; a person in every box
+
+
+def test_model_segmenters_give_crops_without_full_frame_masks(models_dir, walker):
+    """`segment_windows` (what extraction reads) gives the same crops and origins as cutting `segment`'s
+    full-frame masks."""
+    from ragar_data.pipelines.backends.selfie import SelfieSegmenter
+    from ragar_data.pipelines.segment import masks_from_model
+    from ragar_data.subject_masks import SubjectMasks
+
+    frames, boxes, _, _ = walker
+    for segmenter in (bp.BlazePoseSegmenter(models_dir=models_dir), SelfieSegmenter(models_dir=models_dir)):
+        windowed = masks_from_model(segmenter, frames[:3], boxes[:3])
+        cut = SubjectMasks.from_full(segmenter.segment(frames[:3], boxes[:3]))
+        assert windowed.areas().min() > 0
+        np.testing.assert_array_equal(windowed.origins, cut.origins)
+        assert all(np.array_equal(a, b) for a, b in zip(windowed.crops, cut.crops))

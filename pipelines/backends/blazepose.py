@@ -32,6 +32,7 @@ from ragar_data.pipelines.backends.blazepose_detect import (BlazePoseDetector, c
                                                             sigmoid)
 from ragar_data.pipelines.backends.litert import LiteRTModel
 from ragar_data.pipelines.backends.runtime import check_boxes, check_frames
+from ragar_data.subject_masks import full_masks
 
 LANDMARK_INPUT = 256
 NUM_LANDMARKS = 39
@@ -125,25 +126,29 @@ class LandmarkResult:
 
     def masks(self, image_size: tuple[int, int], threshold: float = 0.5) -> np.ndarray:
         """(B, H, W) bool person masks in the frame: the ROI's probabilities warped back (bilinear)."""
+        return full_masks(self.mask_windows(image_size, threshold), image_size)
+
+    def mask_windows(self, image_size: tuple[int, int], threshold: float = 0.5) -> list[tuple[int, int, np.ndarray]]:
+        """Per ROI (x0, y0, mask of the ROI's bounding rectangle in the frame), the only pixels `masks` can set."""
         width, height = image_size
-        masks = np.zeros((len(self.rois), height, width), bool)
         corners = crop_to_image(np.tile([[0, 0], [LANDMARK_INPUT, 0], [0, LANDMARK_INPUT],
                                          [LANDMARK_INPUT, LANDMARK_INPUT]], (len(self.rois), 1, 1)).astype(np.float64),
                                 self.rois, LANDMARK_INPUT)
         matrices = pixel_index_matrices(roi_matrices(self.rois, LANDMARK_INPUT))
+        windows = []
         for index, (matrix, logits) in enumerate(zip(matrices, self.mask_logits)):
-            # only the ROI's bounding rectangle can hold mask pixels: warp into that window of the frame
             x0, y0 = np.clip(np.floor(corners[index].min(axis=0)).astype(int), 0, [width, height])
             x1, y1 = np.clip(np.ceil(corners[index].max(axis=0)).astype(int) + 1, 0, [width, height])
             if x1 <= x0 or y1 <= y0:
+                windows.append((0, 0, np.zeros((0, 0), bool)))
                 continue
             shifted = matrix.copy()
             shifted[:, 2] -= (x0, y0)
             probability = sigmoid(logits.astype(np.float32))
-            masks[index, y0:y1, x0:x1] = cv2.warpAffine(probability, shifted, (int(x1 - x0), int(y1 - y0)),
-                                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                                        borderValue=0) > threshold
-        return masks
+            windows.append((int(x0), int(y0), cv2.warpAffine(probability, shifted, (int(x1 - x0), int(y1 - y0)),
+                                                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                                             borderValue=0) > threshold))
+        return windows
 
 
 def decode_landmarks(outputs: list[np.ndarray], rois: np.ndarray) -> LandmarkResult:
@@ -237,6 +242,12 @@ class BlazePoseSegmenter(_UsesLandmarker):
         frames = check_frames(frames)
         result = self.landmarker.run_boxes(frames, boxes)
         return result.masks((frames.shape[2], frames.shape[1]), self.threshold)
+
+    def segment_windows(self, frames: np.ndarray, boxes: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+        """Per frame (x0, y0, mask of the ROI's bounding rectangle): `segment` without the full-frame masks."""
+        frames = check_frames(frames)
+        result = self.landmarker.run_boxes(frames, boxes)
+        return result.mask_windows((frames.shape[2], frames.shape[1]), self.threshold)
 
 
 class BlazePoseLifter(_UsesLandmarker):

@@ -17,6 +17,7 @@ import numpy as np
 from ragar_data import weights as registry
 from ragar_data.errors import ConfigError, ModelUnavailable
 from ragar_data.pipelines.backends.runtime import batches, check_boxes, check_frames, onnx_session, run_onnx
+from ragar_data.subject_masks import full_masks
 
 INPUT_NAME = "x"
 PADDLE_INSTALL = "pip install 'ragar-data[paddle]'  (or: pip install 'paddlepaddle>=3.0,<4')"
@@ -71,17 +72,21 @@ class _HumanSegBase:
 
     def segment(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         frames = check_frames(frames)
+        return full_masks(self.segment_windows(frames, boxes), (frames.shape[2], frames.shape[1]))
+
+    def segment_windows(self, frames: np.ndarray, boxes: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+        """Per frame (x0, y0, mask of its crop window): `segment` without the full-frame masks."""
+        frames = check_frames(frames)
         boxes = check_boxes(boxes, len(frames))
-        count, height, width = frames.shape[:3]
-        masks = np.zeros((count, height, width), dtype=bool)
-        windows = crop_windows(boxes, (width, height), self.padding)
-        for part in batches(count, self.batch_size):
+        windows = crop_windows(boxes, (frames.shape[2], frames.shape[1]), self.padding)
+        out = []
+        for part in batches(len(frames), self.batch_size):
             probability = person_probability(self._run(self.preprocess(frames[part], windows[part])))
-            for index, (x1, y1, x2, y2) in zip(range(part.start, part.stop), windows[part]):
-                crop_probability = cv2.resize(probability[index - part.start].astype(np.float32),
-                                              (int(x2 - x1), int(y2 - y1)), interpolation=cv2.INTER_LINEAR)
-                masks[index, y1:y2, x1:x2] = crop_probability > self.threshold
-        return masks
+            for score, (x1, y1, x2, y2) in zip(probability, windows[part]):
+                crop_probability = cv2.resize(score.astype(np.float32), (int(x2 - x1), int(y2 - y1)),
+                                              interpolation=cv2.INTER_LINEAR)
+                out.append((int(x1), int(y1), crop_probability > self.threshold))
+        return out
 
 
 class HumanSegOnnx(_HumanSegBase):

@@ -19,12 +19,14 @@ from ragar_data import weights as registry
 from ragar_data.pipelines.backends.humanseg import crop_windows
 from ragar_data.pipelines.backends.litert import LiteRTModel
 from ragar_data.pipelines.backends.runtime import check_boxes, check_frames
+from ragar_data.subject_masks import full_masks
 
 SELFIE_INPUT = 256
 
 
 class SelfieSegmenter:
-    """Segmenter backend: `segment(frames (B, H, W, 3) RGB uint8, boxes (B, 4)) -> (B, H, W) bool`."""
+    """Segmenter backend: `segment(frames (B, H, W, 3) RGB uint8, boxes (B, 4)) -> (B, H, W) bool`, and
+    `segment_windows` (the same masks, each in its crop window only)."""
 
     def __init__(self, *, models_dir: Path | None = None, device: str = "cpu", model: str | None = None,
                  weights: str | None = None, batch_size: int = 8, padding: float = 1.2, threshold: float = 0.5,
@@ -47,13 +49,17 @@ class SelfieSegmenter:
 
     def segment(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         frames = check_frames(frames)
+        return full_masks(self.segment_windows(frames, boxes), (frames.shape[2], frames.shape[1]))
+
+    def segment_windows(self, frames: np.ndarray, boxes: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+        """Per frame (x0, y0, mask of its crop window): `segment` without the full-frame masks."""
+        frames = check_frames(frames)
         boxes = check_boxes(boxes, len(frames))
-        count, height, width = frames.shape[:3]
-        masks = np.zeros((count, height, width), dtype=bool)
-        if count == 0:
-            return masks
-        windows = crop_windows(boxes, (width, height), self.padding)
-        for index, (probability, (x1, y1, x2, y2)) in enumerate(zip(self.probabilities(frames, windows), windows)):
+        if len(frames) == 0:
+            return []
+        windows = crop_windows(boxes, (frames.shape[2], frames.shape[1]), self.padding)
+        out = []
+        for probability, (x1, y1, x2, y2) in zip(self.probabilities(frames, windows), windows):
             resized = cv2.resize(probability, (int(x2 - x1), int(y2 - y1)), interpolation=cv2.INTER_LINEAR)
-            masks[index, y1:y2, x1:x2] = resized > self.threshold
-        return masks
+            out.append((int(x1), int(y1), resized > self.threshold))
+        return out
