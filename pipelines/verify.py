@@ -215,11 +215,20 @@ def _grown(boxes: np.ndarray, factor: float) -> np.ndarray:
     return np.concatenate([centres - half, centres + half], axis=1).astype(np.float32)
 
 
-def _merged(*parts) -> SimpleNamespace:
-    """The people of several detector outputs as one (boxes (N, 5), keypoints (N, 4, 2), rois (N, 4))."""
-    return SimpleNamespace(**{name: np.concatenate([np.asarray(getattr(part, name)).reshape(-1, *shape)
-                                                    for part in parts])
-                              for name, shape in (("boxes", (5,)), ("keypoints", (4, 2)), ("rois", (4,)))})
+def _merged(tight, wide=None) -> SimpleNamespace:
+    """The people of the tight window and of the wide one (when it ran) as one (boxes (N, 5), keypoints
+    (N, 4, 2), rois (N, 4)); `widened`: the wide window's people are in."""
+    parts = (tight,) if wide is None else (tight, wide)
+    return SimpleNamespace(widened=wide is not None, **{
+        name: np.concatenate([np.asarray(getattr(part, name)).reshape(-1, *shape) for part in parts])
+        for name, shape in (("boxes", (5,)), ("keypoints", (4, 2)), ("rois", (4,)))})
+
+
+def _holds_person(people, box: np.ndarray, min_score: float) -> bool:
+    """A person scoring at least `min_score` whose hip centre lies inside `box`."""
+    scores = np.asarray(people.boxes, np.float64).reshape(-1, 5)[:, 4]
+    hips = np.asarray(people.keypoints, np.float64).reshape(-1, 4, 2)[scores >= min_score, 0]
+    return bool(_inside(hips, box).any())
 
 
 def window_regions(boxes: np.ndarray, scale: float, image_size: tuple[int, int]) -> np.ndarray:
@@ -253,21 +262,44 @@ def _window_scale(detector: PersonDetector, model: str) -> float | None:
     return getattr(detector, "window_scales", {}).get(model)
 
 
-def _detect(items: list, frame_rgb, detector: PersonDetector) -> list:
+def _people_in(positions: list, boxes: np.ndarray, frame_rgb, detector: PersonDetector) -> list:
+    """The detector's people in each box's own window, on the frames at `positions` (one call)."""
+    return detector.detect_in_boxes(_frames_at(positions, boxes, frame_rgb, _window_scale(detector, "detect")),
+                                    boxes)
+
+
+def _detect(items: list, frame_rgb, detector: PersonDetector, min_score: float | None = None) -> list:
     """The detector on (position, box) items, `BATCH_FRAMES` full frames per call, in the detector's own window
     around each box and in one `WIDE_WINDOW` times larger, the people of both together: in the tight window
     another face may outscore a face seen head-on (the detector keeps one person per face region; a walker
-    facing the camera needs the wide window even where the tight one holds a person). `frame_rgb`: position ->
-    RGB frame, or a `decode.FrameReader` (see `_frames_at`)."""
-    found, scale = [], _window_scale(detector, "detect")
+    facing the camera needs the wide window for the person's region even where the tight one holds a person).
+    With `min_score`, the wide window only where the tight one shows no person of the box (`_holds_person`):
+    whether each item holds a person is the same, and `_widen` adds the wide window's people to the others
+    (`widened` says which items have them). `frame_rgb`: position -> RGB frame, or a `decode.FrameReader`."""
+    found = []
     for start in range(0, len(items), BATCH_FRAMES):
         positions = [position for position, _ in items[start:start + BATCH_FRAMES]]
         boxes = np.stack([box for _, box in items[start:start + BATCH_FRAMES]]).astype(np.float32)
-        grown = _grown(boxes, WIDE_WINDOW)
-        tight = detector.detect_in_boxes(_frames_at(positions, boxes, frame_rgb, scale), boxes)
-        wide = detector.detect_in_boxes(_frames_at(positions, grown, frame_rgb, scale), grown)
-        found += [_merged(a, b) for a, b in zip(tight, wide)]
+        tight = _people_in(positions, boxes, frame_rgb, detector)
+        wide = [i for i, people in enumerate(tight)
+                if min_score is None or not _holds_person(people, boxes[i], min_score)]
+        seen = dict(zip(wide, _people_in([positions[i] for i in wide], _grown(boxes[wide], WIDE_WINDOW),
+                                         frame_rgb, detector))) if wide else {}
+        found += [_merged(people, seen.get(i)) for i, people in enumerate(tight)]
     return found
+
+
+def _widen(items: list, found: list, frame_rgb, detector: PersonDetector) -> list:
+    """`found` (from `_detect` with `min_score`) with the wide window's people added where they were left out:
+    what `_detect` without `min_score` gives."""
+    missing, widened = [i for i, people in enumerate(found) if not people.widened], list(found)
+    for start in range(0, len(missing), BATCH_FRAMES):
+        rows = missing[start:start + BATCH_FRAMES]
+        boxes = np.stack([items[i][1] for i in rows]).astype(np.float32)
+        wide = _people_in([items[i][0] for i in rows], _grown(boxes, WIDE_WINDOW), frame_rgb, detector)
+        for i, people in zip(rows, wide):
+            widened[i] = _merged(found[i], people)
+    return widened
 
 
 def _verdict(track_id: int, items: list, found: list, min_score: float) -> TrackVerdict:
@@ -287,9 +319,12 @@ def _verdict(track_id: int, items: list, found: list, min_score: float) -> Track
 
 
 def verify_tracks(tracks: Tracks, frame_rgb: Callable[[int], np.ndarray], detector: PersonDetector,
-                  config: VerifyConfig, min_frames: int) -> dict[int, TrackVerdict]:
+                  config: VerifyConfig, min_frames: int, samples: dict | None = None) -> dict[int, TrackVerdict]:
     """Verdicts of the `max_tracks` longest tracks with at least `min_frames` frames; `frame_rgb(position)` gives
-    a full-resolution RGB frame of the clip. The detector sees every sampled (frame, box) in batches."""
+    a full-resolution RGB frame of the clip. The detector sees every sampled (frame, box) in batches, in the
+    wide window only where the tight one shows no person (`_detect` with `min_score`): whether a track is a
+    person is decided as with both windows everywhere, and `subject_verdict` completes the subject's verdict,
+    the only one whose regions and hips are read. `samples` (given): track id -> (items, found) is filled."""
     lengths = {t: int((tracks.track_id == t).sum()) for t in tracks.ids()}
     checked = sorted((t for t, n in lengths.items() if n >= min_frames), key=lambda t: (-lengths[t], t))
     checked = checked[:config.max_tracks]
@@ -298,12 +333,22 @@ def verify_tracks(tracks: Tracks, frame_rgb: Callable[[int], np.ndarray], detect
         frame, boxes = tracks.of(track_id)
         items[track_id] = [(int(frame[r]), boxes[r]) for r in sample_rows(len(frame), config.frames_per_track)]
     flat = [item for track_id in checked for item in items[track_id]]
-    found, verdicts, start = _detect(flat, frame_rgb, detector), {}, 0
+    found, verdicts, start = _detect(flat, frame_rgb, detector, config.min_score), {}, 0
     for track_id in checked:
         count = len(items[track_id])
         verdicts[track_id] = _verdict(track_id, items[track_id], found[start:start + count], config.min_score)
+        if samples is not None:
+            samples[track_id] = (items[track_id], found[start:start + count])
         start += count
     return verdicts
+
+
+def subject_verdict(track_id: int, samples: dict, frame_rgb, detector: PersonDetector,
+                    min_score: float) -> TrackVerdict:
+    """The verdict of track `track_id` from its `verify_tracks` samples with the wide window's people added
+    everywhere (`_widen`): what looking in both windows on every sample gives."""
+    items, found = samples[track_id]
+    return _verdict(track_id, items, _widen(items, found, frame_rgb, detector), min_score)
 
 
 # ------------------------------------------------------------------------------------------ split people
@@ -379,10 +424,16 @@ def choose_subject(tracks: Tracks, image_size: tuple[int, int], frame_rgb: Calla
         return select_subject(tracks, image_size, **select), None
     if select["relink_window"] > 0:  # before verification: verdicts are per track id
         relink_merges(tracks, select["relink_window"])
-    verdicts = verify_tracks(tracks, frame_rgb, detector, config.verify, config.select.min_frames)
+    samples = {}
+    verdicts = verify_tracks(tracks, frame_rgb, detector, config.verify, config.select.min_frames, samples)
     split = join_split_people(tracks, frame_rgb, detector, verdicts, config.verify, config.select.min_frames)
+    for joined in split:  # their verdicts are the union's now, seen in both windows
+        samples.pop(joined[0], None)
     people = {t for t, v in verdicts.items() if v.person_fraction >= config.verify.min_person_fraction}
     subject = select_subject(tracks, image_size, **{**select, "relink_window": 0}, allowed=people or None)
+    if subject is not None and subject.track_id in samples:
+        verdicts[subject.track_id] = subject_verdict(subject.track_id, samples, frame_rgb, detector,
+                                                     config.verify.min_score)
     verification = Verification(verdicts, people, [other for _, other in split])
     if subject is not None and subject.track_id in people:
         verification.joined += join_fragments(tracks, subject, verification, config.verify.fragment_cover)

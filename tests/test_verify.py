@@ -468,3 +468,28 @@ def test_a_strided_frame_check_places_the_person_edges_as_checking_every_frame()
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     assert np.allclose(strided.rois[10, :2], strided.rois[8, :2] + centres[10] - centres[8])
     assert np.array_equal(strided.person_masks[10], strided.person_masks[8])
+
+
+def test_the_wide_window_skipped_where_the_tight_one_holds_a_person_changes_no_verdict(monkeypatch):
+    """verify_tracks looks in the wide window only where the tight one holds no person of the box; the subject's
+    samples get it afterwards (`subject_verdict`): the choice, the verdicts read later and the joins are those of
+    looking in both windows everywhere."""
+    def choose():
+        tracks, people = scene()
+        detector = FakeDetector(people)
+        return verify.choose_subject(tracks, (WIDTH, HEIGHT), frame_rgb, detector, config(frame_check=False)), detector
+
+    (chosen, verification), skipping = choose()
+    monkeypatch.setattr(verify, "_holds_person", lambda *args: False)  # the wide window everywhere
+    (everywhere, reference), both = choose()
+    assert chosen.track_id == everywhere.track_id == 2 and verification.people == reference.people
+    np.testing.assert_array_equal(chosen.boxes, everywhere.boxes)
+    assert verification.joined == reference.joined == [3]
+    mine, theirs = verification.verdicts[2], reference.verdicts[2]
+    assert (mine.person_frames, mine.several_frames) == (theirs.person_frames, theirs.several_frames)
+    assert mine.regions.keys() == theirs.regions.keys()
+    assert all(np.array_equal(mine.regions[p], theirs.regions[p]) for p in mine.regions)
+    assert all(np.array_equal(mine.hips[p], theirs.hips[p]) for p in mine.hips)
+    for track_id, verdict in reference.verdicts.items():
+        assert verification.verdicts[track_id].person_frames == verdict.person_frames
+    assert skipping.frames == both.frames  # here every non-subject sample misses: the same looks, in another order
