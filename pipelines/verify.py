@@ -235,9 +235,10 @@ def window_regions(boxes: np.ndarray, scale: float, image_size: tuple[int, int])
     """(B, 4) int x0, y0, x1, y1: the pixels a model reads in the upright square window of side `scale` times
     each box's long side about its centre (`rois_from_boxes`), 2 pixels more for bilinear sampling, inside the
     image."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = np.maximum(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * scale, 1.0)[:, None] / 2
+    from ragar_data.pipelines.backends.blazepose_detect import rois_from_boxes
+
+    rois = rois_from_boxes(boxes, scale)
+    centres, half = rois[:, :2], rois[:, 2:3] / 2
     low, high = np.floor(centres - half).astype(int) - 2, np.ceil(centres + half).astype(int) + 2
     width, height = image_size
     return np.concatenate([np.clip(low, 0, None), np.minimum(high, [width, height])], axis=1)
