@@ -388,23 +388,54 @@ def _lift3d_stage(stages: Stages, works: list[_Work]) -> None:
                                            np.float32).reshape(-1, 17, 3)
 
 
-def process_group(stages: Stages, units: list[WorkUnit], *, labels: dict, config_hash: str,
-                  keep_masks: bool = False, decoded: list | None = None, plates: dict | None = None,
-                  progress: Callable[[str, int], None] | None = None) -> list[UnitResult]:
-    """Run every stage over `units`; one UnitResult per unit, in order. `decoded` may hold clips (or errors)
-    already decoded by a prefetching caller; `plates` maps a camera to its background plate
-    (`Stages.prepare_detector`); `progress(key, frames)` is told the frames of each sequence as stages finish
-    (each sequence's reports add up to its frame count)."""
-    works = [_Work(unit) for unit in units]
+# The stages a group goes through before the subject is chosen: `iter_groups` runs them on the next group in its
+# prefetch thread while the current group's later stages run (`prepare_front`).
+FRONT_STEPS = ("decode", "detect", "track")
+
+
+def _steps(stages: Stages, decoded: list | None, plates: dict) -> list[tuple[str, Callable]]:
     steps = [("decode", partial(_decode_stage, decoded=decoded)),
-             ("detect", partial(_detect_stage, plates=plates or {})),
+             ("detect", partial(_detect_stage, plates=plates)),
              ("track", _track_stage), ("select", _select_stage), ("segment", _segment_stage)]
     steps += [("pose2d", _pose2d_stage)] if stages.pose2d is not None else []
     steps += [("lift3d", _lift3d_stage)] if stages.lift3d is not None else []
+    return steps
+
+
+def _run_steps(stages: Stages, works: list[_Work], steps: list, progress) -> None:
     for name, step in steps:
         step(stages, _live(works))  # decode sees every work, in the order of `decoded`
         for work in works:
             work.credit(PROGRESS_AFTER.get(name, 0.0), progress)
+
+
+def prepare_front(stages: Stages, units: list[WorkUnit], decoded: list, plates: dict | None = None) -> list[_Work]:
+    """The sequences of `units` through the `FRONT_STEPS` (decoded clips or errors in `decoded`), no progress
+    reported yet: `process_group(..., prepared=...)` takes them on. The front stages read only their own
+    sequence's clip and the camera plates, so this may run in a thread beside `process_group` on another group."""
+    works = [_Work(unit) for unit in units]
+    steps = [step for step in _steps(stages, decoded, plates or {}) if step[0] in FRONT_STEPS]
+    _run_steps(stages, works, steps, None)
+    return works
+
+
+def process_group(stages: Stages, units: list[WorkUnit], *, labels: dict, config_hash: str,
+                  keep_masks: bool = False, decoded: list | None = None, plates: dict | None = None,
+                  progress: Callable[[str, int], None] | None = None,
+                  prepared: list[_Work] | None = None) -> list[UnitResult]:
+    """Run every stage over `units`; one UnitResult per unit, in order. `decoded` may hold clips (or errors)
+    already decoded by a prefetching caller, `prepared` the sequences already through the front stages
+    (`prepare_front`); `plates` maps a camera to its background plate (`Stages.prepare_detector`);
+    `progress(key, frames)` is told the frames of each sequence as stages finish (each sequence's reports add
+    up to its frame count)."""
+    steps = _steps(stages, decoded, plates or {})
+    if prepared is None:
+        works = [_Work(unit) for unit in units]
+    else:
+        works, steps = prepared, [step for step in steps if step[0] not in FRONT_STEPS]
+        for work in works:
+            work.credit(max(PROGRESS_AFTER.get(name, 0.0) for name in FRONT_STEPS), progress)
+    _run_steps(stages, works, steps, progress)
     results = [_result(work, stages.config, labels, config_hash, keep_masks) for work in works]
     for work in works:
         work.credit(1.0, progress)
@@ -485,15 +516,19 @@ PREFETCH_GROUPS = 2
 
 
 def _holds_long_clip(clips: list) -> bool:
+    """`clips`: clips (or errors) of a group, or its sequences (`_Work`) prepared by `prepare_front`."""
+    clips = [clip.clip if isinstance(clip, _Work) else clip for clip in clips]
     return any(isinstance(clip, Clip) and not clip.frames_kept for clip in clips)
 
 
 def iter_groups(stages: Stages, groups: list[list[WorkUnit]], *, prefetch: int = PREFETCH_GROUPS,
                 **kwargs) -> Iterator[list[UnitResult]]:
     """process_group over `groups`, decoding up to `prefetch` groups ahead in a thread while the current one is
-    computed (one decoding thread: the groups are decoded in order). Memory stays bounded: nothing more is
-    decoded ahead while the current group, or one decoded ahead, holds a long clip (frames over the budget), nor
-    while a decode ahead is still running."""
+    computed (one decoding thread: the groups are decoded in order). A group of short clips also goes through
+    the front stages (detection, tracking: `prepare_front`) in that thread, so two cores share the work; the
+    results are the same. Memory stays bounded: nothing more is decoded ahead while the current group, or one
+    decoded ahead, holds a long clip (frames over the budget), nor while a decode ahead is still running; a
+    long clip's front stages run in the calling thread, as its later ones."""
     def decode_all(units):
         clips = []
         for unit in units:
@@ -501,7 +536,9 @@ def iter_groups(stages: Stages, groups: list[list[WorkUnit]], *, prefetch: int =
                 clips.append(_decode(stages, unit))
             except Exception as error:
                 clips.append(error)
-        return clips
+        if _holds_long_clip(clips):
+            return clips
+        return prepare_front(stages, units, clips, kwargs.get("plates"))
 
     with extraction_settings(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
         pending, upcoming = deque(), iter(groups)
@@ -516,5 +553,8 @@ def iter_groups(stages: Stages, groups: list[list[WorkUnit]], *, prefetch: int =
             decoded = pending.popleft().result()
             while may_decode_ahead(decoded) and (following := next(upcoming, None)) is not None:
                 pending.append(pool.submit(decode_all, following))
-            yield process_group(stages, units, decoded=decoded, **kwargs)
+            if decoded and isinstance(decoded[0], _Work):
+                yield process_group(stages, units, prepared=decoded, **kwargs)
+            else:
+                yield process_group(stages, units, decoded=decoded, **kwargs)
             del decoded

@@ -236,3 +236,55 @@ def test_nothing_is_decoded_ahead_beside_a_long_clip(monkeypatch, stages):
     assert order == [0, 90, 180, 270]
     assert decoded_when_processed[90] == [0, 90]  # the long clip is computed with nothing decoded beside it
     assert decoded_when_processed[180][:3] == [0, 90, 180]
+
+
+def test_front_stages_ahead_in_the_prefetch_thread_give_the_same_results(monkeypatch, stages):
+    """iter_groups detects and tracks the next group in its prefetch thread while the current one is computed:
+    the records, the failures and the progress are those of process_group doing every stage itself."""
+    import threading
+
+    from ragar_data.pipelines import processing
+
+    clips = {0: moving_block_clip(seed=0), 36: moving_block_clip(seed=1), 72: moving_block_clip(seed=2)}
+    clips[108] = VideoError("/videos/108.mp4: decoding failed: broken")
+    detector = BackgroundDetector(refine_passes=0, camera_plates=False)
+    detector_threads = []
+    original = detector.detect_sequence
+
+    def detect_sequence(clip, plate=None):
+        detector_threads.append(threading.current_thread().name)
+        if clip.path == clips[72].path:
+            raise RuntimeError("detector exploded")
+        return original(clip, plate)
+
+    def decode(stages, unit):
+        clip = clips[unit.key.view]
+        if isinstance(clip, Exception):
+            raise clip
+        return dataclasses.replace(clip, frames=list(clip.frames), small=clip.small.copy())
+
+    detector.detect_sequence = detect_sequence
+    here = dataclasses.replace(stages, detector=detector)
+    groups = [[unit(0), unit(36)], [unit(72)], [unit(108)]]
+    expected = [run(here, units, [decode(here, u) if not isinstance(clips[u.key.view], Exception)
+                                  else clips[u.key.view] for u in units])[0] for units in groups]
+    detector_threads.clear()
+    monkeypatch.setattr(processing, "_decode", decode)
+    reports = []
+    got = list(processing.iter_groups(here, groups, labels={}, config_hash="test",
+                                      progress=lambda key, frames: reports.append((key, frames))))
+    assert detector_threads and all(name.startswith("prefetch") for name in detector_threads)
+    assert [[r.key for r in group] for group in got] == [[r.key for r in group] for group in expected]
+    for group_got, group_expected in zip(got, expected):
+        for result, wanted in zip(group_got, group_expected):
+            assert (result.error or {}).get("stage") == (wanted.error or {}).get("stage")
+            if wanted.record is not None:
+                for column in ("silhouettes", "boxes", "frame_index", "silhouette_frame_index"):
+                    np.testing.assert_array_equal(np.asarray(result.record[column]),
+                                                  np.asarray(wanted.record[column]))
+                assert result.tracks == wanted.tracks
+    assert got[1][0].error["stage"] == "detect" and got[2][0].error["stage"] == "decode"
+    per_key = {}
+    for key, frames in reports:
+        per_key[key] = per_key.get(key, 0) + frames
+    assert per_key == {str(unit(view).key): 24 for view in (0, 36, 72)}  # a decoded sequence: all its frames
